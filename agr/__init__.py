@@ -1,0 +1,27 @@
+"""Adaptive Gradient Regularization (AGR, Jiang et al., arXiv 2407.16944) for PyTorch.
+
+    import agr
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    handle = agr.attach(optimizer)            # AGR now runs inside every optimizer.step()
+
+or ``agr.build_optimizer("adamw_agr", model, lr=1e-3)``, or ``agr.regularize_(grads)``
+in a loop of your own.
+"""
+
+from .optim import IMPLS, OPTIMIZERS, build_optimizer
+from .regularizer import BACKENDS, SCOPES, AGRHandle, AGRStats, attach, handle_of, regularize_
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AGRHandle",
+    "AGRStats",
+    "BACKENDS",
+    "IMPLS",
+    "OPTIMIZERS",
+    "SCOPES",
+    "attach",
+    "build_optimizer",
+    "handle_of",
+    "regularize_",
+]

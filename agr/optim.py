@@ -1,0 +1,193 @@
+"""The optimizer registry behind the configs: AdamW and Adan, each with and without AGR.
+
+``build_optimizer("adamw_agr", model, lr=1e-3)`` returns a plain ``torch.optim.AdamW``
+with AGR attached as a step pre-hook (``agr.handle_of(optimizer)`` gives the handle).
+Every name takes the same keyword arguments, so a config switches optimizers by name
+alone; the AGR arguments do nothing without AGR and ``no_prox`` does nothing for AdamW.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from timm.optim import Adan
+
+from . import fused_adamw
+from .regularizer import SCOPES, attach
+
+__all__ = ["OPTIMIZERS", "IMPLS", "build_optimizer", "param_groups"]
+
+IMPLS = ("auto", "fused", "foreach", "loop")
+
+
+@dataclass(frozen=True)
+class _Family:
+    """Defaults of one optimizer family (the values of the reference implementations)."""
+
+    cls: type
+    lr: float
+    weight_decay: float
+    betas: tuple[float, ...]
+    eps: float
+    impls: tuple[str, ...]
+
+
+_FAMILIES = {
+    # torch.optim.AdamW defaults.
+    "adamw": _Family(torch.optim.AdamW, 1e-3, 1e-2, (0.9, 0.999), 1e-8, IMPLS),
+    # Adan: the official code's (and timm's) code-convention betas; they are 1 - beta of
+    # the paper's notation. Weight decay 0 as in timm and the Table 1 runs.
+    "adan": _Family(Adan, 1e-3, 0.0, (0.98, 0.92, 0.99), 1e-8, ("auto", "foreach", "loop")),
+}
+
+OPTIMIZERS = {
+    "adamw": ("adamw", False),
+    "adamw_agr": ("adamw", True),
+    "adan": ("adan", False),
+    "adan_agr": ("adan", True),
+}
+"""name -> (family, AGR attached)."""
+
+
+def build_optimizer(
+    name: str,
+    params_or_model: torch.nn.Module | Iterable[Any],
+    *,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    betas: tuple[float, ...] | None = None,
+    eps: float | None = None,
+    no_prox: bool = False,
+    agr_scope: str = "weights",
+    agr_until_step: int | None = None,
+    impl: str = "auto",
+    decay_bias_and_norm: bool = True,
+) -> torch.optim.Optimizer:
+    """Build a registered optimizer.
+
+    Args:
+        name: ``adamw``, ``adamw_agr``, ``adan`` or ``adan_agr``.
+        params_or_model: a model (its parameter names label the AGR diagnostics), an
+            iterable of parameters, or a list of parameter-group dicts.
+        lr, weight_decay, betas, eps: None takes the family default (AdamW: 1e-3, 1e-2,
+            (0.9, 0.999), 1e-8; Adan: 1e-3, 0, (0.98, 0.92, 0.99), 1e-8).
+        no_prox: Adan's weight-decay form: False = proximal (the Adan paper's results),
+            True = decoupled as in AdamW.
+        agr_scope: ``weights`` (tensors with ndim >= 2) or ``all`` (the authors' code).
+        agr_until_step: AGR applies on optimizer steps 1..N and not after (None: always).
+        impl: ``fused``, ``foreach`` or ``loop`` (Adan has no fused kernel); ``auto``
+            takes the fastest for the parameters' device: AdamW fused on CPU and CUDA,
+            Adan foreach on CUDA and loop on CPU.
+        decay_bias_and_norm: True (the authors' code): every parameter decays. False:
+            biases, 1-D parameters (norms) and a model's ``no_weight_decay()`` names go to
+            a group with weight_decay 0, as timm does.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+    family_name, with_agr = OPTIMIZERS[name]
+    family = _FAMILIES[family_name]
+    lr = family.lr if lr is None else lr
+    weight_decay = family.weight_decay if weight_decay is None else weight_decay
+    betas = family.betas if betas is None else tuple(betas)
+    eps = family.eps if eps is None else eps
+    _validate(name, family, lr, weight_decay, betas, eps, impl, agr_scope, agr_until_step)
+    if not isinstance(no_prox, bool) or not isinstance(decay_bias_and_norm, bool):
+        raise ValueError("no_prox and decay_bias_and_norm must be True or False")
+
+    groups = param_groups(params_or_model, decay_bias_and_norm)
+    device = _device_of(groups)
+    impl = _resolve_impl(family_name, impl, device)
+    kwargs: dict[str, Any] = dict(lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)
+    if family_name == "adamw":
+        kwargs.update(fused=impl == "fused", foreach=impl == "foreach")
+        if impl == "fused":
+            kwargs.pop("foreach")
+    else:
+        kwargs.update(no_prox=no_prox, foreach=impl == "foreach")
+    names = params_or_model if isinstance(params_or_model, torch.nn.Module) else None
+    if with_agr and family_name == "adamw" and impl == "fused" and device.type == "cpu":
+        # AGR inside the AdamW update: one pass per parameter (see agr.fused_adamw).
+        kwargs.pop("fused")
+        return fused_adamw.make(
+            groups, scope=agr_scope, until_step=agr_until_step, names=names, **kwargs
+        )
+    optimizer = family.cls(groups, **kwargs)
+    if with_agr:
+        attach(optimizer, scope=agr_scope, until_step=agr_until_step, names=names)
+    return optimizer
+
+
+def _validate(name, family, lr, weight_decay, betas, eps, impl, agr_scope, agr_until_step):
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if not number(lr) or not lr > 0:
+        raise ValueError(f"{name}: lr must be a number > 0, got {lr!r}")
+    if not number(weight_decay) or weight_decay < 0:
+        raise ValueError(f"{name}: weight_decay must be a number >= 0, got {weight_decay!r}")
+    if not number(eps) or eps < 0:
+        raise ValueError(f"{name}: eps must be a number >= 0, got {eps!r}")
+    if len(betas) != len(family.betas) or not all(number(b) and 0 <= b < 1 for b in betas):
+        raise ValueError(
+            f"{name}: betas must be {len(family.betas)} numbers in [0, 1) "
+            f"(default {family.betas}), got {betas!r}"
+        )
+    if impl not in family.impls:
+        raise ValueError(f"{name}: impl={impl!r} is not valid; choose one of {family.impls}")
+    if agr_scope not in SCOPES:
+        raise ValueError(f"{name}: agr_scope={agr_scope!r} is not valid; choose one of {SCOPES}")
+    if agr_until_step is not None and (
+        isinstance(agr_until_step, bool)
+        or not isinstance(agr_until_step, int)
+        or agr_until_step < 0
+    ):
+        raise ValueError(f"{name}: agr_until_step must be None or an integer >= 0")
+
+
+def param_groups(
+    params_or_model: torch.nn.Module | Iterable[Any], decay_bias_and_norm: bool
+) -> list[dict[str, Any]]:
+    """Parameter groups; with ``decay_bias_and_norm=False`` each group is split into a
+    decaying part and a weight_decay=0 part (biases, 1-D parameters, no_weight_decay())."""
+    if isinstance(params_or_model, torch.nn.Module):
+        model = params_or_model
+        skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        groups = [{"params": [p for _, p in named]}]
+        no_decay_ids = {id(p) for n, p in named if n in skip or n.endswith(".bias")}
+    else:
+        items = list(params_or_model)
+        if not items:
+            raise ValueError("the optimizer got an empty parameter list")
+        groups = [dict(g) for g in items] if isinstance(items[0], dict) else [{"params": items}]
+        no_decay_ids = set()
+    if decay_bias_and_norm:
+        return groups
+    split = []
+    for group in groups:
+        params = list(group["params"])
+        quiet = [p for p in params if p.dim() <= 1 or id(p) in no_decay_ids]
+        loud = [p for p in params if not (p.dim() <= 1 or id(p) in no_decay_ids)]
+        if loud:
+            split.append({**group, "params": loud})
+        if quiet:
+            split.append({**group, "params": quiet, "weight_decay": 0.0})
+    return split
+
+
+def _device_of(groups: list[dict[str, Any]]) -> torch.device:
+    for group in groups:
+        for param in group["params"]:
+            return param.device
+    raise ValueError("the optimizer got no parameters")
+
+
+def _resolve_impl(family_name: str, impl: str, device: torch.device) -> str:
+    if impl != "auto":
+        return impl
+    if family_name == "adamw":
+        return "fused" if device.type in ("cpu", "cuda") else "foreach"
+    return "foreach" if device.type == "cuda" else "loop"

@@ -1,0 +1,475 @@
+"""Adaptive Gradient Regularization: the operator and the optimizer hook.
+
+For each gradient tensor ``G`` (one tensor at a time)::
+
+    alpha = |G| / sum(|G|)      # sum over all elements of the tensor, so sum(alpha) == 1
+    G    <- G - alpha * G
+
+This module depends on torch alone, so it can be copied into any training loop.
+``attach(optimizer)`` runs the operator as a step pre-hook: once per optimizer step,
+on the gradients the optimizer is about to use (after backward, the DDP all-reduce,
+GradScaler's unscale and gradient clipping).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["SCOPES", "BACKENDS", "AGRStats", "AGRHandle", "regularize_", "attach", "handle_of"]
+
+SCOPES = ("weights", "all")
+"""``weights``: tensors with ndim >= 2 (the paper's fully-connected and conv weights);
+``all``: every tensor with a gradient (the authors' released code)."""
+
+BACKENDS = ("auto", "kernel", "foreach", "torch")
+"""``kernel``: the C++ CPU kernel (float32/float64, contiguous); ``foreach``: torch's
+multi-tensor ops (fast on CUDA); ``torch``: plain per-tensor torch ops (any device and
+dtype); ``auto``: kernel on CPU, foreach on CUDA, torch for everything else."""
+
+_FULL_PRECISION = (torch.float32, torch.float64)
+_log = logging.getLogger("agr")
+
+
+# --------------------------------------------------------------------------- the operator
+
+
+def regularize_(
+    tensors: Iterable[torch.Tensor], *, scope: str = "weights", backend: str = "auto"
+) -> None:
+    """Apply AGR in place to each gradient tensor in ``tensors``.
+
+    A tensor whose sum(|g|) is zero is left unchanged. fp16/bf16 tensors are summed and
+    rescaled in float32. With ``scope="weights"`` tensors with fewer than two dimensions
+    are left unchanged; with ``scope="all"`` every tensor is transformed (a one-element
+    tensor then has alpha = 1 and becomes zero).
+    """
+    _check_choice("scope", scope, SCOPES)
+    _check_choice("backend", backend, BACKENDS)
+    tensors = list(tensors)
+    for index, tensor in enumerate(tensors):
+        _check_tensor(tensor, f"tensor {index}")
+    _apply([t for t in tensors if _in_scope(t, scope)], backend, want_stats=False)
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"AGR {name}={value!r} is not valid; choose one of {', '.join(choices)}")
+
+
+def _check_tensor(tensor: Any, what: str) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"AGR expects gradient tensors, but {what} is a {type(tensor).__name__}")
+    if tensor.layout != torch.strided:
+        raise ValueError(
+            f"AGR needs dense gradients, but {what} is {tensor.layout}: the per-tensor sum of "
+            "|g| over a sparse gradient is not the sum over the parameter. Use dense gradients "
+            "(for nn.Embedding, sparse=False) or leave this parameter out of AGR."
+        )
+    if type(tensor).__name__ == "DTensor" or getattr(tensor, "_is_flat_param", False):
+        raise ValueError(
+            f"AGR needs each gradient tensor whole, but {what} is sharded (FSDP/DTensor): "
+            "sum(|g|) would be a per-shard sum and ranks would disagree. Use DDP, or "
+            "all-reduce the per-tensor sums yourself."
+        )
+    if not tensor.is_floating_point():
+        raise ValueError(f"AGR needs floating-point gradients, but {what} is {tensor.dtype}")
+
+
+def _in_scope(tensor: torch.Tensor, scope: str) -> bool:
+    return scope == "all" or tensor.dim() >= 2
+
+
+@torch.no_grad()
+def _apply(grads: list[torch.Tensor], backend: str, want_stats: bool) -> torch.Tensor | None:
+    """Transform ``grads`` in place. Returns, when asked, a float64 [n, 3] tensor per grad:
+    sum|g|, sum g^2 and max|g| before the update (possibly on the grads' device)."""
+    if not grads:
+        return torch.zeros(0, 3, dtype=torch.float64) if want_stats else None
+    routes: dict[str, list[int]] = {"kernel": [], "foreach": [], "torch": []}
+    for index, grad in enumerate(grads):
+        routes[_route(grad, backend)].append(index)
+    stats: list[torch.Tensor | None] = [None] * len(grads)
+    for route, indices in routes.items():
+        if not indices:
+            continue
+        chosen = [grads[i] for i in indices]
+        if route == "kernel":
+            rows = _kernel_module().agr_inplace(chosen)
+            for row, i in enumerate(indices):
+                stats[i] = rows[row]
+        elif route == "foreach":
+            for i, row in zip(indices, _foreach_(chosen, want_stats)):
+                stats[i] = row
+        else:
+            for i in indices:
+                stats[i] = _torch_(grads[i], want_stats)
+    if not want_stats:
+        return None
+    device = grads[0].device
+    return torch.stack([s.to(device=device, dtype=torch.float64) for s in stats])
+
+
+def _route(grad: torch.Tensor, backend: str) -> str:
+    full = grad.dtype in _FULL_PRECISION
+    if backend == "kernel":
+        if grad.device.type != "cpu" or not full:
+            raise ValueError(
+                f"AGR backend='kernel' runs on CPU float32/float64 tensors; got {grad.dtype} "
+                f"on {grad.device}. Use backend='auto'."
+            )
+        return "kernel" if grad.is_contiguous() else "torch"
+    if backend == "auto":
+        if grad.device.type == "cpu" and full and grad.is_contiguous() and _kernel_available():
+            return "kernel"
+        if grad.device.type == "cuda" and full:
+            return "foreach"
+        return "torch"
+    if backend == "foreach" and not full:
+        return "torch"  # low precision needs the float32 arithmetic of the per-tensor path
+    return backend
+
+
+def _torch_(grad: torch.Tensor, want_stats: bool) -> torch.Tensor | None:
+    """Per-tensor AGR with torch ops: one full-size temporary (alpha), no host sync."""
+    full = grad.dtype in _FULL_PRECISION
+    alpha = grad.abs() if full else grad.float().abs_()
+    l1 = alpha.sum()
+    row = None
+    if want_stats:
+        flat = alpha.reshape(-1)
+        row = torch.stack([l1, torch.dot(flat, flat), alpha.max()])
+    # |g| / inf == 0: a tensor with sum |g| == 0 stays unchanged, without a sync.
+    alpha.div_(l1.masked_fill(l1 == 0, math.inf))
+    if full:
+        grad.addcmul_(grad, alpha, value=-1.0)
+    else:
+        grad.copy_(alpha.mul_(grad).neg_().add_(grad))  # g - g*alpha in float32, then rounded
+    return row
+
+
+def _foreach_(grads: list[torch.Tensor], want_stats: bool) -> list[torch.Tensor | None]:
+    """Multi-tensor AGR (one kernel launch per op over all tensors): the CUDA path."""
+    rows: list[torch.Tensor | None] = [None] * len(grads)
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    for index, grad in enumerate(grads):
+        groups.setdefault((grad.device, grad.dtype), []).append(index)
+    for indices in groups.values():
+        group = [grads[i] for i in indices]
+        l1 = torch.stack(torch._foreach_norm(group, 1))
+        if want_stats:
+            l2 = torch.stack(torch._foreach_norm(group, 2))
+            mx = torch.stack(torch._foreach_norm(group, math.inf))
+            for k, row in zip(indices, torch.stack([l1, l2 * l2, mx], dim=1)):
+                rows[k] = row
+        alphas = torch._foreach_abs(group)
+        torch._foreach_div_(alphas, list(l1.masked_fill(l1 == 0, math.inf).unbind()))
+        torch._foreach_addcmul_(group, group, alphas, value=-1.0)
+    return rows
+
+
+# --------------------------------------------------------------------------- the CPU kernel
+
+_kernel_lock = threading.Lock()
+_kernel: Any = None
+_kernel_error: str | None = None
+
+
+def _kernel_available() -> bool:
+    if os.environ.get("AGR_CPU_KERNEL", "1") == "0":
+        return False
+    if _kernel is None and _kernel_error is None:
+        _build_kernel()
+    return _kernel is not None
+
+
+def _kernel_module() -> Any:
+    if not _kernel_available():
+        raise RuntimeError(
+            "the AGR CPU kernel is not available"
+            + (f": {_kernel_error}" if _kernel_error else " (AGR_CPU_KERNEL=0)")
+            + ". Use backend='auto' or 'torch', or install a C++ compiler and ninja."
+        )
+    return _kernel
+
+
+def _build_kernel() -> None:
+    """Compile agr/csrc/agr_cpu.cpp once per machine (cached by torch.utils.cpp_extension)."""
+    global _kernel, _kernel_error
+    with _kernel_lock:
+        if _kernel is not None or _kernel_error is not None:
+            return
+        source = Path(__file__).with_name("csrc") / "agr_cpu.cpp"
+        _log.info("agr: loading the CPU AGR kernel (the first build takes about a minute)")
+        try:
+            from torch.utils import cpp_extension
+
+            _kernel = cpp_extension.load(
+                name="agr_cpu",
+                sources=[str(source)],
+                extra_cflags=["-O3", "-fopenmp"],
+                extra_ldflags=["-fopenmp"],
+                verbose=False,
+            )
+        except Exception as error:  # no compiler, no ninja, read-only cache: fall back
+            _kernel_error = f"{type(error).__name__}: {error}".strip()[:500]
+            _log.warning(
+                "agr: could not build the CPU AGR kernel, using torch ops instead (slower). "
+                "Cause: %s",
+                _kernel_error,
+            )
+
+
+# --------------------------------------------------------------------------- the hook
+
+
+@dataclass(frozen=True)
+class AGRStats:
+    """What AGR did on one optimizer step.
+
+    removed_fraction: share of the gradients' total L1 mass that AGR removed
+        (sum over tensors of sum(alpha*|g|), over sum |g|); 0 means AGR changed nothing.
+    max_alpha: the largest alpha = |g|/sum|g| of any element (1 for a one-element tensor).
+    per_param: removed fraction of each transformed tensor, by parameter name.
+    """
+
+    step: int
+    removed_fraction: float
+    max_alpha: float
+    per_param: dict[str, float] = field(default_factory=dict)
+
+
+class AGRHandle:
+    """AGR attached to one optimizer. Made by :func:`attach`; see its docstring."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        scope: str,
+        until_step: int | None,
+        names: Mapping[int, str],
+        backend: str,
+        track_stats: bool,
+    ) -> None:
+        self.optimizer = optimizer
+        self.scope = scope
+        self.until_step = until_step
+        self.backend = backend
+        self.track_stats = track_stats
+        self.enabled = True
+        self.steps = 0
+        self._names = dict(names)
+        self._pending: tuple[int, list[str], torch.Tensor] | None = None
+        # Set by optimizers that apply AGR inside their own update (agr.fused_adamw): the
+        # hook then only marks the step, and the optimizer takes the mark.
+        self._fused_into_step = False
+        self._deferred = False
+        self._stats: AGRStats | None = None
+        self._hooks = [
+            optimizer.register_step_pre_hook(self._pre_step),
+            optimizer.register_state_dict_post_hook(self._save),
+            optimizer.register_load_state_dict_pre_hook(self._load),
+        ]
+
+    @property
+    def active(self) -> bool:
+        """Whether AGR will transform the gradients on the next optimizer step."""
+        return self.enabled and (self.until_step is None or self.steps < self.until_step)
+
+    @property
+    def last_stats(self) -> AGRStats | None:
+        """Diagnostics of the last step AGR ran on (None before the first); reading them
+        synchronises with the device once."""
+        if self._pending is not None:
+            step, names, moments = self._pending
+            self._pending = None
+            moments = moments.double().cpu()
+            l1, l2sq, maxabs = moments.unbind(dim=1)
+            live = l1 > 0
+            removed = torch.where(live, l2sq / l1.clamp_min(1e-300), torch.zeros_like(l1))
+            total = float(l1.sum())
+            per_param = {
+                name: r / mass if mass > 0 else 0.0
+                for name, r, mass in zip(names, removed.tolist(), l1.tolist())
+            }
+            self._stats = AGRStats(
+                step=step,
+                removed_fraction=float(removed.sum()) / total if total > 0 else 0.0,
+                max_alpha=float((maxabs[live] / l1[live]).max()) if bool(live.any()) else 0.0,
+                per_param=per_param,
+            )
+        return self._stats
+
+    def remove(self) -> None:
+        """Detach AGR: the optimizer behaves exactly as without it from the next step."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        if getattr(self.optimizer, "_agr_handle", None) is self:
+            del self.optimizer._agr_handle
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "enabled": self.enabled,
+            "scope": self.scope,
+            "until_step": self.until_step,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the step counter and switches. ``scope`` and ``until_step`` come from the
+        checkpoint, so a resumed run stops AGR at the same step as the original."""
+        self.steps = int(state["steps"])
+        self.enabled = bool(state["enabled"])
+        self.scope = state.get("scope", self.scope)
+        self.until_step = state.get("until_step", self.until_step)
+
+    def __repr__(self) -> str:
+        until = "never" if self.until_step is None else f"after step {self.until_step}"
+        return (
+            f"AGRHandle(scope={self.scope!r}, steps={self.steps}, stops={until}, "
+            f"enabled={self.enabled}, backend={self.backend!r})"
+        )
+
+    # -- hooks ------------------------------------------------------------------------
+
+    def _pre_step(self, optimizer, args, kwargs):
+        replaced = None
+        # torch passes step()'s own arguments: args = (optimizer, [closure]).
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if closure is not None:
+            # The optimizer would evaluate the closure after this hook; evaluate it now so
+            # AGR sees this step's gradients, and hand the optimizer the computed loss.
+            with torch.enable_grad():
+                loss = closure()
+            replaced = _replace_closure(args, kwargs, lambda: loss)
+        if self._skipped_by_scaler(optimizer):
+            return replaced
+        apply = self.active
+        self.steps += 1
+        if apply and self._fused_into_step:
+            self._deferred = True
+        elif apply:
+            self._regularize(optimizer)
+        return replaced
+
+    def _take_deferred(self) -> bool:
+        deferred, self._deferred = self._deferred, False
+        return deferred
+
+    def _skipped_by_scaler(self, optimizer) -> bool:
+        # GradScaler hands fused optimizers a found_inf flag and the step is skipped inside
+        # the kernel; such a step must not count towards until_step. Only read (a sync) when
+        # the count matters.
+        found_inf = getattr(optimizer, "found_inf", None)
+        return self.until_step is not None and found_inf is not None and bool(found_inf.item())
+
+    def _regularize(self, optimizer) -> None:
+        grads, names = [], []
+        for group_index, group in enumerate(optimizer.param_groups):
+            for param_index, param in enumerate(group["params"]):
+                grad = param.grad
+                if grad is None:
+                    continue
+                name = self._name(param, group_index, param_index)
+                _check_tensor(grad, f"the gradient of {name}")
+                if _in_scope(grad, self.scope):
+                    grads.append(grad)
+                    names.append(name)
+        moments = _apply(grads, self.backend, want_stats=self.track_stats)
+        if moments is not None:
+            self._record(names, moments)
+
+    def _name(self, param: torch.Tensor, group_index: int, param_index: int) -> str:
+        return self._names.get(id(param), f"group{group_index}.param{param_index}")
+
+    def _record(self, names: list[str], moments: torch.Tensor) -> None:
+        """Keep the [n, 3] moments (sum|g|, sum g^2, max|g|) of this step for last_stats."""
+        self._pending = (self.steps, names, moments)
+
+    def _save(self, optimizer, state_dict):
+        state_dict["agr"] = self.state_dict()
+        return state_dict
+
+    def _load(self, optimizer, state_dict):
+        state = state_dict.pop("agr", None)
+        if state is not None:
+            self.load_state_dict(state)
+        return state_dict
+
+
+def _replace_closure(args: tuple, kwargs: dict, closure) -> tuple[tuple, dict]:
+    if "closure" in kwargs:
+        return args, {**kwargs, "closure": closure}
+    return (args[0], closure, *args[2:]), kwargs
+
+
+def _parameter_names(names: Any) -> dict[int, str]:
+    if names is None:
+        return {}
+    if isinstance(names, torch.nn.Module):
+        names = names.named_parameters()
+    elif isinstance(names, Mapping):
+        names = names.items()
+    result = {}
+    for name, param in names:
+        if not isinstance(name, str) or not isinstance(param, torch.Tensor):
+            raise TypeError("AGR names must be an nn.Module or (name, parameter) pairs")
+        result[id(param)] = name
+    return result
+
+
+def attach(
+    optimizer: torch.optim.Optimizer,
+    *,
+    scope: str = "weights",
+    until_step: int | None = None,
+    names: Any = None,
+    backend: str = "auto",
+    track_stats: bool = True,
+) -> AGRHandle:
+    """Run AGR on ``optimizer``'s gradients at the start of every ``optimizer.step()``.
+
+    Works with any ``torch.optim.Optimizer`` (AdamW fused/foreach/for-loop, timm's Adan,
+    SGD, ...), ``step(closure)``, LR schedulers and ``GradScaler.step``. AGR applies on
+    optimizer steps 1..``until_step`` (all steps when None). ``names`` (an ``nn.Module`` or
+    ``(name, parameter)`` pairs) labels the per-parameter diagnostics in ``last_stats``.
+    The handle's state travels inside ``optimizer.state_dict()`` under the key ``"agr"``.
+
+    The gradients are changed in place: after ``step()``, ``p.grad`` holds the AGR'd
+    gradient the optimizer used.
+    """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"attach() needs a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    _check_choice("scope", scope, SCOPES)
+    _check_choice("backend", backend, BACKENDS)
+    if until_step is not None and (
+        isinstance(until_step, bool) or not isinstance(until_step, int) or until_step < 0
+    ):
+        raise ValueError(f"AGR until_step must be None or an integer >= 0, got {until_step!r}")
+    if handle_of(optimizer) is not None:
+        raise ValueError("this optimizer already has AGR attached; call handle.remove() first")
+    handle = AGRHandle(
+        optimizer,
+        scope=scope,
+        until_step=until_step,
+        names=_parameter_names(names),
+        backend=backend,
+        track_stats=track_stats,
+    )
+    optimizer._agr_handle = handle
+    return handle
+
+
+def handle_of(optimizer: torch.optim.Optimizer) -> AGRHandle | None:
+    """The AGR handle attached to ``optimizer``, or None."""
+    return getattr(optimizer, "_agr_handle", None)
