@@ -5,8 +5,9 @@
 //
 // Eager PyTorch needs about six passes and a full-size temporary for the same work
 // (abs, sum, divide, multiply-add); this is the memory-traffic floor for a separate
-// rescale pass. Partial sums are kept per block in the tensor's own type (so the
-// compiler vectorises them) and added up in double.
+// rescale pass. The sums are accumulated in double (a float32 running sum drops the
+// small terms once it is large), which still vectorises and costs nothing here: the
+// pass is limited by memory, not arithmetic.
 //
 // agr_adamw_ does the same inside one AdamW update: the rescaled gradient goes straight
 // into the moments while it is still in cache, so AGR costs one extra read of each
@@ -45,16 +46,17 @@ AGR_CLONES Moments moments(const T* g, int64_t n) {
 #pragma omp parallel for reduction(+ : l1, l2sq) reduction(max : maxabs) schedule(static) if (n > kParallel)
   for (int64_t begin = 0; begin < n; begin += kBlock) {
     const int64_t end = std::min(begin + kBlock, n);
-    T s1 = 0, s2 = 0, mx = 0;
+    double s1 = 0, s2 = 0;
+    T mx = 0;
 #pragma omp simd reduction(+ : s1, s2) reduction(max : mx)
     for (int64_t i = begin; i < end; ++i) {
-      const T a = std::abs(g[i]);
+      const double a = std::abs(static_cast<double>(g[i]));
       s1 += a;
       s2 += a * a;
-      mx = a > mx ? a : mx;
+      mx = static_cast<T>(a) > mx ? static_cast<T>(a) : mx;
     }
-    l1 += static_cast<double>(s1);
-    l2sq += static_cast<double>(s2);
+    l1 += s1;
+    l2sq += s2;
     maxabs = std::max(maxabs, static_cast<double>(mx));
   }
   return {l1, l2sq, maxabs};
@@ -78,7 +80,7 @@ struct AdamWScalars {
 template <typename T, bool kAGR>
 AGR_CLONES void adamw_update(T* p, T* g, T* m, T* v, int64_t n, T inv_l1, const AdamWScalars& s) {
   // The arithmetic follows torch's fused CPU AdamW step, so the two agree to rounding.
-  const T lr_wd = static_cast<T>(s.lr * s.weight_decay);
+  const T decay = static_cast<T>(1.0 - s.lr * s.weight_decay);
   const T one_minus_beta1 = static_cast<T>(1.0 - s.beta1);
   const T beta2 = static_cast<T>(s.beta2);
   const T one_minus_beta2 = static_cast<T>(1.0 - s.beta2);
@@ -96,8 +98,7 @@ AGR_CLONES void adamw_update(T* p, T* g, T* m, T* v, int64_t n, T inv_l1, const 
     const T vi = beta2 * v[i] + one_minus_beta2 * grad * grad;
     m[i] = mi;
     v[i] = vi;
-    const T pi = p[i] - lr_wd * p[i];
-    p[i] = pi - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
+    p[i] = p[i] * decay - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
   }
 }
 
