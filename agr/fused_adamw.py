@@ -13,6 +13,8 @@ kernel not built), the step is torch's own fused AdamW step, with AGR run by the
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from . import regularizer
@@ -35,23 +37,77 @@ class AGRFusedAdamW(torch.optim.AdamW):
     @torch.no_grad()
     def step(self, closure=None):
         handle = handle_of(self)
-        deferred = handle is not None and handle._take_deferred()
-        if not deferred or not self._fusable():
-            if deferred:
-                handle._regularize(self)  # AGR as a separate pass, then torch's update
+        if handle is None or not handle._take_deferred():
+            return _torch_adamw_step(self, closure)
+        batches = self._fused_batches(handle.scope)
+        if batches is None:
+            handle._regularize(self)  # AGR as a separate pass, then torch's own update
             return _torch_adamw_step(self, closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        kernel = regularizer._kernel_module()
         names, rows = [], []
+        for batch in batches:
+            group = batch.group
+            beta1, beta2 = group["betas"]
+            moments = kernel.agr_adamw_(
+                batch.params,
+                batch.grads,
+                batch.exp_avgs,
+                batch.exp_avg_sqs,
+                batch.steps,
+                batch.agr,
+                float(group["lr"]),
+                float(beta1),
+                float(beta2),
+                float(group["eps"]),
+                float(group["weight_decay"]),
+            )
+            if handle.track_stats:
+                rows.append(moments[torch.tensor(batch.agr, dtype=torch.bool)])
+                names += [
+                    handle._name(param, batch.group_index, position)
+                    for param, position, agr in zip(batch.params, batch.positions, batch.agr)
+                    if agr
+                ]
+        if handle.track_stats and rows:
+            handle._record(names, torch.cat(rows))
+        return loss
+
+    def _fused_batches(self, scope: str) -> list[_Batch] | None:
+        """The kernel's arguments per parameter group, with the state initialised as torch's
+        fused AdamW does; None when the kernel cannot run this step."""
+        if (
+            getattr(self, "found_inf", None) is not None
+            or getattr(self, "grad_scale", None) is not None
+        ):
+            return None  # GradScaler's fused-optimizer protocol: torch's kernel handles it
+        if not regularizer._kernel_available():
+            return None
+        batches = []
         for group_index, group in enumerate(self.param_groups):
-            params, grads, exp_avgs, exp_avg_sqs, steps, flags = [], [], [], [], [], []
-            for param_index, param in enumerate(group["params"]):
-                if param.grad is None:
+            if group["amsgrad"] or group["maximize"] or group["capturable"]:
+                return None
+            if group["differentiable"] or torch.is_tensor(group["lr"]):
+                return None
+            if any(torch.is_tensor(b) for b in group["betas"]):
+                return None
+            batch = _Batch(group, group_index)
+            for position, param in enumerate(group["params"]):
+                grad = param.grad
+                if grad is None:
                     continue
-                name = handle._name(param, group_index, param_index)
-                regularizer._check_tensor(param.grad, f"the gradient of {name}")
+                if not (
+                    param.device.type == "cpu"
+                    and param.dtype in _KERNEL_DTYPES
+                    and grad.dtype == param.dtype
+                    and grad.layout == torch.strided
+                    and param.is_contiguous()
+                    and grad.is_contiguous()
+                ):
+                    return None
                 state = self.state[param]
                 if len(state) == 0:
                     state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
@@ -59,69 +115,39 @@ class AGRFusedAdamW(torch.optim.AdamW):
                     state["exp_avg_sq"] = torch.zeros_like(
                         param, memory_format=torch.preserve_format
                     )
-                in_scope = regularizer._in_scope(param.grad, handle.scope)
-                params.append(param)
-                grads.append(param.grad)
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_sqs.append(state["exp_avg_sq"])
-                steps.append(state["step"])
-                flags.append(in_scope)
-                if in_scope:
-                    names.append(name)
-            if not params:
-                continue
-            beta1, beta2 = group["betas"]
-            moments = regularizer._kernel_module().agr_adamw_(
-                params,
-                grads,
-                exp_avgs,
-                exp_avg_sqs,
-                steps,
-                flags,
-                float(group["lr"]),
-                float(beta1),
-                float(beta2),
-                float(group["eps"]),
-                float(group["weight_decay"]),
-            )
-            rows.append(moments[torch.tensor(flags, dtype=torch.bool)])
-        if handle.track_stats and rows:
-            handle._record(names, torch.cat(rows))
-        return loss
+                elif not (state["exp_avg"].is_contiguous() and state["exp_avg_sq"].is_contiguous()):
+                    return None
+                batch.add(param, grad, state, position, regularizer._in_scope(grad, scope))
+            if batch.params:
+                batches.append(batch)
+        return batches
 
-    def _fusable(self) -> bool:
-        if (
-            getattr(self, "found_inf", None) is not None
-            or getattr(self, "grad_scale", None) is not None
-        ):
-            return False
-        if not regularizer._kernel_available():
-            return False
-        for group in self.param_groups:
-            if group["amsgrad"] or group["maximize"] or group["capturable"]:
-                return False
-            if group["differentiable"] or torch.is_tensor(group["lr"]):
-                return False
-            if any(torch.is_tensor(b) for b in group["betas"]):
-                return False
-            for param in group["params"]:
-                grad = param.grad
-                if grad is None:
-                    continue
-                if param.device.type != "cpu" or param.dtype not in (torch.float32, torch.float64):
-                    return False
-                if grad.dtype != param.dtype or not (
-                    param.is_contiguous() and grad.is_contiguous()
-                ):
-                    return False
-                if grad.layout != torch.strided:
-                    return False
-                state = self.state.get(param)
-                if state and not (
-                    state["exp_avg"].is_contiguous() and state["exp_avg_sq"].is_contiguous()
-                ):
-                    return False
-        return True
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+@dataclass
+class _Batch:
+    """One parameter group's arguments to the kernel (parallel lists)."""
+
+    group: dict
+    group_index: int
+    params: list = field(default_factory=list)
+    grads: list = field(default_factory=list)
+    exp_avgs: list = field(default_factory=list)
+    exp_avg_sqs: list = field(default_factory=list)
+    steps: list = field(default_factory=list)
+    positions: list = field(default_factory=list)
+    agr: list = field(default_factory=list)
+
+    def add(self, param, grad, state, position: int, agr: bool) -> None:
+        self.params.append(param)
+        self.grads.append(grad)
+        self.exp_avgs.append(state["exp_avg"])
+        self.exp_avg_sqs.append(state["exp_avg_sq"])
+        self.steps.append(state["step"])
+        self.positions.append(position)
+        self.agr.append(agr)
 
 
 def make(params, *, scope: str, until_step: int | None, names, **adamw_kwargs) -> AGRFusedAdamW:

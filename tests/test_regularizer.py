@@ -484,3 +484,16 @@ def test_attach_skips_params_without_grad():
     opt.step()
     torch.testing.assert_close(m.w1.grad, torch.tensor([[0.875, -1.875], [0.0, 2.0]]))
     assert m.w2.grad is None
+
+
+@pytest.mark.parametrize("chunk", [1, 100, 1 << 25])
+def test_foreach_backend_matches_formula_in_chunks(monkeypatch, chunk):
+    """The multi-tensor path (CUDA's default) on CPU, with the temporaries bounded by chunks
+    of every size: one tensor per chunk, a few per chunk, all in one."""
+    monkeypatch.setattr(agr.regularizer, "_FOREACH_CHUNK", chunk)
+    grads = [torch.randn(7, 9), torch.randn(300, 2), torch.zeros(4, 4), torch.randn(3, 3).double()]
+    grads += [torch.randn(5, 5) for _ in range(3)]
+    expected = [agr_reference(g) for g in grads]
+    agr.regularize_(grads, backend="foreach")
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
