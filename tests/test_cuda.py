@@ -5,20 +5,12 @@ Skipped without a GPU; `scripts/gpu_check.sh` runs this file on a GPU machine.
 
 import pytest
 import torch
+from reference import agr_reference as formula
 from timm.optim import Adan
 
 import agr
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-def formula(g: torch.Tensor) -> torch.Tensor:
-    """AGR by its definition, in float64: g - g * |g| / sum|g| (unchanged when sum is 0)."""
-    g64 = g.double()
-    total = g64.abs().sum()
-    if total == 0:
-        return g.clone()
-    return (g64 - g64 * g64.abs() / total).to(g.dtype)
 
 
 @pytest.mark.parametrize("backend", ["auto", "foreach", "torch"])

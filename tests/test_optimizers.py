@@ -13,6 +13,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from reference import agr_reference as agr_formula
 from timm.optim import Adan
 from torch import nn
 
@@ -28,21 +29,8 @@ ADAN_NAME_SCOPES = [("adan", None), ("adan_agr", "weights"), ("adan_agr", "all")
 
 
 # --------------------------------------------------------------------------------------------
-# the AGR formula (arXiv 2407.16944), written out independently of agr
+# the AGR formula (written out in tests/reference.py) applied on chosen steps
 # --------------------------------------------------------------------------------------------
-
-
-def agr_formula(g, scope="weights"):
-    """alpha = |G| / sum(|G|) over the whole tensor; G <- G - alpha * G.
-
-    scope "weights" leaves tensors with ndim < 2 alone; a tensor with sum|G| == 0 is unchanged.
-    """
-    if scope == "weights" and g.ndim < 2:
-        return g.clone()
-    total = g.abs().sum()
-    if total == 0:
-        return g.clone()
-    return g - g * g.abs() / total
 
 
 def agr_on(scope, steps=None):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from reference import agr_reference
 from torch import nn
 
 import agr
@@ -22,18 +23,6 @@ DEVICES = [
         marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
     ),
 ]
-
-
-def agr_reference(g: torch.Tensor, scope: str = "weights") -> torch.Tensor:
-    """The formula, out of place: fp16/bf16 computed in float32 and rounded back."""
-    if scope == "weights" and g.dim() < 2:
-        return g.clone()
-    work = g.float() if g.dtype in (torch.float16, torch.bfloat16) else g.clone()
-    total = work.abs().sum()
-    if total == 0:
-        return g.clone()
-    alpha = work.abs() / total
-    return (work - alpha * work).to(g.dtype)
 
 
 def apply(tensors, **kwargs):

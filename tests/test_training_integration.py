@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from reference import agr_reference
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -31,17 +32,6 @@ CONFIGS = {
     "adamw-loop": ("adamw_agr", "adamw", {**ADAMW_HP, "impl": "loop"}),
     "adan": ("adan_agr", "adan", dict(ADAN_HP)),
 }
-
-
-def agr_reference(g: torch.Tensor, scope: str = "weights") -> torch.Tensor:
-    """The AGR formula, out of place (fp16/bf16 in float32, rounded back)."""
-    if scope == "weights" and g.dim() < 2:
-        return g.clone()
-    work = g.float() if g.dtype in (torch.float16, torch.bfloat16) else g.clone()
-    total = work.abs().sum()
-    if total == 0:
-        return g.clone()
-    return (work - work.abs() / total * work).to(g.dtype)
 
 
 def regularize_grads_by_formula(model: nn.Module, scope: str = "weights") -> None:
