@@ -1,0 +1,102 @@
+"""Checks of a composed run config before any work starts: wrong types and impossible
+values stop the run with a message naming the key. (Unknown keys are already refused by
+Hydra's struct mode; unknown group choices by Hydra's list of options.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# key -> (check, what the value must be)
+_RULES: dict[str, tuple] = {
+    "seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "overwrite": (lambda v: isinstance(v, bool), "true or false"),
+    "trainer.epochs": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "trainer.batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "trainer.eval_batch_size": (
+        lambda v: v is None or (_int(v) and v >= 1),
+        "null or an integer >= 1",
+    ),
+    "trainer.accumulate": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "trainer.precision": (
+        lambda v: v in ("auto", "fp32", "bf16", "fp16"),
+        "auto, fp32, bf16 or fp16",
+    ),
+    "trainer.grad_clip": (lambda v: v is None or (_number(v) and v > 0), "null or a number > 0"),
+    "trainer.label_smoothing": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "trainer.eval_every": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "trainer.log_every": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "trainer.compile": (lambda v: isinstance(v, bool), "true or false"),
+    "trainer.channels_last": (lambda v: isinstance(v, bool), "true or false"),
+    "trainer.devices": (lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
+    "trainer.num_workers": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "trainer.limit_batches": (
+        lambda v: v is None or (_int(v) and v >= 1),
+        "null or an integer >= 1",
+    ),
+    "trainer.deterministic": (lambda v: isinstance(v, bool), "true or false"),
+    "optimizer.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "optimizer.eps": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "optimizer.betas": (
+        lambda v: isinstance(v, list) and all(_number(b) and 0 <= b < 1 for b in v),
+        "a list of numbers in [0, 1)",
+    ),
+    "optimizer.agr_scope": (lambda v: v in ("weights", "all"), "weights or all"),
+    "optimizer.agr_until_epoch": (
+        lambda v: v is None or (_number(v) and v >= 0),
+        "null or a number >= 0",
+    ),
+    "optimizer.impl": (
+        lambda v: v in ("auto", "fused", "foreach", "loop"),
+        "auto, fused, foreach or loop",
+    ),
+    "dataset.download": (lambda v: isinstance(v, bool), "true or false"),
+    "scheduler.warmup_epochs": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "scheduler.gamma": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "scheduler.milestones": (
+        lambda v: isinstance(v, list) and all(_int(m) and m >= 0 for m in v),
+        "a list of epoch numbers",
+    ),
+}
+
+
+def _get(cfg: dict[str, Any], dotted: str):
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
+def validate(cfg: dict[str, Any]) -> None:
+    """Raise ConfigError listing every key whose value is of the wrong type or impossible."""
+    problems = []
+    for key, (check, expected) in _RULES.items():
+        value = _get(cfg, key)
+        if value is _MISSING:
+            continue
+        try:
+            ok = bool(check(value))
+        except TypeError:
+            ok = False
+        if not ok:
+            problems.append(f"  {key}={value!r}: must be {expected}")
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems))

@@ -1,0 +1,119 @@
+"""CIFAR-10 / CIFAR-100 through torchvision, with the paper's augmentation.
+
+The files live in ``<data_dir>/cifar10`` or ``<data_dir>/cifar100``, in torchvision's layout
+(``cifar-10-batches-py/`` or ``cifar-100-python/``, extracted from the official tarball).
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+from torch.utils.data import Dataset
+from torchvision import transforms as T
+from torchvision.datasets import CIFAR10, CIFAR100
+from torchvision.datasets.utils import check_integrity, extract_archive
+
+from .base import DatasetInfo, DatasetMissingError
+
+__all__ = ["INFOS", "build", "train_transform", "test_transform"]
+
+HOMEPAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
+
+INFOS = {
+    "cifar10": DatasetInfo(
+        name="cifar10",
+        num_classes=10,
+        image_size=32,
+        channels=3,
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+        train_size=50_000,
+        test_size=10_000,
+    ),
+    "cifar100": DatasetInfo(
+        name="cifar100",
+        num_classes=100,
+        image_size=32,
+        channels=3,
+        mean=(0.5071, 0.4865, 0.4409),
+        std=(0.2673, 0.2564, 0.2762),
+        train_size=50_000,
+        test_size=10_000,
+    ),
+}
+_CLASSES: dict[str, type[CIFAR10]] = {"cifar10": CIFAR10, "cifar100": CIFAR100}
+_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+_SIZES_MB = {"cifar10": 163, "cifar100": 161}
+
+
+def train_transform(info: DatasetInfo) -> T.Compose:
+    """The authors' training pipeline: crop with 4-pixel padding, flip, rotate up to 15 degrees."""
+    return T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.RandomRotation(15),
+            T.ToTensor(),
+            T.Normalize(info.mean, info.std),
+        ]
+    )
+
+
+def test_transform(info: DatasetInfo) -> T.Compose:
+    return T.Compose([T.ToTensor(), T.Normalize(info.mean, info.std)])
+
+
+def _expected_files(cls: type[CIFAR10]) -> list[str]:
+    names = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    return [f"{cls.base_folder}/{name}" for name in names]
+
+
+def _extract_placed_archive(cls: type[CIFAR10], root: Path) -> None:
+    """Extract a tarball the user put in ``root`` (torchvision only extracts after a download)."""
+    archive = root / cls.filename
+    incomplete = any(not (root / f).is_file() for f in _expected_files(cls))
+    if incomplete and archive.is_file() and check_integrity(str(archive), cls.tgz_md5):
+        extract_archive(str(archive), str(root))
+
+
+def _missing_message(name: str, root: Path, download: bool, error: BaseException) -> str:
+    cls = _CLASSES[name]
+    missing = [f for f in _expected_files(cls) if not (root / f).is_file()]
+    if missing:
+        what = f"missing {', '.join(missing)}"
+    else:
+        what = (
+            f"the files in {cls.base_folder}/ fail torchvision's MD5 check (corrupted or partial)"
+        )
+    archive = root / cls.filename
+    if archive.is_file() and not check_integrity(str(archive), cls.tgz_md5):
+        what += f"; {cls.filename} there fails its MD5 check (partial download?)"
+    failed = f" The download attempt ended in {type(error).__name__}: {error}." if download else ""
+    return (
+        f"{_LABELS[name]} not found in {root}: {what}.{failed} To get it, run with "
+        f"`dataset.download=true` on a machine with network access (it fetches {cls.url}, "
+        f"about {_SIZES_MB[name]} MB, into that folder), or put {cls.filename} (or the "
+        f"{cls.base_folder}/ folder it extracts to) in {root} yourself (see {HOMEPAGE})."
+    )
+
+
+def build(name: str, data_dir: Path, *, download: bool, augment: bool) -> tuple[Dataset, Dataset]:
+    """(train, test) for ``cifar10`` or ``cifar100`` under ``data_dir/<name>``."""
+    info, cls = INFOS[name], _CLASSES[name]
+    root = data_dir / name
+    test_tf = test_transform(info)
+    try:
+        if not download:
+            _extract_placed_archive(cls, root)
+        train = cls(
+            root,
+            train=True,
+            transform=train_transform(info) if augment else test_tf,
+            download=download,
+        )
+        test = cls(root, train=False, transform=test_tf)
+    # RuntimeError: torchvision's "not found or corrupted"; OSError covers URLError (offline).
+    except (RuntimeError, OSError, tarfile.TarError) as error:
+        raise DatasetMissingError(_missing_message(name, root, download, error)) from error
+    return train, test

@@ -1,0 +1,92 @@
+"""scikit-learn's 8x8 handwritten digits (1,797 real images, shipped with sklearn), at 32x32.
+
+A fixed stratified 80/20 split (``random_state=0``, independent of the run's seed so every seed
+is scored on the same 360 test images). The images live in memory as float tensors.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision import transforms as T
+
+from .base import DatasetInfo
+
+__all__ = ["INFO", "DigitsDataset", "build", "load_split"]
+
+SIZE = 32
+SPLIT_SEED = 0
+TEST_FRACTION = 0.2
+
+# Mean/std of every pixel of the 1,437 training images after scaling to [0, 1] and bilinear
+# upsampling to 32x32 (population std); tests/test_data.py recomputes them.
+INFO = DatasetInfo(
+    name="digits",
+    num_classes=10,
+    image_size=SIZE,
+    channels=1,
+    mean=(0.3054,),
+    std=(0.3237,),
+    train_size=1437,
+    test_size=360,
+)
+
+
+@lru_cache(maxsize=1)
+def load_split() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(train_x, train_y, test_x, test_y): images [N, 1, 32, 32] float32 in [0, 1], int64 labels."""
+    digits = load_digits()
+    images = torch.from_numpy(digits.images).float().div_(16.0).unsqueeze(1)
+    images = F.interpolate(images, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+    labels = torch.from_numpy(digits.target).long()
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)),
+        test_size=TEST_FRACTION,
+        random_state=SPLIT_SEED,
+        stratify=digits.target,
+    )
+    train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
+    return images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]
+
+
+def train_transform(info: DatasetInfo = INFO) -> T.Compose:
+    """Small shifts and rotations on the [0, 1] tensor (zero fill is the background); no flips:
+    digits are not mirror-symmetric."""
+    return T.Compose(
+        [
+            T.RandomCrop(SIZE, padding=2),
+            T.RandomRotation(10, interpolation=T.InterpolationMode.BILINEAR),
+            T.Normalize(info.mean, info.std),
+        ]
+    )
+
+
+def test_transform(info: DatasetInfo = INFO) -> T.Normalize:
+    return T.Normalize(info.mean, info.std)
+
+
+class DigitsDataset(Dataset):
+    """In-memory images [N, 1, H, W] in [0, 1] and labels; ``transform`` acts on one image."""
+
+    def __init__(self, images: Tensor, labels: Tensor, transform: T.Compose | T.Normalize) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.transform(self.images[index]), int(self.labels[index])
+
+
+def build(*, augment: bool) -> tuple[Dataset, Dataset]:
+    train_x, train_y, test_x, test_y = load_split()
+    test_tf = test_transform()
+    train = DigitsDataset(train_x, train_y, train_transform() if augment else test_tf)
+    return train, DigitsDataset(test_x, test_y, test_tf)

@@ -1,0 +1,71 @@
+"""Process-group setup: single process, torchrun, or a Slurm task started by submitit."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _resolve_device(devices: str, local_rank: int) -> torch.device:
+    if devices not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"trainer.devices={devices!r} is not valid; choose auto, cpu or cuda")
+    if devices == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("trainer.devices=cuda but no CUDA device is visible; use devices=cpu")
+    if devices != "cpu" and torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def setup(devices: str = "auto") -> DistContext:
+    """Join the process group the launcher describes (torchrun's RANK/WORLD_SIZE, or a
+    submitit Slurm task); a plain ``python run.py`` is a single process."""
+    if "WORLD_SIZE" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        if "SUBMITIT_EXECUTOR" in os.environ or "SUBMITIT_FOLDER" in os.environ:
+            from submitit.helpers import TorchDistributedEnvironment
+
+            TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _resolve_device(devices, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+    elif device.type == "cuda":
+        torch.cuda.set_device(device)
+    return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def cleanup() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_flag(flag: bool, ctx: DistContext) -> bool:
+    """Rank 0's decision, shared with every rank."""
+    if not ctx.distributed:
+        return flag
+    value = torch.tensor([int(flag)], device=ctx.device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())

@@ -1,0 +1,96 @@
+"""Where metrics go besides the run folder: W&B (rank 0) and the terminal."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+class NullLogger:
+    run_id: str | None = None
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        pass
+
+    def finish(self, exit_code: int = 0) -> None:
+        pass
+
+
+class WandbLogger:
+    """W&B run with the resolved config; resumes the same W&B run after a restart."""
+
+    def __init__(self, cfg: dict[str, Any], settings: dict[str, Any], run_dir, run_id=None):
+        import wandb
+
+        self._wandb = wandb
+        self.run = wandb.init(
+            project=settings.get("project") or "agr-suite",
+            entity=settings.get("entity"),
+            group=settings.get("group"),
+            name=settings.get("run_name"),
+            tags=list(settings.get("tags") or []),
+            mode=settings.get("mode") or "online",
+            dir=str(run_dir),
+            config=cfg,
+            id=run_id,
+            resume="allow" if run_id else None,
+        )
+        self.run_id = self.run.id if self.run is not None else None
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        self._wandb.log(metrics, step=step)
+
+    def finish(self, exit_code: int = 0) -> None:
+        self._wandb.finish(exit_code=exit_code)
+
+
+def make_logger(cfg: dict[str, Any], run_dir, is_main: bool, run_id: str | None = None):
+    settings = cfg.get("logger") or {}
+    if not is_main or settings.get("name", "none") == "none":
+        return NullLogger()
+    if settings["name"] == "wandb":
+        return WandbLogger(cfg, settings, run_dir, run_id)
+    raise ValueError(f"logger={settings['name']!r} is not valid; choose wandb or none")
+
+
+class Progress:
+    """A rich progress bar on an interactive terminal (rank 0), plain lines otherwise."""
+
+    def __init__(self, enabled: bool, total_epochs: int) -> None:
+        self.enabled = enabled
+        self.bar = None
+        if enabled and sys.stdout.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self.bar = RichProgress(
+                TextColumn("epoch {task.fields[epoch]}/" + str(total_epochs)),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+            )
+            self.bar.start()
+        self.task = None
+
+    def start_epoch(self, epoch: int, batches: int) -> None:
+        if self.bar is not None:
+            if self.task is not None:
+                self.bar.remove_task(self.task)
+            self.task = self.bar.add_task("train", total=batches, epoch=epoch + 1, info="")
+
+    def update(self, info: str) -> None:
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, advance=1, info=info)
+
+    def line(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.console.print(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,105 @@
+"""The run folder: the contract between a run and the tables (see the README)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null so every reader can parse the file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(_jsonable(data), handle, indent=2, allow_nan=False)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+class RunFolder:
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.yaml")
+    history = property(lambda self: self.path / "history.jsonl")
+    results = property(lambda self: self.path / "results.json")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
+    best_checkpoint = property(lambda self: self.path / "checkpoints" / "best.pt")
+
+    def read_results(self) -> dict[str, Any] | None:
+        if not self.results.exists():
+            return None
+        try:
+            return json.loads(self.results.read_text())
+        except json.JSONDecodeError:
+            return None
+
+    def status(self) -> str | None:
+        results = self.read_results()
+        return None if results is None else results.get("status")
+
+    def write_results(self, results: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.results, results)
+
+    def append_history(self, record: dict[str, Any]) -> None:
+        with self.history.open("a") as handle:
+            handle.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
+
+    def truncate_history(self, epochs_completed: int) -> None:
+        """On resume, drop records of epochs after the checkpoint (a run killed after
+        logging an epoch but before its checkpoint landed would log it twice)."""
+        if not self.history.exists():
+            return
+        kept = [
+            line
+            for line in self.history.read_text().splitlines()
+            if line.strip() and json.loads(line).get("epoch", 0) <= epochs_completed
+        ]
+        self.history.write_text("".join(line + "\n" for line in kept))
+
+    def read_history(self) -> list[dict[str, Any]]:
+        if not self.history.exists():
+            return []
+        return [json.loads(line) for line in self.history.read_text().splitlines() if line]
+
+
+def environment(device: torch.device, world_size: int) -> dict[str, Any]:
+    """What a number was measured with, stored next to it."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "git_commit": commit or None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "world_size": world_size,
+        "threads": torch.get_num_threads(),
+        "host": platform.node(),
+    }

@@ -1,0 +1,395 @@
+"""The training loop shared by every task.
+
+batch -> loss -> backward -> [unscale, clip] -> optimizer step (AGR inside) -> LR step;
+evaluation every ``eval_every`` epochs; ``last.pt`` (and ``best.pt``) after every epoch;
+``history.jsonl`` and ``results.json`` in the run folder. Rank 0 writes; every rank trains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+import agr
+
+from ..tasks import build_task
+from . import checkpoint, distributed
+from .loggers import Progress, make_logger
+from .run_folder import RunFolder, environment
+from .schedule import build_scheduler
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class NonFiniteLossError(FloatingPointError):
+    pass
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation indices rank::world_size, without DistributedSampler's padding, so each
+    example is counted exactly once across ranks."""
+
+    def __init__(self, size: int, rank: int, world_size: int) -> None:
+        self.indices = list(range(rank, size, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (seed the global RNG user code draws from)
+    torch.manual_seed(seed)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"trainer.precision={precision!r} is not valid; choose {PRECISIONS}")
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """Train, evaluate and checkpoint one run described by ``cfg`` (a resolved config) in
+    ``run_dir``; resumes from ``checkpoints/last.pt`` when it exists. Returns results.json."""
+    ctx = distributed.setup(cfg["trainer"].get("devices", "auto"))
+    try:
+        return _Run(cfg, RunFolder(run_dir), ctx).fit()
+    finally:
+        distributed.cleanup()
+
+
+class _Run:
+    def __init__(self, cfg: dict[str, Any], folder: RunFolder, ctx: distributed.DistContext):
+        self.cfg, self.folder, self.ctx = cfg, folder, ctx
+        self.trainer = cfg["trainer"]
+        self.device = ctx.device
+
+    # ------------------------------------------------------------------ setup
+    def _build(self) -> None:
+        cfg, trainer, ctx = self.cfg, self.trainer, self.ctx
+        seed = int(cfg["seed"])
+        seed_everything(seed + ctx.rank)
+        if trainer.get("deterministic"):
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        self.parts = build_task(cfg.get("task", "classification"), cfg)
+        model = self.parts.model.to(self.device)
+        if trainer.get("channels_last"):
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model  # the unwrapped module: checkpoints, optimizer, evaluation
+        self.train_model = (
+            DistributedDataParallel(
+                model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
+            if ctx.distributed
+            else model
+        )
+        if trainer.get("compile"):
+            self.train_model = torch.compile(self.train_model)
+
+        batch_size = int(trainer["batch_size"])
+        workers = int(trainer.get("num_workers", 0))
+        self.sampler = DistributedSampler(
+            self.parts.train_set,
+            num_replicas=ctx.world_size,
+            rank=ctx.rank,
+            shuffle=True,
+            seed=seed,
+        )
+        self.loader_generator = torch.Generator()
+        self.train_loader = DataLoader(
+            self.parts.train_set,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            generator=self.loader_generator,
+            drop_last=False,
+        )
+        self.eval_loader = DataLoader(
+            self.parts.eval_set,
+            batch_size=int(trainer.get("eval_batch_size") or batch_size),
+            sampler=ShardSampler(len(self.parts.eval_set), ctx.rank, ctx.world_size),
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        limit = trainer.get("limit_batches")
+        self.train_batches = (
+            min(len(self.train_loader), int(limit)) if limit else len(self.train_loader)
+        )
+        self.eval_batches = (
+            min(len(self.eval_loader), int(limit)) if limit else len(self.eval_loader)
+        )
+        self.accumulate = int(trainer.get("accumulate", 1))
+        self.steps_per_epoch = math.ceil(self.train_batches / self.accumulate)
+        self.epochs = int(trainer["epochs"])
+
+        hparams = {
+            k: v for k, v in cfg["optimizer"].items() if k not in ("name", "agr_until_epoch")
+        }
+        if hparams.get("betas") is not None:
+            hparams["betas"] = tuple(hparams["betas"])
+        until_epoch = cfg["optimizer"].get("agr_until_epoch")
+        if until_epoch is not None:
+            hparams["agr_until_step"] = int(round(float(until_epoch) * self.steps_per_epoch))
+        self.optimizer = agr.build_optimizer(cfg["optimizer"]["name"], model, **hparams)
+        self.agr_handle = agr.handle_of(self.optimizer)
+        self.scheduler = build_scheduler(
+            self.optimizer, cfg.get("scheduler") or {}, self.steps_per_epoch, self.epochs
+        )
+        self.amp_dtype = autocast_dtype(trainer.get("precision", "auto"), self.device)
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
+        self.grad_clip = trainer.get("grad_clip")
+        self.log_every = int(trainer.get("log_every", 50))
+
+    # ------------------------------------------------------------------ state
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "global_step": self.global_step,
+            "best": self.best,
+            "agr_removed": self.agr_removed,
+            "rng": checkpoint.rng_state(),
+            "wandb_id": getattr(self.logger, "run_id", None),
+        }
+
+    def _resume(self) -> int:
+        path = self.folder.last_checkpoint
+        if not path.exists():
+            return 0
+        state = checkpoint.load(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.global_step = int(state["global_step"])
+        self.best = state.get("best") or {}
+        self.agr_removed = list(state.get("agr_removed") or [])
+        self.wandb_id = state.get("wandb_id")
+        checkpoint.set_rng_state(state["rng"])
+        if self.ctx.rank:  # each rank continues its own stream, as in an unbroken run
+            seed_everything(int(self.cfg["seed"]) + self.ctx.rank + 7919 * int(state["epoch"]))
+        return int(state["epoch"])
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> dict[str, Any]:
+        folder, main = self.folder, self.ctx.is_main
+        if main:
+            folder.path.mkdir(parents=True, exist_ok=True)
+        self.global_step, self.best, self.agr_removed, self.wandb_id = 0, {}, [], None
+        self.results: dict[str, Any] = {"status": "running", "seed": int(self.cfg["seed"])}
+        started = time.time()
+        self.logger = None
+        try:
+            self._build()
+            start_epoch = self._resume()
+            if main:
+                folder.truncate_history(start_epoch)
+            self.logger = make_logger(self.cfg, folder.path, main, self.wandb_id)
+            self.progress = Progress(main, self.epochs)
+            self.progress.line(
+                f"run {folder.path} | {self.cfg['model']['name']} "
+                f"{self.parts.info.get('params', 0) / 1e6:.2f}M params | "
+                f"{self.cfg['optimizer']['name']} | device {self.device} x{self.ctx.world_size}"
+                + (f" | resumed after epoch {start_epoch}" if start_epoch else "")
+            )
+            self.results.update(
+                info=self.parts.info, environment=environment(self.device, self.ctx.world_size)
+            )
+            self._write_results(start_epoch, time.time() - started)
+            for epoch in range(start_epoch, self.epochs):
+                record = self._train_epoch(epoch)
+                last = epoch + 1 == self.epochs
+                if (epoch + 1) % int(self.trainer.get("eval_every", 1)) == 0 or last:
+                    record.update(self._evaluate())
+                    self._track_best(record)
+                self._end_epoch(epoch, record, time.time() - started)
+            self.results["status"] = "completed"
+            self._write_results(self.epochs, time.time() - started)
+            return self.results
+        except BaseException as error:
+            self.results["status"] = "failed"
+            self.results["error"] = f"{type(error).__name__}: {error}"
+            if main and folder.path.exists():
+                self._write_results(self.results.get("epochs_completed", 0), time.time() - started)
+            raise
+        finally:
+            if getattr(self, "progress", None) is not None:
+                self.progress.close()
+            if self.logger is not None:
+                self.logger.finish(0 if self.results["status"] == "completed" else 1)
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        self.sampler.set_epoch(epoch)
+        self.loader_generator.manual_seed(int(self.cfg["seed"]) * 100_003 + epoch)
+        self.train_model.train()
+        self.progress.start_epoch(epoch, self.train_batches)
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        samples, started = 0, time.time()
+        batches = iter(self.train_loader)
+        for index in range(self.train_batches):
+            batch = _to_device(next(batches), self.device, self.trainer.get("channels_last"))
+            boundary = (index + 1) % self.accumulate == 0 or index + 1 == self.train_batches
+            sync = self.ctx.distributed and not boundary
+            with self.train_model.no_sync() if sync else contextlib.nullcontext():
+                with torch.autocast(
+                    self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None
+                ):
+                    loss = self.parts.loss(self.train_model, batch)
+                group = min(
+                    self.accumulate,
+                    self.train_batches - (index // self.accumulate) * self.accumulate,
+                )
+                self.scaler.scale(loss / group).backward()
+            if not torch.isfinite(loss.detach()):
+                raise NonFiniteLossError(
+                    f"the training loss became {loss.item()} at epoch {epoch + 1}, step "
+                    f"{self.global_step + 1}. The last good checkpoint is kept; lower "
+                    "optimizer.lr, set trainer.grad_clip, or use trainer.precision=fp32."
+                )
+            loss_sum += loss.detach().double() * self.parts.batch_size(batch)
+            samples += self.parts.batch_size(batch)
+            if boundary:
+                self._optimizer_step()
+            self.progress.update(f"loss {loss.item():.4f} lr {self._lr():.2e}")
+        elapsed = time.time() - started
+        count = torch.tensor([loss_sum.item(), samples], device=self.device, dtype=torch.float64)
+        if self.ctx.distributed:
+            torch.distributed.all_reduce(count)
+        return {
+            "epoch": epoch + 1,
+            "step": self.global_step,
+            "train_loss": float(count[0] / max(1.0, float(count[1]))),
+            "lr": self._lr(),
+            "train_images_per_s": float(count[1]) / max(elapsed, 1e-9),
+            "epoch_time_s": elapsed,
+        }
+
+    def _optimizer_step(self) -> None:
+        handle = self.agr_handle
+        logging_step = (self.global_step + 1) % self.log_every == 0
+        if handle is not None:
+            handle.track_stats = logging_step
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.grad_clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.global_step += 1
+        if logging_step and handle is not None and handle.last_stats is not None:
+            if handle.last_stats.step == handle.steps:
+                stats = handle.last_stats
+                self.agr_removed.append(stats.removed_fraction)
+                self.logger.log(
+                    {
+                        "agr/removed_fraction": stats.removed_fraction,
+                        "agr/max_alpha": stats.max_alpha,
+                    },
+                    step=self.global_step,
+                )
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, float]:
+        self.model.eval()
+        evaluator = self.parts.make_evaluator(self.device)
+        batches = iter(self.eval_loader)
+        for _ in range(self.eval_batches):
+            batch = _to_device(next(batches), self.device, self.trainer.get("channels_last"))
+            with torch.autocast(
+                self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None
+            ):
+                evaluator.update(self.model, batch)
+        return evaluator.compute()
+
+    def _track_best(self, record: dict[str, Any]) -> None:
+        key = self.parts.primary_metric
+        if key not in record:
+            return
+        value = record[key]
+        better = not self.best or (
+            value < self.best[key] if self.parts.minimize else value > self.best[key]
+        )
+        record["_best"] = better
+        if better:
+            self.best = {k: v for k, v in record.items() if not k.startswith("_")}
+
+    def _end_epoch(self, epoch: int, record: dict[str, Any], wall: float) -> None:
+        best_now = record.pop("_best", False)
+        metrics = [k for k in ("top1", "top5", "loss") if k in record]
+        if self.agr_removed:
+            record["agr_removed_fraction"] = self.agr_removed[-1]
+        if self.ctx.is_main:
+            self.folder.append_history({**record, "time_s": wall})
+            state = self._state(epoch + 1)
+            checkpoint.save_atomic(state, self.folder.last_checkpoint)
+            if best_now:
+                checkpoint.save_atomic(state, self.folder.best_checkpoint)
+            if metrics:
+                self.results["metrics"] = {k: record[k] for k in metrics}
+            self._write_results(epoch + 1, wall)
+            self.logger.log(record, step=self.global_step)
+            shown = " ".join(f"{k} {record[k]:.4g}" for k in ["train_loss", *metrics])
+            self.progress.line(
+                f"epoch {epoch + 1}/{self.epochs} {shown} "
+                f"({record['train_images_per_s']:.0f} img/s)"
+            )
+        if self.ctx.distributed:
+            torch.distributed.barrier()
+
+    def _write_results(self, epochs_completed: int, wall: float) -> None:
+        if not self.ctx.is_main:
+            return
+        self.results.update(
+            epochs_completed=epochs_completed,
+            wall_time_s=wall,
+            best=self.best,
+            error=self.results.get("error"),
+            agr={
+                "removed_fraction_mean": sum(self.agr_removed) / len(self.agr_removed)
+                if self.agr_removed
+                else None,
+                "samples": len(self.agr_removed),
+            },
+        )
+        self.results.setdefault("metrics", {})
+        self.folder.write_results(self.results)
+
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+
+def _to_device(batch, device: torch.device, channels_last: bool = False):
+    if isinstance(batch, torch.Tensor):
+        moved = batch.to(device, non_blocking=True)
+        if channels_last and moved.dim() == 4:
+            moved = moved.contiguous(memory_format=torch.channels_last)
+        return moved
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(b, device, channels_last) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device, channels_last) for k, v in batch.items()}
+    return batch

@@ -1,0 +1,54 @@
+"""Image classification (Table 2): a data set from agr.data, a model from agr.models,
+cross-entropy, and top-1/top-5 accuracy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..data import build_datasets
+from ..metrics.classification import ClassificationEvaluator
+from ..models import build_model, count_parameters
+from .base import TaskParts
+
+
+def build(cfg: dict[str, Any]) -> TaskParts:
+    data = cfg["dataset"]
+    train_set, eval_set, info = build_datasets(
+        data["name"],
+        data_dir=cfg["paths"]["data_dir"],
+        download=bool(data.get("download", False)),
+        augment=bool(data.get("augment", True)),
+        seed=int(cfg["seed"]),
+    )
+    model_options = {k: v for k, v in cfg["model"].items() if k != "name"}
+    model = build_model(
+        cfg["model"]["name"],
+        num_classes=info.num_classes,
+        image_size=info.image_size,
+        in_chans=info.channels,
+        **model_options,
+    )
+    label_smoothing = float(cfg["trainer"].get("label_smoothing", 0.0) or 0.0)
+
+    def loss(model: torch.nn.Module, batch) -> torch.Tensor:
+        images, labels = batch
+        return F.cross_entropy(model(images), labels, label_smoothing=label_smoothing)
+
+    return TaskParts(
+        model=model,
+        train_set=train_set,
+        eval_set=eval_set,
+        loss=loss,
+        make_evaluator=lambda device: ClassificationEvaluator(info.num_classes, device),
+        primary_metric="top1",
+        info={
+            "params": count_parameters(model),
+            "num_classes": info.num_classes,
+            "image_size": info.image_size,
+            "train_size": len(train_set),
+            "eval_size": len(eval_set),
+        },
+    )

@@ -1,0 +1,334 @@
+"""The launcher and the engine end to end: configs compose, runs leave complete run folders,
+resume is exact, DDP evaluates every example once, bad input stops cleanly."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import agr.engine.trainer as trainer_module
+from agr.config import ConfigError, validate
+from agr.engine import CheckpointError, train
+from agr.engine.checkpoint import load
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+GROUPS = ["dataset", "model", "optimizer", "scheduler", "logger", "launcher", "experiment"]
+
+# Small versions of each model family, so a CPU run takes seconds.
+TINY_MODELS = {
+    "resnet18": [],
+    "vgg11": [],
+    "vit": ["model.embed_dim=32", "model.depth=1", "model.num_heads=2"],
+    "convnext": ["model.depths=[1,1,1,1]", "model.dims=[8,16,32,64]"],
+}
+FAST = [
+    "dataset=digits",
+    "trainer.devices=cpu",
+    "trainer.num_workers=0",
+    "trainer.batch_size=16",
+    "trainer.limit_batches=2",
+    "trainer.log_every=1",
+    "scheduler=constant",
+]
+
+
+def choices(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def compose_cfg(overrides: list[str], hydra_cfg: bool = False):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=hydra_cfg)
+
+
+def resolved(overrides: list[str]) -> dict:
+    return OmegaConf.to_container(compose_cfg(overrides), resolve=True)
+
+
+def run_cli(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kwargs,
+    )
+
+
+def tree_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------- composition
+
+
+def test_default_is_the_papers_headline_setting():
+    cfg = resolved([])
+    assert (cfg["dataset"]["name"], cfg["model"]["name"], cfg["optimizer"]["name"]) == (
+        "cifar100",
+        "resnet18",
+        "adamw_agr",
+    )
+    validate(cfg)
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_choice_of_every_group_composes_and_validates(group):
+    for choice in choices(group):
+        compose_cfg([f"{group}={choice}"], hydra_cfg=True)  # the Hydra part composes too
+        validate(resolved([f"{group}={choice}"]))
+
+
+def test_every_dataset_model_optimizer_combination_composes():
+    for dataset, model, optimizer in itertools.product(
+        choices("dataset"), choices("model"), choices("optimizer")
+    ):
+        validate(resolved([f"dataset={dataset}", f"model={model}", f"optimizer={optimizer}"]))
+
+
+def test_agr_variants_only_switch_agr_on():
+    for base in ("adamw", "adan"):
+        plain = resolved([f"optimizer={base}"])["optimizer"]
+        with_agr = resolved([f"optimizer={base}_agr"])["optimizer"]
+        assert {k: v for k, v in with_agr.items() if k != "name"} == {
+            k: v for k, v in plain.items() if k != "name"
+        }
+        assert with_agr["name"] == f"{base}_agr"
+
+
+def test_slurm_launcher_selects_submitit():
+    cfg = compose_cfg(["launcher=slurm"], hydra_cfg=True)
+    assert "submitit" in cfg.hydra.launcher._target_.lower()
+    assert cfg.hydra.launcher.max_num_timeout > 0
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("trainer.epochs=0", "trainer.epochs"),
+        ("trainer.batch_size=0", "trainer.batch_size"),
+        ("optimizer.lr=0", "optimizer.lr"),
+        ("optimizer.lr=-1e-3", "optimizer.lr"),
+        ("trainer.epochs=abc", "trainer.epochs"),
+        ("trainer.precision=fp8", "trainer.precision"),
+        ("optimizer.betas=[0.9,1.5]", "optimizer.betas"),
+    ],
+)
+def test_validation_names_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(resolved([override]))
+
+
+# ------------------------------------------------------------------------- end-to-end runs
+
+
+@pytest.mark.parametrize("model", sorted(TINY_MODELS))
+def test_end_to_end_run_per_model_family(tmp_path, model):
+    cfg = resolved([*FAST, f"model={model}", *TINY_MODELS[model], "trainer.epochs=1"])
+    results = train(cfg, tmp_path)
+    assert results["status"] == "completed"
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["status"] == "completed" and on_disk["epochs_completed"] == 1
+    assert set(on_disk["metrics"]) == {"top1", "top5", "loss"}
+    assert 0 <= on_disk["metrics"]["top1"] <= on_disk["metrics"]["top5"] <= 100
+    assert on_disk["info"]["params"] > 0 and on_disk["environment"]["world_size"] == 1
+    assert on_disk["agr"]["samples"] >= 1 and 0 < on_disk["agr"]["removed_fraction_mean"] < 1
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1] and history[0]["step"] == 2
+    state = load(tmp_path / "checkpoints" / "last.pt")
+    assert state["epoch"] == 1 and state["optimizer"]["agr"]["steps"] == 2
+    assert (tmp_path / "checkpoints" / "best.pt").exists()
+
+
+def test_accumulation_and_clip_count_optimizer_steps(tmp_path):
+    cfg = resolved(
+        [
+            *FAST,
+            "trainer.epochs=1",
+            "trainer.limit_batches=4",
+            "trainer.accumulate=2",
+            "trainer.grad_clip=1.0",
+            "optimizer.agr_until_epoch=0.5",
+        ]
+    )
+    train(cfg, tmp_path)
+    state = load(tmp_path / "checkpoints" / "last.pt")
+    handle_state = state["optimizer"]["agr"]
+    assert state["global_step"] == 2 and handle_state["steps"] == 2
+    assert handle_state["until_step"] == 1  # 0.5 epoch of 2 optimizer steps
+
+
+def test_resume_after_a_killed_process_matches_an_uninterrupted_run(tmp_path):
+    args = [
+        *FAST,
+        "trainer.epochs=3",
+        "trainer.limit_batches=3",
+        "model=vit",
+        *TINY_MODELS["vit"],
+        "experiment_name=resume",
+    ]
+    straight = run_cli([*args, f"paths.runs={tmp_path / 'a'}"], cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    runs_b = tmp_path / "b"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args, f"paths.runs={runs_b}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    history = runs_b / "resume" / "digits-vit-adamw_agr" / "seed0" / "history.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if history.exists() and history.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed = json.loads(history.with_name("results.json").read_text())
+    assert killed["status"] == "running" and killed["epochs_completed"] < 3  # really cut short
+    resumed = run_cli([*args, f"paths.runs={runs_b}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed after epoch" in resumed.stdout
+    result_a = json.loads(
+        (tmp_path / "a" / "resume" / "digits-vit-adamw_agr" / "seed0" / "results.json").read_text()
+    )
+    result_b = json.loads(history.with_name("results.json").read_text())
+    assert result_b["status"] == "completed"
+    assert result_a["metrics"] == result_b["metrics"]
+    assert [json.loads(x)["epoch"] for x in history.read_text().splitlines()] == [1, 2, 3]
+
+
+# ------------------------------------------------------------------------- bad input
+
+
+def test_bad_values_exit_non_zero_and_leave_a_finished_run_untouched(tmp_path):
+    args = [*FAST, "trainer.epochs=1", f"paths.runs={tmp_path}", "model=vit", *TINY_MODELS["vit"]]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    folder = tmp_path / "default" / "digits-vit-adamw_agr" / "seed0"
+    before = tree_digest(folder)
+
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0 and "already completed" in again.stdout
+
+    bad = run_cli([*args, "trainer.batch_size=0"], cwd=tmp_path)
+    assert bad.returncode != 0 and "trainer.batch_size" in bad.stderr
+
+    typo = run_cli([*args, "model=vitt"], cwd=tmp_path)
+    assert typo.returncode != 0 and "vit" in typo.stderr and "convnext" in typo.stderr
+
+    unknown = run_cli([*args, "trainer.epochz=3"], cwd=tmp_path)
+    assert unknown.returncode != 0 and "epochz" in unknown.stderr
+    assert tree_digest(folder) == before
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_stays(tmp_path):
+    args = [*FAST, "trainer.epochs=1", f"paths.runs={tmp_path}", "model=vit", *TINY_MODELS["vit"]]
+    folder = tmp_path / "default" / "digits-vit-adamw_agr" / "seed0"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "last.pt" in result.stderr and "left in place" in result.stderr
+    assert (folder / "checkpoints" / "last.pt").read_bytes() == b"not a checkpoint"
+    with pytest.raises(CheckpointError):
+        load(folder / "checkpoints" / "last.pt")
+
+
+def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = resolved([*FAST, "trainer.epochs=3", "model=vit", *TINY_MODELS["vit"]])
+    real_build = trainer_module.build_task
+    calls = {"n": 0}
+
+    def build_with_a_diverging_loss(name, cfg):
+        parts = real_build(name, cfg)
+        real_loss = parts.loss
+
+        def loss(model, batch):
+            calls["n"] += 1
+            value = real_loss(model, batch)
+            return value * float("nan") if calls["n"] > 3 else value  # epoch 2, second batch
+
+        parts.loss = loss
+        return parts
+
+    monkeypatch.setattr(trainer_module, "build_task", build_with_a_diverging_loss)
+    with pytest.raises(trainer_module.NonFiniteLossError):
+        train(cfg, tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "failed" and "nan" in results["error"].lower()
+    assert results["epochs_completed"] == 1
+    state = load(tmp_path / "checkpoints" / "last.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+# ------------------------------------------------------------------------- distributed
+
+
+@pytest.mark.timeout(600)
+def test_two_process_ddp_run_evaluates_every_example_once(tmp_path):
+    args = [
+        *FAST,
+        "trainer.epochs=1",
+        "trainer.limit_batches=null",
+        "trainer.batch_size=64",
+        "model=vit",
+        *TINY_MODELS["vit"],
+        f"paths.runs={tmp_path}",
+    ]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            "--master_port=29533",
+            str(ROOT / "run.py"),
+            *args,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = tmp_path / "default" / "digits-vit-adamw_agr" / "seed0"
+    results = json.loads((folder / "results.json").read_text())
+    assert results["environment"]["world_size"] == 2
+    # Rank 0 alone, over the whole test set, with the trained weights.
+    cfg = resolved([*args])
+    parts = trainer_module.build_task("classification", cfg)
+    parts.model.load_state_dict(load(folder / "checkpoints" / "last.pt")["model"])
+    parts.model.eval()
+    evaluator = parts.make_evaluator(torch.device("cpu"))
+    loader = torch.utils.data.DataLoader(parts.eval_set, batch_size=100)
+    for batch in loader:
+        evaluator.update(parts.model, batch)
+    single = evaluator.compute()
+    assert len(parts.eval_set) == 360
+    assert results["metrics"]["top1"] == pytest.approx(single["top1"], abs=1e-4)
+    assert results["metrics"]["loss"] == pytest.approx(single["loss"], rel=1e-4)
