@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-all lint bench-optimizer gpu-check reproduce-mini clean
+.PHONY: help install test test-all lint bench-optimizer bench-train gpu-check reproduce-mini clean
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ lint: install  ## ruff check and format check
 
 bench-optimizer: install  ## time optimizer.step() with and without AGR -> results/bench/optimizer_step.json
 	$(OFFLINE) $(PY) scripts/bench_optimizer.py
+
+bench-train: install  ## engine vs bare-loop training images/s -> results/bench/train_throughput.json
+	$(OFFLINE) $(PY) scripts/bench_train.py
 
 gpu-check: install  ## on a CUDA machine: equivalence tests on the GPU and the step benchmark
 	bash scripts/gpu_check.sh

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# GPU checks for the AGR core (a few minutes on one GPU): the operator and optimizer
-# equivalence tests on CUDA (fp32 and bf16), then the optimizer-step benchmark on the GPU
-# (results/bench/optimizer_step_cuda.json). Run from the repository root: `make gpu-check`.
+# GPU checks (a few minutes on one GPU): the operator and optimizer equivalence tests on
+# CUDA (fp32 and bf16), the optimizer-step benchmark (results/bench/optimizer_step_cuda.json),
+# and training images/s of the engine beside a bare loop for ResNet-18 at batch 128 in bf16,
+# plain, channels_last, and compiled (results/bench/train_throughput_cuda_*.json).
+# Run from the repository root: `make gpu-check`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -14,4 +16,9 @@ assert torch.cuda.is_available(), "gpu_check.sh needs a CUDA device"
 print("device:", torch.cuda.get_device_name(), "| torch", torch.__version__)
 PYEOF
 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
-"$PY" scripts/bench_optimizer.py --device cuda --steps 50 --warmup 10 "$@"
+"$PY" scripts/bench_optimizer.py --device cuda --steps 50 --warmup 10
+TRAIN=(scripts/bench_train.py --device cuda --models resnet18 --batch-size 128 --batches 40
+       --rounds 3 --num-workers 8 --precision bf16 --train-images 8192)
+"$PY" "${TRAIN[@]}" --sync-variant
+"$PY" "${TRAIN[@]}" --channels-last
+"$PY" "${TRAIN[@]}" --channels-last --compile

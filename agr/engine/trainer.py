@@ -246,8 +246,7 @@ class _Run:
         self.loader_generator.manual_seed(int(self.cfg["seed"]) * 100_003 + epoch)
         self.train_model.train()
         self.progress.start_epoch(epoch, self.train_batches)
-        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        samples, started = 0, time.time()
+        loss_sum, samples, started = 0.0, 0, time.time()
         batches = iter(self.train_loader)
         for index in range(self.train_batches):
             batch = _to_device(next(batches), self.device, self.trainer.get("channels_last"))
@@ -263,19 +262,21 @@ class _Run:
                     self.train_batches - (index // self.accumulate) * self.accumulate,
                 )
                 self.scaler.scale(loss / group).backward()
-            if not torch.isfinite(loss.detach()):
+            value = loss.item()  # the one host sync per batch: divergence check and progress
+            if not math.isfinite(value):
                 raise NonFiniteLossError(
-                    f"the training loss became {loss.item()} at epoch {epoch + 1}, step "
+                    f"the training loss became {value} at epoch {epoch + 1}, step "
                     f"{self.global_step + 1}. The last good checkpoint is kept; lower "
                     "optimizer.lr, set trainer.grad_clip, or use trainer.precision=fp32."
                 )
-            loss_sum += loss.detach().double() * self.parts.batch_size(batch)
-            samples += self.parts.batch_size(batch)
+            size = self.parts.batch_size(batch)
+            loss_sum += value * size
+            samples += size
             if boundary:
                 self._optimizer_step()
-            self.progress.update(f"loss {loss.item():.4f} lr {self._lr():.2e}")
+            self.progress.update(f"loss {value:.4f} lr {self._lr():.2e}")
         elapsed = time.time() - started
-        count = torch.tensor([loss_sum.item(), samples], device=self.device, dtype=torch.float64)
+        count = torch.tensor([loss_sum, samples], device=self.device, dtype=torch.float64)
         if self.ctx.distributed:
             torch.distributed.all_reduce(count)
         return {

@@ -1,0 +1,388 @@
+"""Images/s of the engine's training loop beside a bare hand-written PyTorch loop.
+
+Same model, data, batch and optimizer in both: a CIFAR ResNet-18 / VGG-11 (100 classes,
+32x32x3) built by agr.models, AdamW with AGR (``optimizer=adamw_agr``, the suite's default)
+with the config's hyperparameters, and a synthetic CIFAR-100 written in the real on-disk
+format (torchvision's pickles) into a temporary data_dir, so both read it through the real
+reader (agr.data.build_datasets, with the config's augmentation).
+
+- engine: ``agr.engine.train(cfg, run_dir)`` with ``trainer.epochs=1``,
+  ``trainer.limit_batches=K``, a fresh run_dir each round (so it never resumes); its speed is
+  history.jsonl's ``train_images_per_s``, which times only the training part of the epoch
+  (the final evaluation and the checkpoints are outside it).
+- bare: a fresh model and optimizer, DataLoader(shuffle=True), then for K batches:
+  model.train(), forward, F.cross_entropy, backward, optimizer.step(),
+  zero_grad(set_to_none=True), scheduler.step() (the same per-step LambdaLR), nothing else.
+  AGR's diagnostics are off, as on the engine's steps that do not log them.
+
+One warm-up epoch of each, then engine, bare, engine, bare, ... so both see the same machine
+load; the medians and their ratio (engine / bare) go to results/bench/train_throughput.json
+(with --device cuda and other options, to a file named after them).
+
+    python scripts/bench_train.py [--models resnet18,vgg11] [--batch-size 64] [--batches 10]
+        [--rounds 3] [--num-workers 0] [--device cpu|cuda] [--precision fp32|bf16]
+        [--channels-last] [--compile] [--sync-variant]
+
+``--sync-variant`` adds a third loop: the bare loop plus the engine's per-step host syncs
+(the ``torch.isfinite(loss)`` check and ``loss.item()``), to price them on a GPU.
+With ``--compile`` both loops compile a fresh model each round, inside the timed epoch.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before any import that might reach the network.
+os.environ.update(
+    HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="disabled"
+)
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import copy  # noqa: E402
+import hashlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import pickle  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+from torchvision.datasets import CIFAR100  # noqa: E402
+
+import agr  # noqa: E402
+from agr import regularizer  # noqa: E402
+from agr.config import validate  # noqa: E402
+from agr.data import build_datasets  # noqa: E402
+from agr.engine import RunFolder, train  # noqa: E402
+from agr.engine.schedule import build_scheduler  # noqa: E402
+from agr.models import build_model, count_parameters  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("resnet18", "vgg11")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _pickle(path: Path, obj: dict) -> None:
+    # Python-2-compatible pickles with str keys, as tests/test_data.py writes them: they load
+    # like the official files under torchvision's encoding="latin1".
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def write_cifar100(data_dir: Path, train_images: int, test_images: int, seed: int = 0) -> None:
+    """Random CIFAR-100 in torchvision's layout: <data_dir>/cifar100/cifar-100-python/."""
+    rng = np.random.default_rng(seed)
+    folder = data_dir / "cifar100" / CIFAR100.base_folder
+    folder.mkdir(parents=True)
+    for split, n in (("train", train_images), ("test", test_images)):
+        fine = [int(v) for v in rng.integers(0, 100, n)]
+        _pickle(
+            folder / split,
+            {
+                "filenames": [f"{split}{i}.png" for i in range(n)],
+                "batch_label": split,
+                "fine_labels": fine,
+                "coarse_labels": [f // 5 for f in fine],
+                # uint8 [n, 3072]: 1024 red, then green, then blue values, row-major
+                "data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+            },
+        )
+    _pickle(
+        folder / "meta",
+        {
+            "fine_label_names": [f"fine{i}" for i in range(100)],
+            "coarse_label_names": [f"coarse{i}" for i in range(20)],
+        },
+    )
+    # torchvision checks every file against the official MD5s, which no synthetic file can
+    # match: swap those constants (in this process only) for the files' own, so its real
+    # integrity check still runs over these files.
+    CIFAR100.train_list = [[n, _md5(folder / n)] for n, _ in CIFAR100.train_list]
+    CIFAR100.test_list = [[n, _md5(folder / n)] for n, _ in CIFAR100.test_list]
+    CIFAR100.meta = dict(CIFAR100.meta, md5=_md5(folder / CIFAR100.meta["filename"]))
+
+
+# --------------------------------------------------------------------------- config
+
+
+def resolved_config(model: str, data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    overrides = [
+        "dataset=cifar100",
+        "dataset.download=false",
+        f"paths.data_dir='{data_dir}'",
+        f"model={model}",
+        "optimizer=adamw_agr",
+        "logger=none",
+        f"trainer.devices={args.device}",
+        f"trainer.batch_size={args.batch_size}",
+        f"trainer.num_workers={args.num_workers}",
+        f"trainer.limit_batches={args.batches}",
+        "trainer.epochs=1",
+        "trainer.eval_every=1000000",  # the engine still evaluates after its last epoch
+        f"trainer.precision={args.precision}",
+        f"trainer.channels_last={str(args.channels_last).lower()}",
+        f"trainer.compile={str(args.compile).lower()}",
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    validate(cfg)
+    return cfg
+
+
+def optimizer_hparams(cfg: dict[str, Any], steps_per_epoch: int) -> dict[str, Any]:
+    """The keyword arguments the engine passes to agr.build_optimizer."""
+    hparams = {k: v for k, v in cfg["optimizer"].items() if k not in ("name", "agr_until_epoch")}
+    if hparams.get("betas") is not None:
+        hparams["betas"] = tuple(hparams["betas"])
+    until_epoch = cfg["optimizer"].get("agr_until_epoch")
+    if until_epoch is not None:
+        hparams["agr_until_step"] = int(round(float(until_epoch) * steps_per_epoch))
+    return hparams
+
+
+# --------------------------------------------------------------------------- the two loops
+
+
+def engine_epoch(cfg: dict[str, Any]) -> float:
+    """One engine run of one epoch in a fresh run folder; its training images/s."""
+    with tempfile.TemporaryDirectory(prefix="bench_train_run_") as run_dir:
+        # Its progress lines go to a buffer: stdout is then never a terminal, so the engine
+        # prints plain lines (no rich bar) however this script is started.
+        with contextlib.redirect_stdout(io.StringIO()):
+            results = train(copy.deepcopy(cfg), run_dir)
+        if results["status"] != "completed":
+            raise RuntimeError(f"engine run ended {results['status']}: {results.get('error')}")
+        history = RunFolder(run_dir).read_history()
+    return float(history[-1]["train_images_per_s"])
+
+
+class BareLoop:
+    """The hand-written loop, reading the same files through agr.data.build_datasets."""
+
+    def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
+        self.cfg, self.args = cfg, args
+        self.device = torch.device(args.device)
+        data = cfg["dataset"]
+        self.train_set, _, self.info = build_datasets(
+            data["name"],
+            data_dir=cfg["paths"]["data_dir"],
+            download=False,
+            augment=bool(data.get("augment", True)),
+            seed=int(cfg["seed"]),
+        )
+        if len(self.train_set) < args.batches * args.batch_size:
+            raise ValueError(
+                f"{len(self.train_set)} training images are fewer than --batches x --batch-size"
+            )
+        self.amp_dtype = torch.bfloat16 if args.precision == "bf16" else None
+        self.label_smoothing = float(cfg["trainer"].get("label_smoothing", 0.0) or 0.0)
+
+    def build_model(self) -> torch.nn.Module:
+        options = {k: v for k, v in self.cfg["model"].items() if k != "name"}
+        return build_model(
+            self.cfg["model"]["name"],
+            num_classes=self.info.num_classes,
+            image_size=self.info.image_size,
+            in_chans=self.info.channels,
+            **options,
+        )
+
+    def epoch(self, host_syncs: bool = False) -> float:
+        """Training images/s over K batches with a fresh model and optimizer (as each engine
+        round has). ``host_syncs`` adds the engine's per-step isfinite check and loss.item()."""
+        args, device = self.args, self.device
+        torch.manual_seed(int(self.cfg["seed"]))
+        model = self.build_model().to(device)
+        if args.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        train_model = torch.compile(model) if args.compile else model
+        optimizer = agr.build_optimizer(
+            self.cfg["optimizer"]["name"], model, **optimizer_hparams(self.cfg, args.batches)
+        )
+        handle = agr.handle_of(optimizer)
+        if handle is not None:
+            handle.track_stats = False
+        scheduler = build_scheduler(optimizer, self.cfg.get("scheduler") or {}, args.batches, 1)
+        loader = DataLoader(
+            self.train_set,
+            batch_size=args.batch_size,
+            shuffle=True,
+            num_workers=args.num_workers,
+            pin_memory=device.type == "cuda",
+            drop_last=False,
+        )
+        synchronize(device)
+        started = time.perf_counter()
+        seen = 0
+        model.train()
+        batches = iter(loader)
+        for _ in range(args.batches):
+            images, labels = next(batches)
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            if args.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
+                loss = F.cross_entropy(
+                    train_model(images), labels, label_smoothing=self.label_smoothing
+                )
+            loss.backward()
+            if host_syncs and not torch.isfinite(loss.detach()):
+                raise FloatingPointError("non-finite loss")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            if host_syncs:
+                loss.item()
+            seen += images.shape[0]
+        synchronize(device)
+        return seen / (time.perf_counter() - started)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def bench_model(
+    model: str, data_dir: Path, args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    cfg = resolved_config(model, data_dir, args)
+    bare = BareLoop(cfg, args)
+    loops = {"engine": lambda: engine_epoch(cfg), "bare": bare.epoch}
+    if args.sync_variant:
+        loops["bare_synced"] = lambda: bare.epoch(host_syncs=True)
+    speeds: dict[str, list[float]] = {name: [] for name in loops}
+    warmup: dict[str, float] = {}
+    for round_index in range(1 + args.rounds):  # round 0 is the warm-up
+        for name, loop in loops.items():
+            value = loop()
+            if round_index == 0:
+                warmup[name] = value
+            else:
+                speeds[name].append(value)
+            label = "warm-up" if round_index == 0 else f"round {round_index}/{args.rounds}"
+            print(f"  {model} {label} {name}: {value:.1f} img/s", flush=True)
+    medians = {name: statistics.median(values) for name, values in speeds.items()}
+    row = {
+        "model": model,
+        "params": count_parameters(bare.build_model()),
+        "batch_size": args.batch_size,
+        "batches": args.batches,
+        "engine_images_per_s": round(medians["engine"], 2),
+        "bare_images_per_s": round(medians["bare"], 2),
+        "ratio": round(medians["engine"] / medians["bare"], 4),
+        "engine_rounds": [round(v, 2) for v in speeds["engine"]],
+        "bare_rounds": [round(v, 2) for v in speeds["bare"]],
+        "round_ratios": [round(e / b, 4) for e, b in zip(speeds["engine"], speeds["bare"])],
+        "warmup_images_per_s": {k: round(v, 2) for k, v in warmup.items()},
+    }
+    if args.sync_variant:
+        row["bare_synced_images_per_s"] = round(medians["bare_synced"], 2)
+        row["bare_synced_ratio"] = round(medians["bare_synced"] / medians["bare"], 4)
+        row["bare_synced_rounds"] = [round(v, 2) for v in speeds["bare_synced"]]
+    return row, cfg
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batches", type=int, default=10, help="training batches per epoch")
+    parser.add_argument("--rounds", type=int, default=3, help="timed epochs of each loop")
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument(
+        "--sync-variant", action="store_true", help="also time bare + the engine's host syncs"
+    )
+    parser.add_argument("--train-images", type=int, default=2048)
+    parser.add_argument("--test-images", type=int, default=256)
+    parser.add_argument("--out", default=None, help="default: results/bench/train_throughput*.json")
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but no CUDA device is visible")
+    if args.device == "cpu":
+        regularizer._kernel_available()  # build or load the fused AGR kernel before timing
+
+    rows, cfg = [], {}
+    with tempfile.TemporaryDirectory(prefix="bench_train_data_") as tmp:
+        data_dir = Path(tmp) / "data"
+        write_cifar100(data_dir, args.train_images, args.test_images)
+        for model in args.models.split(","):
+            row, cfg = bench_model(model, data_dir, args)
+            rows.append(row)
+            print(json.dumps({k: v for k, v in rows[-1].items() if "rounds" not in k}), flush=True)
+
+    suffix = "" if args.device == "cpu" else f"_{args.device}"
+    suffix += "" if args.precision == "fp32" else f"_{args.precision}"
+    suffix += "_channels_last" if args.channels_last else ""
+    suffix += "_compile" if args.compile else ""
+    out = (
+        Path(args.out)
+        if args.out
+        else ROOT / "results" / "bench" / f"train_throughput{suffix}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "what": (
+            "training images/s of agr.engine.train (history.jsonl train_images_per_s) vs a bare "
+            "hand-written PyTorch loop on the same model, data, batch and optimizer; one "
+            "warm-up epoch of each, then epochs alternated; medians and ratio engine/bare"
+        ),
+        "settings": {
+            "device": args.device,
+            "batch_size": args.batch_size,
+            "batches_per_epoch": args.batches,
+            "rounds": args.rounds,
+            "warmup_rounds": 1,
+            "num_workers": args.num_workers,
+            "precision": args.precision,
+            "channels_last": args.channels_last,
+            "compile": args.compile,
+            "dataset": "synthetic cifar100 in torchvision's pickle format, read by agr.data",
+            "train_images": args.train_images,
+            "test_images": args.test_images,
+            "augment": cfg["dataset"]["augment"],
+            "optimizer": cfg["optimizer"],
+            "scheduler": cfg["scheduler"],
+        },
+        "environment": {
+            "torch": torch.__version__,
+            "device": torch.cuda.get_device_name()
+            if args.device == "cuda"
+            else platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "agr_cpu_kernel": regularizer._kernel is not None,
+        },
+        "results": rows,
+    }
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+
+
+if __name__ == "__main__":
+    main()
