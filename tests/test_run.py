@@ -242,6 +242,12 @@ def test_bad_values_exit_non_zero_and_leave_a_finished_run_untouched(tmp_path):
     assert unknown.returncode != 0 and "epochz" in unknown.stderr
     assert tree_digest(folder) == before
 
+    replaced = run_cli([*args, "overwrite=true"], cwd=tmp_path)
+    assert replaced.returncode == 0, replaced.stderr
+    (old_folder,) = folder.parent.glob("seed0.replaced-*")
+    assert tree_digest(old_folder) == before  # the earlier result is kept, not overwritten
+    assert json.loads((folder / "results.json").read_text())["status"] == "completed"
+
 
 def test_corrupt_checkpoint_is_a_clear_error_and_stays(tmp_path):
     args = [*FAST, "trainer.epochs=1", f"paths.runs={tmp_path}", "model=vit", *TINY_MODELS["vit"]]
