@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import torchvision
 
 import agr
 from agr import regularizer
+from agr.engine.run_folder import environment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,12 +166,7 @@ def main() -> None:
         "steps": args.steps,
         "warmup": args.warmup,
         "environment": {
-            "torch": torch.__version__,
-            "device": torch.cuda.get_device_name()
-            if args.device == "cuda"
-            else platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "python": platform.python_version(),
+            **environment(torch.device(args.device)),
             "agr_cpu_kernel": regularizer._kernel is not None,
         },
         "results": rows,

@@ -44,7 +44,6 @@ import hashlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import pickle  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -64,6 +63,7 @@ from agr import regularizer  # noqa: E402
 from agr.config import validate  # noqa: E402
 from agr.data import build_datasets  # noqa: E402
 from agr.engine import RunFolder, train  # noqa: E402
+from agr.engine.run_folder import environment  # noqa: E402
 from agr.engine.schedule import build_scheduler  # noqa: E402
 from agr.models import build_model, count_parameters  # noqa: E402
 
@@ -369,13 +369,8 @@ def main() -> None:
             "scheduler": cfg["scheduler"],
         },
         "environment": {
-            "torch": torch.__version__,
-            "device": torch.cuda.get_device_name()
-            if args.device == "cuda"
-            else platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
+            **environment(torch.device(args.device)),
             "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
             "agr_cpu_kernel": regularizer._kernel is not None,
         },
         "results": rows,

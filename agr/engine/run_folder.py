@@ -82,7 +82,7 @@ class RunFolder:
         return [json.loads(line) for line in self.history.read_text().splitlines() if line]
 
 
-def environment(device: torch.device, world_size: int) -> dict[str, Any]:
+def environment(device: torch.device, world_size: int = 1) -> dict[str, Any]:
     """What a number was measured with, stored next to it."""
     try:
         commit = subprocess.run(
@@ -98,7 +98,9 @@ def environment(device: torch.device, world_size: int) -> dict[str, Any]:
         "git_commit": commit or None,
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
         "world_size": world_size,
         "threads": torch.get_num_threads(),
         "host": platform.node(),
