@@ -200,7 +200,7 @@ def test_resume_after_a_killed_process_matches_an_uninterrupted_run(tmp_path):
     history = runs_b / "resume" / "digits-vit-adamw_agr" / "seed0" / "history.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
-        if history.exists() and history.read_text().count("\n") >= 1:
+        if (history.parent / "checkpoints" / "last.pt").exists():
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
@@ -400,3 +400,15 @@ def test_cpu_precision_and_channels_last_options_run(tmp_path, precision):
         ]
     )
     assert train(cfg, tmp_path)["status"] == "completed"
+
+
+def test_history_follows_the_checkpoint_when_a_job_died_between_the_two_writes(tmp_path):
+    fast = [*FAST, "model=vit", *TINY_MODELS["vit"]]
+    train(resolved([*fast, "trainer.epochs=1"]), tmp_path)
+    history = tmp_path / "history.jsonl"
+    epoch_one = json.loads(history.read_text().splitlines()[0])
+    history.write_text("")  # killed after last.pt landed, before the history line did
+    train(resolved([*fast, "trainer.epochs=2"]), tmp_path)
+    records = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[0] == epoch_one

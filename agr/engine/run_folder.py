@@ -64,17 +64,13 @@ class RunFolder:
         with self.history.open("a") as handle:
             handle.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
 
-    def truncate_history(self, epochs_completed: int) -> None:
-        """On resume, drop records of epochs after the checkpoint (a run killed after
-        logging an epoch but before its checkpoint landed would log it twice)."""
-        if not self.history.exists():
-            return
-        kept = [
-            line
-            for line in self.history.read_text().splitlines()
-            if line.strip() and json.loads(line).get("epoch", 0) <= epochs_completed
-        ]
-        self.history.write_text("".join(line + "\n" for line in kept))
+    def write_history(self, records: list[dict[str, Any]]) -> None:
+        """Replace history.jsonl (on resume, with the records the checkpoint carries: the
+        file may be a line behind or ahead of a checkpoint if the job was killed between
+        the two writes)."""
+        tmp = self.history.with_name(".history.jsonl.tmp")
+        tmp.write_text("".join(json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in records))
+        os.replace(tmp, self.history)
 
     def read_history(self) -> list[dict[str, Any]]:
         if not self.history.exists():

@@ -171,6 +171,7 @@ class _Run:
             "global_step": self.global_step,
             "best": self.best,
             "agr_removed": self.agr_removed,
+            "history": self.history,
             "rng": checkpoint.rng_state(),
             "wandb_id": getattr(self.logger, "run_id", None),
         }
@@ -187,6 +188,7 @@ class _Run:
         self.global_step = int(state["global_step"])
         self.best = state.get("best") or {}
         self.agr_removed = list(state.get("agr_removed") or [])
+        self.history = list(state.get("history") or [])
         self.wandb_id = state.get("wandb_id")
         checkpoint.set_rng_state(state["rng"])
         if self.ctx.rank:  # each rank continues its own stream, as in an unbroken run
@@ -199,6 +201,7 @@ class _Run:
         if main:
             folder.path.mkdir(parents=True, exist_ok=True)
         self.global_step, self.best, self.agr_removed, self.wandb_id = 0, {}, [], None
+        self.history: list[dict[str, Any]] = []
         self.results: dict[str, Any] = {"status": "running", "seed": int(self.cfg["seed"])}
         started = time.time()
         self.logger = None
@@ -206,7 +209,7 @@ class _Run:
             self._build()
             start_epoch = self._resume()
             if main:
-                folder.truncate_history(start_epoch)
+                folder.write_history(self.history)
             self.logger = make_logger(self.cfg, folder.path, main, self.wandb_id)
             self.progress = Progress(main, self.epochs)
             self.progress.line(
@@ -343,12 +346,13 @@ class _Run:
         metrics = [k for k in ("top1", "top5", "loss") if k in record]
         if self.agr_removed:
             record["agr_removed_fraction"] = self.agr_removed[-1]
+        self.history.append({**record, "time_s": wall})
         if self.ctx.is_main:
-            self.folder.append_history({**record, "time_s": wall})
-            state = self._state(epoch + 1)
+            state = self._state(epoch + 1)  # carries the history: see RunFolder.write_history
             checkpoint.save_atomic(state, self.folder.last_checkpoint)
             if best_now:
                 checkpoint.save_atomic(state, self.folder.best_checkpoint)
+            self.folder.append_history(self.history[-1])
             if metrics:
                 self.results["metrics"] = {k: record[k] for k in metrics}
             self._write_results(epoch + 1, wall)
