@@ -39,12 +39,15 @@ INFO = DatasetInfo(
 )
 
 
-@lru_cache(maxsize=1)
-def load_split() -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(train_x, train_y, test_x, test_y): images [N, 1, 32, 32] float32 in [0, 1], int64 labels."""
+@lru_cache(maxsize=4)
+def load_split(size: int = SIZE) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(train_x, train_y, test_x, test_y): images [N, 1, size, size] float32 in [0, 1] (the 8x8
+    digits upsampled bilinearly), int64 labels; the suite's one fixed stratified split. The
+    tensors are cached: treat them as read-only."""
     digits = load_digits()
     images = torch.from_numpy(digits.images).float().div_(16.0).unsqueeze(1)
-    images = F.interpolate(images, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+    if size != images.shape[-1]:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     labels = torch.from_numpy(digits.target).long()
     train_idx, test_idx = train_test_split(
         np.arange(len(labels)),

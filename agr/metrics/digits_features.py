@@ -19,13 +19,12 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import Tensor
+
+from ..data.digits import SPLIT_SEED, TEST_FRACTION, load_split
 
 __all__ = [
     "FEATURE_LABEL",
@@ -39,8 +38,6 @@ __all__ = [
 IMAGE_SIZE = 16
 FEATURE_DIM = 64
 NUM_CLASSES = 10
-SPLIT_SEED = 0
-TEST_FRACTION = 0.2
 VERSION = 1  # bump when the architecture, data or recipe changes: old cache files are ignored
 FEATURE_LABEL = "FID (digits-CNN features)"
 IS_LABEL = "IS (digits-CNN classifier)"
@@ -61,20 +58,8 @@ def digits_split(size: int = IMAGE_SIZE) -> tuple[Tensor, Tensor, Tensor, Tensor
     8x8 digits scaled to [0, 1], upsampled bilinearly, mapped to [-1, 1]), int64 labels. The
     split is the suite's fixed stratified 80/20 split (1,437 / 360 images). Treat the returned
     tensors as read-only (they are cached)."""
-    digits = load_digits()
-    images = torch.from_numpy(digits.images).float().div_(16.0).unsqueeze(1)
-    if size != images.shape[-1]:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-    images = images.mul_(2.0).sub_(1.0).clamp_(-1.0, 1.0)
-    labels = torch.from_numpy(digits.target).long()
-    train_idx, test_idx = train_test_split(
-        np.arange(len(labels)),
-        test_size=TEST_FRACTION,
-        random_state=SPLIT_SEED,
-        stratify=digits.target,
-    )
-    train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
-    return images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]
+    train_x, train_y, test_x, test_y = load_split(size)
+    return train_x.mul(2.0).sub_(1.0), train_y, test_x.mul(2.0).sub_(1.0), test_y
 
 
 class DigitsCNN(nn.Module):
