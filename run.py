@@ -48,7 +48,7 @@ def main(cfg: DictConfig) -> dict | None:
                 folder.path.rename(folder.path.with_name(f"{folder.path.name}.replaced-{stamp}"))
         if _is_main_process():
             folder.path.mkdir(parents=True, exist_ok=True)
-            (folder.path / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+            folder.config.write_text(OmegaConf.to_yaml(resolved))
         return train(resolved, folder.path)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .engine.trainer import PRECISIONS
+from .optim import IMPLS
+from .regularizer import SCOPES
+
 
 class ConfigError(ValueError):
     pass
@@ -30,10 +34,7 @@ _RULES: dict[str, tuple] = {
         "null or an integer >= 1",
     ),
     "trainer.accumulate": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "trainer.precision": (
-        lambda v: v in ("auto", "fp32", "bf16", "fp16"),
-        "auto, fp32, bf16 or fp16",
-    ),
+    "trainer.precision": (lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISIONS)),
     "trainer.grad_clip": (lambda v: v is None or (_number(v) and v > 0), "null or a number > 0"),
     "trainer.label_smoothing": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "trainer.eval_every": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
@@ -54,15 +55,12 @@ _RULES: dict[str, tuple] = {
         lambda v: isinstance(v, list) and all(_number(b) and 0 <= b < 1 for b in v),
         "a list of numbers in [0, 1)",
     ),
-    "optimizer.agr_scope": (lambda v: v in ("weights", "all"), "weights or all"),
+    "optimizer.agr_scope": (lambda v: v in SCOPES, "one of " + ", ".join(SCOPES)),
     "optimizer.agr_until_epoch": (
         lambda v: v is None or (_number(v) and v >= 0),
         "null or a number >= 0",
     ),
-    "optimizer.impl": (
-        lambda v: v in ("auto", "fused", "foreach", "loop"),
-        "auto, fused, foreach or loop",
-    ),
+    "optimizer.impl": (lambda v: v in IMPLS, "one of " + ", ".join(IMPLS)),
     "dataset.download": (lambda v: isinstance(v, bool), "true or false"),
     "scheduler.warmup_epochs": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "scheduler.gamma": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),

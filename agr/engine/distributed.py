@@ -60,12 +60,3 @@ def setup(devices: str = "auto") -> DistContext:
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def broadcast_flag(flag: bool, ctx: DistContext) -> bool:
-    """Rank 0's decision, shared with every rank."""
-    if not ctx.distributed:
-        return flag
-    value = torch.tensor([int(flag)], device=ctx.device)
-    dist.broadcast(value, src=0)
-    return bool(value.item())

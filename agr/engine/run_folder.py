@@ -40,7 +40,6 @@ class RunFolder:
     config = property(lambda self: self.path / "config.yaml")
     history = property(lambda self: self.path / "history.jsonl")
     results = property(lambda self: self.path / "results.json")
-    checkpoints = property(lambda self: self.path / "checkpoints")
     last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
     best_checkpoint = property(lambda self: self.path / "checkpoints" / "best.pt")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.digits import SPLIT_SEED, TEST_FRACTION, load_split
+from ..engine.checkpoint import save_atomic
 
 __all__ = [
     "FEATURE_LABEL",
@@ -171,19 +171,6 @@ def _load_cached(path: Path, seed: int) -> tuple[DigitsCNN, float] | None:
     return model, float(payload["test_accuracy"])
 
 
-def _save_atomic(path: Path, payload: dict) -> None:
-    """Write through a temporary file and rename, so concurrent runs never read a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 class DigitsFeatures:
     """:class:`~agr.metrics.generation.FeatureExtractor` over the digits CNN.
 
@@ -220,7 +207,7 @@ class DigitsFeatures:
                 "image_size": IMAGE_SIZE,
                 "state_dict": model.state_dict(),
             }
-            _save_atomic(self.cache_path, payload)
+            save_atomic(payload, self.cache_path)
         else:
             model, accuracy = cached
         self.test_accuracy = accuracy
