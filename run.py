@@ -24,7 +24,9 @@ try:
 except ImportError:  # pragma: no cover - the data package is part of the suite
     DatasetMissingError = FileNotFoundError
 
-USER_ERRORS = (ConfigError, CheckpointError, DatasetMissingError)
+from agr.metrics.generation import InceptionWeightsMissingError
+
+USER_ERRORS = (ConfigError, CheckpointError, DatasetMissingError, InceptionWeightsMissingError)
 
 
 def _is_main_process() -> bool:

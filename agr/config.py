@@ -10,6 +10,10 @@ from .engine.trainer import PRECISIONS
 from .optim import IMPLS
 from .regularizer import SCOPES
 
+FEATURES = ("auto", "inception", "digits_cnn")
+SAMPLE_FROM = ("raw", "ema")
+DDIM_VARIANTS = ("ddim", "authors")
+
 
 class ConfigError(ValueError):
     pass
@@ -61,7 +65,27 @@ _RULES: dict[str, tuple] = {
         "null or a number >= 0",
     ),
     "optimizer.impl": (lambda v: v in IMPLS, "one of " + ", ".join(IMPLS)),
+    "trainer.eval_at": (
+        lambda v: isinstance(v, list) and all(_int(e) and e >= 1 for e in v),
+        "a list of epoch numbers >= 1",
+    ),
     "dataset.download": (lambda v: isinstance(v, bool), "true or false"),
+    "dataset.hflip": (lambda v: isinstance(v, bool), "true or false"),
+    "scheduler.warmup_steps": (lambda v: v is None or (_int(v) and v >= 0), "null or an int >= 0"),
+    "model.ema_decay": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    # Image generation (configs/metrics/); the choices are those of agr.tasks.diffusion and
+    # agr.diffusion.DDIM_VARIANTS (kept literal here so validation imports no diffusers;
+    # tests/test_config_choices.py checks they agree).
+    "metrics.features": (lambda v: v in FEATURES, "one of " + ", ".join(FEATURES)),
+    "metrics.sample_from": (lambda v: v in SAMPLE_FROM, "one of " + ", ".join(SAMPLE_FROM)),
+    "metrics.ddim_variant": (lambda v: v in DDIM_VARIANTS, "one of " + ", ".join(DDIM_VARIANTS)),
+    "metrics.num_samples": (lambda v: _int(v) and v >= 2, "an integer >= 2"),
+    "metrics.steps": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "metrics.eta": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "metrics.is_splits": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "metrics.batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "metrics.grid_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "metrics.inception_weights": (lambda v: v is None or isinstance(v, str), "null or a path"),
     "scheduler.warmup_epochs": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "scheduler.gamma": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
     "scheduler.milestones": (

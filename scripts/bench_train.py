@@ -8,7 +8,7 @@ reader (agr.data.build_datasets, with the config's augmentation).
 
 - engine: ``agr.engine.train(cfg, run_dir)`` with ``trainer.epochs=1``,
   ``trainer.limit_batches=K``, a fresh run_dir each round (so it never resumes); its speed is
-  history.jsonl's ``train_images_per_s``, which times only the training part of the epoch
+  history.jsonl's ``train_samples_per_s``, which times only the training part of the epoch
   (the final evaluation and the checkpoints are outside it).
 - bare: a fresh model and optimizer, DataLoader(shuffle=True), then for K batches:
   model.train(), forward, F.cross_entropy, backward, optimizer.step(),
@@ -169,7 +169,7 @@ def engine_epoch(cfg: dict[str, Any]) -> float:
         if results["status"] != "completed":
             raise RuntimeError(f"engine run ended {results['status']}: {results.get('error')}")
         history = RunFolder(run_dir).read_history()
-    return float(history[-1]["train_images_per_s"])
+    return float(history[-1]["train_samples_per_s"])
 
 
 class BareLoop:
@@ -347,7 +347,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "what": (
-            "training images/s of agr.engine.train (history.jsonl train_images_per_s) vs a bare "
+            "training images/s of agr.engine.train (history.jsonl train_samples_per_s) vs a bare "
             "hand-written PyTorch loop on the same model, data, batch and optimizer; one "
             "warm-up epoch of each, then epochs alternated; medians and ratio engine/bare"
         ),

@@ -7,7 +7,6 @@ function that raises, and the download tests replace torchvision's ``download_ur
 from __future__ import annotations
 
 import hashlib
-import pickle
 import shutil
 import tarfile
 import urllib.error
@@ -20,6 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision.datasets.utils as tv_utils
+from fixtures import accept_fixture_checksums, write_cifar
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -46,116 +46,13 @@ def _md5(path: Path) -> str:
 # --------------------------------------------------------------------------- CIFAR fixtures
 
 
-def _pickle(path: Path, obj: dict) -> None:
-    # The official files are Python 2 pickles whose keys load as str under torchvision's
-    # encoding="latin1" (and as b"data", b"labels", ... under encoding="bytes"): str keys
-    # written by Python 3 load identically under latin1.
-    with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
-
-
-def _images(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n images as CIFAR rows: uint8 [n, 3072], 1024 red then green then blue, row-major."""
-    return rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-
-
-def _write_cifar(root: Path, name: str) -> dict[str, tuple[np.ndarray, list[int]]]:
-    """Write a tiny CIFAR-10/100 in torchvision's layout under ``root``; returns split -> data."""
-    rng = np.random.default_rng(0 if name == "cifar10" else 1)
-    splits: dict[str, tuple[np.ndarray, list[int]]] = {}
-    if name == "cifar10":
-        folder = root / "cifar-10-batches-py"
-        folder.mkdir(parents=True)
-        train_rows, train_labels = [], []
-        for b in range(1, 6):
-            rows, labels = _images(rng, 2), [int(v) for v in rng.integers(0, 10, 2)]
-            _pickle(
-                folder / f"data_batch_{b}",
-                {
-                    "batch_label": f"training batch {b} of 5",
-                    "labels": labels,
-                    "data": rows,
-                    "filenames": [f"img{b}_{i}.png" for i in (0, 1)],
-                },
-            )
-            train_rows.append(rows)
-            train_labels += labels
-        splits["train"] = (np.vstack(train_rows), train_labels)
-        rows, labels = _images(rng, 3), [0, 9, 4]
-        _pickle(
-            folder / "test_batch",
-            {
-                "batch_label": "testing batch 1 of 1",
-                "labels": labels,
-                "data": rows,
-                "filenames": ["t0.png", "t1.png", "t2.png"],
-            },
-        )
-        splits["test"] = (rows, labels)
-        names = [
-            "airplane",
-            "automobile",
-            "bird",
-            "cat",
-            "deer",
-            "dog",
-            "frog",
-            "horse",
-            "ship",
-            "truck",
-        ]
-        _pickle(
-            folder / "batches.meta",
-            {"label_names": names, "num_cases_per_batch": 10000, "num_vis": 3072},
-        )
-    else:
-        folder = root / "cifar-100-python"
-        folder.mkdir(parents=True)
-        for split, n in (("train", 6), ("test", 4)):
-            rows, fine = _images(rng, n), [int(v) for v in rng.integers(0, 100, n)]
-            _pickle(
-                folder / split,
-                {
-                    "filenames": [f"{split}{i}.png" for i in range(n)],
-                    "batch_label": split,
-                    "fine_labels": fine,
-                    "coarse_labels": [f // 5 for f in fine],
-                    "data": rows,
-                },
-            )
-            splits[split] = (rows, fine)
-        _pickle(
-            folder / "meta",
-            {
-                "fine_label_names": [f"fine{i}" for i in range(100)],
-                "coarse_label_names": [f"coarse{i}" for i in range(20)],
-            },
-        )
-    return splits
-
-
-def _accept_fixture_checksums(monkeypatch, cls: type[CIFAR10], root: Path) -> None:
-    """Swap torchvision's hard-coded MD5s for the fixture files' own.
-
-    ``CIFAR10._check_integrity`` / ``_load_meta`` compare each file's MD5 with the constants in
-    ``train_list``, ``test_list`` and ``meta``, which no fixture can match. Only those
-    constants change here: torchvision's real check (``check_integrity`` -> ``calculate_md5``)
-    still runs over the fixture files.
-    """
-    folder = root / cls.base_folder
-    monkeypatch.setattr(cls, "train_list", [[n, _md5(folder / n)] for n, _ in cls.train_list])
-    monkeypatch.setattr(cls, "test_list", [[n, _md5(folder / n)] for n, _ in cls.test_list])
-    meta = dict(cls.meta, md5=_md5(folder / cls.meta["filename"]))
-    monkeypatch.setattr(cls, "meta", meta)
-
-
 CIFAR_CLASSES = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_reads_the_real_layout(tmp_path, monkeypatch, name):
-    splits = _write_cifar(tmp_path / name, name)
-    _accept_fixture_checksums(monkeypatch, CIFAR_CLASSES[name], tmp_path / name)
+    splits = write_cifar(tmp_path / name, name)
+    accept_fixture_checksums(monkeypatch, CIFAR_CLASSES[name], tmp_path / name)
     info = dataset_info(name)
 
     train, test, got_info = build_datasets(name, data_dir=tmp_path, augment=False)
@@ -193,8 +90,8 @@ def test_cifar_reads_the_real_layout(tmp_path, monkeypatch, name):
 
 def test_cifar_extracts_a_placed_tarball_without_downloading(tmp_path, monkeypatch):
     staging = tmp_path / "staging"
-    splits = _write_cifar(staging, "cifar10")
-    _accept_fixture_checksums(monkeypatch, CIFAR10, staging)
+    splits = write_cifar(staging, "cifar10")
+    accept_fixture_checksums(monkeypatch, CIFAR10, staging)
     root = tmp_path / "data" / "cifar10"
     root.mkdir(parents=True)
     with tarfile.open(root / CIFAR10.filename, "w:gz") as tar:

@@ -7,6 +7,7 @@ The files live in ``<data_dir>/cifar10`` or ``<data_dir>/cifar100``, in torchvis
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -16,7 +17,7 @@ from torchvision.datasets.utils import check_integrity, extract_archive
 
 from .base import DatasetInfo, DatasetMissingError
 
-__all__ = ["INFOS", "build", "train_transform", "test_transform"]
+__all__ = ["INFOS", "build", "load", "train_transform", "test_transform"]
 
 HOMEPAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
@@ -100,18 +101,28 @@ def _missing_message(name: str, root: Path, download: bool, error: BaseException
 
 def build(name: str, data_dir: Path, *, download: bool, augment: bool) -> tuple[Dataset, Dataset]:
     """(train, test) for ``cifar10`` or ``cifar100`` under ``data_dir/<name>``."""
-    info, cls = INFOS[name], _CLASSES[name]
-    root = data_dir / name
+    info = INFOS[name]
     test_tf = test_transform(info)
+    return load(
+        name,
+        data_dir,
+        download=download,
+        train_tf=train_transform(info) if augment else test_tf,
+        test_tf=test_tf,
+    )
+
+
+def load(
+    name: str, data_dir: Path, *, download: bool, train_tf: Callable, test_tf: Callable
+) -> tuple[Dataset, Dataset]:
+    """(train, test) with the given transforms (PIL image -> tensor), reading (or downloading)
+    ``data_dir/<name>``; :class:`DatasetMissingError` when absent."""
+    cls = _CLASSES[name]
+    root = data_dir / name
     try:
         if not download:
             _extract_placed_archive(cls, root)
-        train = cls(
-            root,
-            train=True,
-            transform=train_transform(info) if augment else test_tf,
-            download=download,
-        )
+        train = cls(root, train=True, transform=train_tf, download=download)
         test = cls(root, train=False, transform=test_tf)
     # RuntimeError: torchvision's "not found or corrupted"; OSError covers URLError (offline).
     except (RuntimeError, OSError, tarfile.TarError) as error:

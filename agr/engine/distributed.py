@@ -60,3 +60,13 @@ def setup(devices: str = "auto") -> DistContext:
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def gather_to_main(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor | None:
+    """Every rank's ``tensor`` (sizes may differ along dim 0) concatenated in rank order on
+    the main process, on the CPU; None on the other ranks. A single process gets its own."""
+    if not ctx.distributed:
+        return tensor.cpu()
+    parts: list[torch.Tensor | None] = [None] * ctx.world_size
+    dist.all_gather_object(parts, tensor.cpu())
+    return torch.cat(parts) if ctx.is_main else None

@@ -12,6 +12,9 @@ class NullLogger:
     def log(self, metrics: dict[str, Any], step: int) -> None:
         pass
 
+    def log_images(self, images: dict[str, Any], step: int) -> None:
+        pass
+
     def finish(self, exit_code: int = 0) -> None:
         pass
 
@@ -39,6 +42,12 @@ class WandbLogger:
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         self._wandb.log(metrics, step=step)
+
+    def log_images(self, images: dict[str, Any], step: int) -> None:
+        """Image files (e.g. sample grids) by name, as W&B images."""
+        self._wandb.log(
+            {name: self._wandb.Image(str(path)) for name, path in images.items()}, step=step
+        )
 
     def finish(self, exit_code: int = 0) -> None:
         self._wandb.finish(exit_code=exit_code)

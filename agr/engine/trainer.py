@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 import agr
 
 from ..tasks import build_task
+from ..tasks.base import EvalContext, EvalOutput
 from . import checkpoint, distributed
 from .loggers import Progress, make_logger
 from .run_folder import RunFolder, environment
@@ -93,6 +94,8 @@ class _Run:
         if trainer.get("channels_last"):
             model = model.to(memory_format=torch.channels_last)
         self.model = model  # the unwrapped module: checkpoints, optimizer, evaluation
+        if self.parts.state is not None:
+            self.parts.state.setup(model, self.device)
         self.train_model = (
             DistributedDataParallel(
                 model, device_ids=[self.device] if self.device.type == "cuda" else None
@@ -121,21 +124,25 @@ class _Run:
             pin_memory=self.device.type == "cuda",
             generator=self.loader_generator,
             drop_last=False,
-        )
-        self.eval_loader = DataLoader(
-            self.parts.eval_set,
-            batch_size=int(trainer.get("eval_batch_size") or batch_size),
-            sampler=ShardSampler(len(self.parts.eval_set), ctx.rank, ctx.world_size),
-            num_workers=workers,
-            pin_memory=self.device.type == "cuda",
+            collate_fn=self.parts.collate,
         )
         limit = trainer.get("limit_batches")
         self.train_batches = (
             min(len(self.train_loader), int(limit)) if limit else len(self.train_loader)
         )
-        self.eval_batches = (
-            min(len(self.eval_loader), int(limit)) if limit else len(self.eval_loader)
-        )
+        self.eval_loader, self.eval_batches = None, 0
+        if self.parts.evaluate is None:
+            self.eval_loader = DataLoader(
+                self.parts.eval_set,
+                batch_size=int(trainer.get("eval_batch_size") or batch_size),
+                sampler=ShardSampler(len(self.parts.eval_set), ctx.rank, ctx.world_size),
+                num_workers=workers,
+                pin_memory=self.device.type == "cuda",
+                collate_fn=self.parts.collate,
+            )
+            self.eval_batches = (
+                min(len(self.eval_loader), int(limit)) if limit else len(self.eval_loader)
+            )
         self.accumulate = int(trainer.get("accumulate", 1))
         self.steps_per_epoch = math.ceil(self.train_batches / self.accumulate)
         self.epochs = int(trainer["epochs"])
@@ -174,6 +181,7 @@ class _Run:
             "history": self.history,
             "rng": checkpoint.rng_state(),
             "wandb_id": getattr(self.logger, "run_id", None),
+            "task_state": self.parts.state.state_dict() if self.parts.state is not None else None,
         }
 
     def _resume(self) -> int:
@@ -190,6 +198,13 @@ class _Run:
         self.agr_removed = list(state.get("agr_removed") or [])
         self.history = list(state.get("history") or [])
         self.wandb_id = state.get("wandb_id")
+        if self.parts.state is not None:
+            if state.get("task_state") is None:
+                raise checkpoint.CheckpointError(
+                    f"{path} holds no task state (e.g. the EMA weights) that this run needs; "
+                    "it was written by another kind of run. Move it away to start afresh."
+                )
+            self.parts.state.load_state_dict(state["task_state"])
         checkpoint.set_rng_state(state["rng"])
         if self.ctx.rank:  # each rank continues its own stream, as in an unbroken run
             seed_everything(int(self.cfg["seed"]) + self.ctx.rank + 7919 * int(state["epoch"]))
@@ -224,11 +239,9 @@ class _Run:
             self._write_results(start_epoch, time.time() - started)
             for epoch in range(start_epoch, self.epochs):
                 record = self._train_epoch(epoch)
-                last = epoch + 1 == self.epochs
-                if (epoch + 1) % int(self.trainer.get("eval_every", 1)) == 0 or last:
-                    record.update(self._evaluate())
-                    self._track_best(record)
-                self._end_epoch(epoch, record, time.time() - started)
+                metrics = self._evaluate(epoch + 1) if self._evaluates(epoch + 1) else {}
+                record.update(metrics)
+                self._end_epoch(epoch, record, metrics, time.time() - started)
             self.results["status"] = "completed"
             self._write_results(self.epochs, time.time() - started)
             return self.results
@@ -287,7 +300,7 @@ class _Run:
             "step": self.global_step,
             "train_loss": float(count[0] / max(1.0, float(count[1]))),
             "lr": self._lr(),
-            "train_images_per_s": float(count[1]) / max(elapsed, 1e-9),
+            "train_samples_per_s": float(count[1]) / max(elapsed, 1e-9),
             "epoch_time_s": elapsed,
         }
 
@@ -303,6 +316,8 @@ class _Run:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+        if self.parts.state is not None:
+            self.parts.state.after_step(self.model)
         self.global_step += 1
         if logging_step and handle is not None and handle.last_stats is not None:
             if handle.last_stats.step == handle.steps:
@@ -316,34 +331,63 @@ class _Run:
                     step=self.global_step,
                 )
 
-    @torch.no_grad()
-    def _evaluate(self) -> dict[str, float]:
+    def _evaluates(self, epoch: int) -> bool:
+        """Evaluate after every ``eval_every``-th epoch, the epochs in ``eval_at``, and the last."""
+        extra = {int(e) for e in self.trainer.get("eval_at") or []}
+        every = int(self.trainer.get("eval_every", 1))
+        return epoch % every == 0 or epoch in extra or epoch == self.epochs
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def _evaluate(self, epoch: int) -> dict[str, Any]:
+        """Evaluate without drawing from the training RNG streams (a DataLoader draws its base
+        seed, a sampler its noise): runs with and without an evaluation at some epoch, e.g.
+        a resumed one, then train identically."""
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            return self._evaluate_now(epoch)
+
+    def _evaluate_now(self, epoch: int) -> dict[str, Any]:
         self.model.eval()
+        if self.parts.evaluate is not None:
+            context = EvalContext(
+                device=self.device,
+                epoch=epoch,
+                run_dir=self.folder.path,
+                seed=int(self.cfg["seed"]),
+                rank=self.ctx.rank,
+                world_size=self.ctx.world_size,
+                autocast=self._autocast,
+                gather=lambda tensor: distributed.gather_to_main(tensor, self.ctx),
+            )
+            output: EvalOutput = self.parts.evaluate(self.model, context)
+            if output.images:
+                self.logger.log_images(output.images, step=self.global_step)
+            return dict(output.metrics)
         evaluator = self.parts.make_evaluator(self.device)
         batches = iter(self.eval_loader)
         for _ in range(self.eval_batches):
             batch = _to_device(next(batches), self.device, self.trainer.get("channels_last"))
-            with torch.autocast(
-                self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None
-            ):
+            with self._autocast():
                 evaluator.update(self.model, batch)
         return evaluator.compute()
 
-    def _track_best(self, record: dict[str, Any]) -> None:
+    def _is_better(self, metrics: dict[str, Any]) -> bool:
         key = self.parts.primary_metric
-        if key not in record:
-            return
-        value = record[key]
-        better = not self.best or (
-            value < self.best[key] if self.parts.minimize else value > self.best[key]
-        )
-        record["_best"] = better
-        if better:
-            self.best = {k: v for k, v in record.items() if not k.startswith("_")}
+        value = metrics.get(key)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if not self.best or key not in self.best:
+            return True
+        return value < self.best[key] if self.parts.minimize else value > self.best[key]
 
-    def _end_epoch(self, epoch: int, record: dict[str, Any], wall: float) -> None:
-        best_now = record.pop("_best", False)
-        metrics = [k for k in ("top1", "top5", "loss") if k in record]
+    def _end_epoch(
+        self, epoch: int, record: dict[str, Any], metrics: dict[str, Any], wall: float
+    ) -> None:
+        best_now = self._is_better(metrics)
+        if best_now:
+            self.best = dict(record)
         if self.agr_removed:
             record["agr_removed_fraction"] = self.agr_removed[-1]
         self.history.append({**record, "time_s": wall})
@@ -354,13 +398,17 @@ class _Run:
                 checkpoint.save_atomic(state, self.folder.best_checkpoint)
             self.folder.append_history(self.history[-1])
             if metrics:
-                self.results["metrics"] = {k: record[k] for k in metrics}
+                self.results["metrics"] = dict(metrics)
             self._write_results(epoch + 1, wall)
-            self.logger.log(record, step=self.global_step)
-            shown = " ".join(f"{k} {record[k]:.4g}" for k in ["train_loss", *metrics])
+            self.logger.log(
+                {k: v for k, v in record.items() if isinstance(v, (int, float))},
+                step=self.global_step,
+            )
+            numbers = [k for k, v in metrics.items() if isinstance(v, (int, float))]
+            shown = " ".join(f"{k} {record[k]:.4g}" for k in ["train_loss", *numbers])
             self.progress.line(
                 f"epoch {epoch + 1}/{self.epochs} {shown} "
-                f"({record['train_images_per_s']:.0f} img/s)"
+                f"({record['train_samples_per_s']:.0f} samples/s)"
             )
         if self.ctx.distributed:
             torch.distributed.barrier()

@@ -122,7 +122,8 @@ def train_digits_cnn(seed: int = 0) -> tuple[DigitsCNN, float]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(seed)
+        with torch.enable_grad():  # callers may be inside an evaluation's no_grad
+            return _train(seed)
     finally:
         torch.set_num_threads(threads)
 

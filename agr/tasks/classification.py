@@ -23,7 +23,7 @@ def build(cfg: dict[str, Any]) -> TaskParts:
         augment=bool(data.get("augment", True)),
         seed=int(cfg["seed"]),
     )
-    model_options = {k: v for k, v in cfg["model"].items() if k != "name"}
+    model_options = {k: v for k, v in cfg["model"].items() if k not in ("name", "task")}
     model = build_model(
         cfg["model"]["name"],
         num_classes=info.num_classes,

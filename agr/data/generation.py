@@ -1,0 +1,91 @@
+"""Images for the generation runs (Table 1): pixels scaled to [-1, 1], random horizontal flips
+for training (the authors' CIFAR-10 pipeline), labels kept but unused.
+
+    train, reference, info = build_generation_datasets("cifar10", data_dir="data", hflip=True)
+
+``reference`` is the training split without augmentation: the real images whose feature
+statistics FID compares against (CIFAR-10 *train* statistics, as the authors' evaluation).
+Supported: ``cifar10`` (and ``cifar100``) at 32x32 and the embedded ``digits`` at 16x16 (the
+input size of the digits-CNN feature extractor; digits are never flipped: they are not
+mirror-symmetric, so ``hflip`` must be false for them).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision import transforms as T
+
+from . import cifar, digits
+
+__all__ = ["GENERATION_DATASETS", "GenerationDataInfo", "build_generation_datasets"]
+
+# name -> native image size for generation
+GENERATION_DATASETS: dict[str, int] = {"cifar10": 32, "cifar100": 32, "digits": 16}
+
+
+@dataclass(frozen=True)
+class GenerationDataInfo:
+    name: str
+    image_size: int
+    channels: int
+    train_size: int
+
+
+class ImageTensors(Dataset):
+    """In-memory images [N, C, H, W] in [-1, 1] with labels; optional random horizontal flip
+    (drawn from torch's global RNG, which the engine seeds)."""
+
+    def __init__(self, images: Tensor, labels: Tensor, hflip: bool = False) -> None:
+        self.images, self.labels, self.hflip = images, labels, hflip
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image = self.images[index]
+        if self.hflip and torch.rand(()) < 0.5:
+            image = image.flip(-1)
+        return image, int(self.labels[index])
+
+
+def _to_minus_one_one() -> list:
+    return [T.ToTensor(), T.Normalize((0.5,), (0.5,))]
+
+
+def build_generation_datasets(
+    name: str,
+    *,
+    data_dir: str | os.PathLike,
+    download: bool = False,
+    hflip: bool = True,
+) -> tuple[Dataset, Dataset, GenerationDataInfo]:
+    """(train set, reference set, info); both sets yield ``(image in [-1, 1], label)``."""
+    if name not in GENERATION_DATASETS:
+        raise ValueError(
+            f"dataset={name} has no image-generation reader; choose one of "
+            f"{', '.join(GENERATION_DATASETS)}"
+        )
+    size = GENERATION_DATASETS[name]
+    if name == "digits":
+        if hflip:
+            raise ValueError(
+                "dataset.hflip=true flips digits into mirror images that are not digits; "
+                "set dataset.hflip=false"
+            )
+        train_x, train_y, _, _ = digits.load_split(size)
+        images = train_x.mul(2.0).sub(1.0)
+        train = ImageTensors(images, train_y)
+        reference = ImageTensors(images, train_y)
+        return train, reference, GenerationDataInfo(name, size, 1, len(train))
+    root = Path(data_dir).expanduser().resolve()
+    plain = T.Compose(_to_minus_one_one())
+    train_tf = T.Compose([T.RandomHorizontalFlip(), *_to_minus_one_one()]) if hflip else plain
+    train, _ = cifar.load(name, root, download=download, train_tf=train_tf, test_tf=plain)
+    reference, _ = cifar.load(name, root, download=False, train_tf=plain, test_tf=plain)
+    return train, reference, GenerationDataInfo(name, size, 3, len(train))

@@ -1,0 +1,215 @@
+"""Image generation (Table 1): a DDPM UNet learns to predict the noise; evaluation samples
+images with DDIM and scores them with FID and IS.
+
+Training: ``Diffusion.loss`` (t ~ U{0..T-1}, MSE on the noise) on images in [-1, 1]; an EMA of
+the weights is updated after every optimizer step and checkpointed (``TaskParts.state``).
+Evaluation (``TaskParts.evaluate``): every process samples its share of ``metrics.num_samples``
+images from the raw or the EMA weights (``metrics.sample_from``), the main process gathers them,
+writes ``samples_epoch<N>.png`` and computes FID against the training set's feature statistics
+(cached under ``paths.data_dir/fid_stats``) and IS over ``metrics.is_splits`` splits.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data.generation import build_generation_datasets
+from ..diffusion import EMA, Diffusion, save_grid, to_uint8
+from ..metrics.generation import GenerationMetrics, resolve_inception_weights
+from ..models import count_parameters
+from ..models.diffusion import build_unet
+from .base import EvalContext, EvalOutput, TaskParts
+
+SAMPLE_FROM = ("raw", "ema")
+FEATURES = ("auto", "inception", "digits_cnn")
+# Keys of the model config that describe the diffusion around the UNet, not the UNet.
+_NOT_UNET = {"name", "task", "diffusion", "ema_decay"}
+
+
+class EMAState:
+    """The EMA of the weights as the engine's task state (see ``agr.tasks.base.TaskState``)."""
+
+    def __init__(self, decay: float) -> None:
+        self.decay = float(decay)
+        self.ema: EMA | None = None
+
+    def setup(self, model: nn.Module, device: torch.device) -> None:
+        self.ema = EMA(model, self.decay)  # a float32 copy of the weights, on their device
+
+    def after_step(self, model: nn.Module) -> None:
+        self.ema.update(model)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ema": self.ema.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ema.load_state_dict(state["ema"])
+
+
+def feature_kind(features: str, dataset: str) -> str:
+    """``auto``: the digits CNN for digits (Inception means nothing on 16x16 gray digits), the
+    Inception network otherwise."""
+    if features not in FEATURES:
+        raise ValueError(f"metrics.features={features!r} is not valid; choose {FEATURES}")
+    if features == "auto":
+        return "digits_cnn" if dataset == "digits" else "inception"
+    return features
+
+
+class Scorer:
+    """FID/IS of gathered samples on the main process; the extractor and the reference
+    statistics are built on first use (the reference cached on disk for later runs)."""
+
+    def __init__(
+        self, kind: str, settings: dict[str, Any], reference_set, dataset: str, data_dir: Path
+    ) -> None:
+        self.kind, self.settings, self.reference_set = kind, settings, reference_set
+        self.dataset, self.data_dir = dataset, data_dir
+        self.metrics: GenerationMetrics | None = None
+
+    def _build(self, device: torch.device) -> GenerationMetrics:
+        if self.kind == "inception":
+            from ..metrics.generation import InceptionFeatures
+
+            extractor = InceptionFeatures(self.settings.get("inception_weights"), device)
+        else:
+            from ..metrics.digits_features import DigitsFeatures
+
+            extractor = DigitsFeatures(self.data_dir / "digits_cnn", device)
+        metrics = GenerationMetrics(
+            extractor,
+            splits=int(self.settings["is_splits"]),
+            batch_size=int(self.settings["batch_size"]),
+        )
+        loader = DataLoader(self.reference_set, batch_size=int(self.settings["batch_size"]))
+        metrics.reference_statistics(
+            loader, self.data_dir / "fid_stats", dataset=f"{self.dataset}-train"
+        )
+        return metrics
+
+    def __call__(self, images: torch.Tensor, device: torch.device) -> dict[str, float]:
+        if self.metrics is None:
+            self.metrics = self._build(device)
+        return self.metrics.compute(images)
+
+
+def build(cfg: dict[str, Any]) -> TaskParts:
+    data, model_cfg, settings = cfg["dataset"], cfg["model"], cfg["metrics"]
+    data_dir = Path(cfg["paths"]["data_dir"]).expanduser().resolve()
+    sample_from = settings["sample_from"]
+    if sample_from not in SAMPLE_FROM:
+        raise ValueError(f"metrics.sample_from={sample_from!r} is not valid; choose raw or ema")
+    kind = feature_kind(settings["features"], data["name"])
+    if kind == "inception":  # fail before training, not after the first 400 epochs
+        resolve_inception_weights(settings.get("inception_weights"))
+
+    train_set, reference_set, info = build_generation_datasets(
+        data["name"],
+        data_dir=data_dir,
+        download=bool(data.get("download", False)),
+        hflip=bool(data.get("hflip", False)),
+    )
+    options = {k: v for k, v in model_cfg.items() if k not in _NOT_UNET}
+    model = build_unet(
+        model_cfg["name"], image_size=info.image_size, in_chans=info.channels, **options
+    )
+    process = model_cfg.get("diffusion") or {}
+    diffusion = Diffusion(
+        num_train_timesteps=int(process.get("timesteps", 1000)),
+        beta_start=float(process.get("beta_start", 1e-4)),
+        beta_end=float(process.get("beta_end", 0.02)),
+        schedule=process.get("schedule", "linear"),
+        prediction=process.get("prediction", "epsilon"),
+        ddim=settings["ddim_variant"],
+    )
+    ema = EMAState(float(model_cfg.get("ema_decay", 0.9999)))
+    score = Scorer(kind, settings, reference_set, data["name"], data_dir)
+    num_samples, steps, eta = int(settings["num_samples"]), int(settings["steps"]), settings["eta"]
+    sampler = f"DDIM ({settings['ddim_variant']}), {steps} steps, eta {eta}"
+    protocol: dict[str, Any] = {
+        "metric": "FID (digits-CNN features)" if kind == "digits_cnn" else "FID (Inception-v3)",
+        "is_metric": "IS (digits-CNN classifier)" if kind == "digits_cnn" else "IS (Inception-v3)",
+        "features": kind,
+        "implementation": GenerationMetrics.implementation,
+        "num_samples": num_samples,
+        "reference_set": f"{data['name']} train ({len(reference_set)} images)",
+        "sampler": sampler,
+        "sample_from": sample_from,
+        "is_splits": int(settings["is_splits"]),
+        "is_std": "std over the IS splits of one run (population std)",
+    }
+
+    def loss(model: nn.Module, batch) -> torch.Tensor:
+        return diffusion.loss(model, batch[0])
+
+    @torch.no_grad()
+    def evaluate(model: nn.Module, ctx: EvalContext) -> EvalOutput:
+        started = time.time()
+        count = len(range(ctx.rank, num_samples, ctx.world_size))
+        generator = torch.Generator(ctx.device).manual_seed(
+            (ctx.seed * 1_000_003 + ctx.epoch * 7919 + ctx.rank) % 2**63
+        )
+        if sample_from == "ema":
+            ema.ema.store(model)
+            ema.ema.copy_to(model)
+        try:
+            with ctx.autocast():
+                images = diffusion.sample(
+                    model,
+                    count,
+                    image_size=info.image_size,
+                    channels=info.channels,
+                    steps=steps,
+                    eta=float(eta),
+                    generator=generator,
+                    batch_size=int(settings["batch_size"]),
+                )
+        finally:
+            if sample_from == "ema":
+                ema.ema.restore(model)
+        sampling_s = time.time() - started
+        gathered = ctx.gather(to_uint8(images))
+        if not ctx.is_main:
+            return EvalOutput({})
+        grid = save_grid(
+            gathered[: int(settings["grid_size"])], ctx.run_dir / f"samples_epoch{ctx.epoch}.png"
+        )
+        scores = score(gathered, ctx.device)
+        if "extractor" not in protocol:
+            protocol["extractor"] = score.metrics.describe()["extractor_details"]
+        metrics = {
+            **scores,
+            "sample_from": sample_from,
+            "num_samples": int(len(gathered)),
+            "sampler": sampler,
+            "features": kind,
+            "sampling_s_per_image_step": sampling_s / max(1, count * steps),
+        }
+        return EvalOutput(metrics, images={"samples": grid})
+
+    return TaskParts(
+        model=model,
+        train_set=train_set,
+        eval_set=None,
+        loss=loss,
+        make_evaluator=None,
+        primary_metric="fid",
+        minimize=True,
+        evaluate=evaluate,
+        state=ema,
+        info={
+            "params": count_parameters(model),
+            "image_size": info.image_size,
+            "channels": info.channels,
+            "train_size": len(train_set),
+            "diffusion": repr(diffusion),
+            "ema_decay": ema.decay,
+            "generation_metrics": protocol,
+        },
+    )

@@ -1,0 +1,207 @@
+"""The image-generation task through the engine: a tiny UNet trains on fixture CIFAR-10 and on
+the digits, evaluation samples, scores and writes grids, resume keeps the EMA and the warm-up
+position, and the Inception path offline fails before any training."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from fixtures import accept_fixture_checksums, write_cifar
+from PIL import Image
+from test_run import resolved, run_cli
+from torchvision.datasets import CIFAR10
+
+from agr.config import DDIM_VARIANTS, FEATURES, SAMPLE_FROM
+from agr.diffusion import DDIM_VARIANTS as DIFFUSION_DDIM_VARIANTS
+from agr.engine import train
+from agr.engine.checkpoint import load
+from agr.metrics.generation import InceptionWeightsMissingError
+from agr.tasks import diffusion as diffusion_task
+
+# A UNet of a few thousand parameters, few samples and DDIM steps: seconds per run.
+TINY_UNET = [
+    "model=ddpm_small",
+    "model.block_out_channels=[8,16]",
+    "model.norm_num_groups=4",
+    "model.dropout=0.0",
+    "metrics.num_samples=24",
+    "metrics.steps=3",
+    "metrics.batch_size=12",
+    "metrics.grid_size=16",
+]
+FAST = [
+    "trainer.devices=cpu",
+    "trainer.num_workers=0",
+    "trainer.batch_size=8",
+    "trainer.log_every=1",
+    "optimizer=adan_agr",
+    "optimizer.lr=1.0e-3",
+    "scheduler=constant",
+]
+
+
+def _cfg(tmp_path, *overrides: str) -> dict:
+    cfg = resolved([*FAST, *TINY_UNET, f"paths.data_dir={tmp_path / 'data'}", *overrides])
+    cfg["paths"]["runs"] = str(tmp_path / "runs")
+    return cfg
+
+
+def _read_history(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+
+
+def test_config_choices_match_the_modules_that_own_them():
+    assert DDIM_VARIANTS == tuple(DIFFUSION_DDIM_VARIANTS)
+    assert FEATURES == diffusion_task.FEATURES
+    assert SAMPLE_FROM == diffusion_task.SAMPLE_FROM
+
+
+def test_table1_presets_carry_the_papers_settings():
+    for name, optimizer in (("ddpm_adan", "adan"), ("ddpm_adan_agr", "adan_agr")):
+        cfg = resolved([f"experiment=table1/{name}"])
+        assert cfg["task"] == "diffusion" and cfg["model"]["name"] == "ddpm"
+        assert cfg["dataset"]["name"] == "cifar10" and cfg["dataset"]["hflip"] is True
+        assert cfg["optimizer"]["name"] == optimizer
+        assert cfg["optimizer"]["lr"] == 2e-4 and cfg["optimizer"]["weight_decay"] == 0.0
+        assert cfg["scheduler"]["warmup_steps"] == 200
+        trainer = cfg["trainer"]
+        assert (trainer["epochs"], trainer["batch_size"], trainer["grad_clip"]) == (2000, 128, 1.0)
+        assert trainer["eval_every"] == 400 and trainer["eval_at"] == [10]
+        assert cfg["model"]["ema_decay"] == 0.9999
+        assert cfg["model"]["diffusion"] == {
+            "timesteps": 1000,
+            "beta_start": 1e-4,
+            "beta_end": 0.02,
+            "schedule": "linear",
+            "prediction": "epsilon",
+        }
+        metrics = cfg["metrics"]
+        assert (metrics["num_samples"], metrics["steps"], metrics["eta"]) == (50000, 100, 0.0)
+        assert metrics["sample_from"] == "raw" and metrics["is_splits"] == 10
+
+
+def test_digits_run_trains_samples_and_scores(tmp_path):
+    cfg = _cfg(
+        tmp_path,
+        "dataset=digits",
+        "trainer.epochs=2",
+        "trainer.limit_batches=3",
+        "trainer.eval_every=1",
+    )
+    run_dir = tmp_path / "run"
+    results = train(cfg, run_dir)
+    assert results["status"] == "completed"
+    history = _read_history(run_dir)
+    assert [h["epoch"] for h in history] == [1, 2]
+    for record in history:
+        assert math.isfinite(record["train_loss"]) and record["step"] == 3 * record["epoch"]
+        assert record["fid"] > 0 and 1.0 <= record["is_mean"] <= 10.0 and record["is_std"] >= 0
+        assert record["sample_from"] == "raw" and record["num_samples"] == 24
+        assert record["features"] == "digits_cnn"
+        with Image.open(run_dir / f"samples_epoch{record['epoch']}.png") as grid:
+            # 16 images of 16x16 in a 4x4 grid with torchvision's 2-pixel padding
+            assert grid.size == (4 * 18 + 2, 4 * 18 + 2)
+    assert {k: results["metrics"][k] for k in ("fid", "is_mean", "is_std")} == {
+        k: history[-1][k] for k in ("fid", "is_mean", "is_std")
+    }
+    assert results["best"]["fid"] == min(h["fid"] for h in history)  # lower FID is better
+    protocol = results["info"]["generation_metrics"]
+    assert protocol["metric"] == "FID (digits-CNN features)"
+    assert protocol["num_samples"] == 24 and protocol["sample_from"] == "raw"
+    assert protocol["extractor"]["classifier_test_accuracy"] > 0.95
+    assert (tmp_path / "data" / "fid_stats").is_dir()  # reference statistics cached
+
+
+def test_cifar10_fixture_run_in_minus_one_one_with_flips(tmp_path, monkeypatch):
+    root = tmp_path / "data" / "cifar10"
+    write_cifar(root, "cifar10")
+    accept_fixture_checksums(monkeypatch, CIFAR10, root)
+    cfg = _cfg(
+        tmp_path,
+        "dataset=cifar10",
+        "dataset.download=false",
+        "metrics.features=digits_cnn",  # no Inception weights offline; any extractor works
+        "trainer.epochs=1",
+        "metrics.sample_from=ema",
+    )
+    parts = diffusion_task.build(cfg)
+    images = torch.stack([parts.train_set[i][0] for i in range(len(parts.train_set))])
+    assert images.shape == (10, 3, 32, 32)
+    assert images.min() >= -1.0 and images.max() <= 1.0 and images.min() < -0.9
+    results = train(cfg, tmp_path / "run")
+    assert results["status"] == "completed"
+    record = _read_history(tmp_path / "run")[-1]
+    assert record["sample_from"] == "ema" and math.isfinite(record["fid"])
+    with Image.open(tmp_path / "run" / "samples_epoch1.png") as grid:
+        assert grid.mode == "RGB"
+
+
+def test_digits_refuse_horizontal_flips(tmp_path):
+    with pytest.raises(ValueError, match="dataset.hflip=false"):
+        diffusion_task.build(_cfg(tmp_path, "dataset=digits", "dataset.hflip=true"))
+
+
+def test_resume_keeps_the_ema_and_the_warmup_position(tmp_path):
+    """Epoch 1, then a restart that runs epoch 2, ends where two epochs in one go end: the same
+    weights, EMA, LR (mid warm-up) and step count."""
+    overrides = [
+        "dataset=digits",
+        "trainer.limit_batches=3",
+        "trainer.eval_every=5",
+        "scheduler.warmup_steps=10",
+        "model.ema_decay=0.9",
+    ]
+    straight = _cfg(tmp_path, *overrides, "trainer.epochs=2")
+    train(straight, tmp_path / "straight")
+    first = _cfg(tmp_path, *overrides, "trainer.epochs=2")
+    first["trainer"]["epochs"] = 1
+    train(first, tmp_path / "resumed")
+    after_one = load(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    train(_cfg(tmp_path, *overrides, "trainer.epochs=2"), tmp_path / "resumed")
+
+    a = load(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert a["global_step"] == b["global_step"] == 6
+    assert after_one["task_state"]["ema"]["num_updates"] == 3
+    assert b["task_state"]["ema"]["num_updates"] == 6
+    for name, tensor in a["task_state"]["ema"]["shadow"].items():
+        torch.testing.assert_close(b["task_state"]["ema"]["shadow"][name], tensor, rtol=0, atol=0)
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=0)
+    # Linear warm-up over 10 steps: the LR for step s+1 is lr * (s + 1) / 10.
+    lrs = [h["lr"] for h in _read_history(tmp_path / "resumed")]
+    assert lrs == pytest.approx([1e-3 * 4 / 10, 1e-3 * 7 / 10])
+    assert lrs == [h["lr"] for h in _read_history(tmp_path / "straight")]
+    # The EMA moved away from the weights it started from, towards the trained ones.
+    ema, weights = b["task_state"]["ema"]["shadow"], b["model"]
+    assert any(not torch.equal(ema[n], weights[n]) for n in ema)
+
+
+def test_inception_offline_without_weights_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("AGR_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    cfg = _cfg(tmp_path, "dataset=cifar10", "metrics.features=inception")
+    with pytest.raises(InceptionWeightsMissingError, match="metrics.inception_weights"):
+        diffusion_task.build(cfg)
+    cfg["metrics"]["inception_weights"] = str(tmp_path / "nowhere.pth")
+    with pytest.raises(InceptionWeightsMissingError, match="nowhere.pth"):
+        diffusion_task.build(cfg)
+
+
+def test_cli_missing_inception_weights_exits_2_with_the_fix(tmp_path):
+    result = run_cli(
+        [
+            *FAST,
+            *TINY_UNET,
+            "dataset=cifar10",
+            "metrics.features=inception",
+            f"metrics.inception_weights={tmp_path / 'missing.pth'}",
+            f"paths.runs={tmp_path / 'runs'}",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "metrics.inception_weights" in result.stderr and "Traceback" not in result.stderr
