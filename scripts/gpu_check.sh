@@ -3,6 +3,7 @@
 # CUDA (fp32 and bf16), the optimizer-step benchmark (results/bench/optimizer_step_cuda.json),
 # and training images/s of the engine beside a bare loop for ResNet-18 at batch 128 in bf16,
 # plain, channels_last, and compiled (results/bench/train_throughput_cuda_*.json).
+# DDPM training images/s and DDIM sampling time in bf16 (results/bench/diffusion_cuda.json).
 # Run from the repository root: `make gpu-check`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,3 +23,5 @@ TRAIN=(scripts/bench_train.py --device cuda --models resnet18 --batch-size 128 -
 "$PY" "${TRAIN[@]}" --sync-variant
 "$PY" "${TRAIN[@]}" --channels-last
 "$PY" "${TRAIN[@]}" --channels-last --compile
+"$PY" scripts/bench_diffusion.py --device cuda --precision bf16 --batch-small 128 --batch-ddpm 128 \
+    --steps 20 --warmup 5 --sample-batch 500 --sample-steps 10 --out results/bench/diffusion_cuda.json
