@@ -9,6 +9,7 @@ from typing import Any
 from .engine.trainer import PRECISIONS
 from .optim import IMPLS
 from .regularizer import SCOPES
+from .tasks import TASKS
 
 FEATURES = ("auto", "inception", "digits_cnn")
 SAMPLE_FROM = ("raw", "ema")
@@ -85,6 +86,26 @@ _RULES: dict[str, tuple] = {
     "metrics.is_splits": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
     "metrics.batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
     "metrics.grid_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    # Text pre-training (configs/dataset/{wikitext2,pydoc}.yaml)
+    "dataset.variant": (lambda v: v in ("raw", "tokens"), "raw or tokens"),
+    "dataset.eval_split": (lambda v: v in ("test", "validation"), "test or validation"),
+    "dataset.tokenizer": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+    "dataset.vocab_size": (lambda v: _int(v) and v >= 16, "an integer >= 16"),
+    "dataset.lowercase": (lambda v: isinstance(v, bool), "true or false"),
+    "dataset.max_length": (lambda v: _int(v) and v >= 8, "an integer >= 8"),
+    "dataset.short_seq_prob": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "dataset.mask_prob": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "dataset.max_ngram": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "dataset.max_predictions": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "dataset.mask_token_fraction": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "dataset.random_token_fraction": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "dataset.eval_seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "model.hidden_dropout_prob": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "model.attention_probs_dropout_prob": (
+        lambda v: _number(v) and 0 <= v < 1,
+        "a number in [0, 1)",
+    ),
+    "model.task": (lambda v: v in TASKS, "one of " + ", ".join(TASKS)),
     "metrics.inception_weights": (lambda v: v is None or isinstance(v, str), "null or a path"),
     "scheduler.warmup_epochs": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "scheduler.gamma": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
@@ -120,5 +141,18 @@ def validate(cfg: dict[str, Any]) -> None:
             ok = False
         if not ok:
             problems.append(f"  {key}={value!r}: must be {expected}")
+    data = cfg.get("dataset") or {}
+    fractions = [data.get(k) for k in ("mask_token_fraction", "random_token_fraction")]
+    if all(_number(f) for f in fractions) and sum(fractions) > 1:
+        problems.append(
+            f"  dataset.mask_token_fraction + dataset.random_token_fraction = {sum(fractions)}: "
+            "must be <= 1 (the rest keeps the original token)"
+        )
+    model = cfg.get("model") or {}
+    hidden, heads = model.get("hidden_size"), model.get("num_attention_heads")
+    if _int(hidden) and _int(heads) and (heads < 1 or hidden % heads):
+        problems.append(
+            f"  model.hidden_size={hidden} must be a multiple of model.num_attention_heads={heads}"
+        )
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(problems))

@@ -133,11 +133,18 @@ def test_slurm_launcher_selects_submitit():
         ("trainer.epochs=abc", "trainer.epochs"),
         ("trainer.precision=fp8", "trainer.precision"),
         ("optimizer.betas=[0.9,1.5]", "optimizer.betas"),
+        ("model=ddpm_small metrics.sample_from=best", "metrics.sample_from"),
+        ("model=ddpm_small metrics.num_samples=1", "metrics.num_samples"),
+        ("model=ddpm_small trainer.eval_at=[0]", "trainer.eval_at"),
+        ("model=ddpm_small model.ema_decay=1.5", "model.ema_decay"),
+        ("model=albert_tiny dataset=pydoc dataset.mask_prob=0", "dataset.mask_prob"),
+        ("model=albert_tiny dataset=pydoc dataset.mask_token_fraction=0.95", "token_fraction"),
+        ("model=albert_tiny dataset=pydoc model.num_attention_heads=3", "model.hidden_size"),
     ],
 )
 def test_validation_names_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        validate(resolved([override]))
+        validate(resolved(override.split()))
 
 
 # ------------------------------------------------------------------------- end-to-end runs

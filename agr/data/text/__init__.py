@@ -1,0 +1,140 @@
+"""Text data for ALBERT pre-training (Table 3): corpora, tokenizers, MLM + SOP examples.
+
+    data = build_pretraining_data(cfg["dataset"], data_dir="data", seed=0)
+    data.train_set, data.eval_set, data.tokenizer, data.info
+
+Corpora: ``wikitext2`` (:mod:`.wikitext`) and the embedded ``pydoc`` (:mod:`.corpus`).
+Tokenizers: :mod:`.tokenizer`. Examples and masking: :mod:`.pretraining`, :mod:`.masking`.
+Absent data raises :class:`agr.data.DatasetMissingError` with what to stage where.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from .corpus import Corpus, pydoc_corpus
+from .masking import MaskingRule
+from .pretraining import (
+    FixedExamples,
+    PretrainingExamples,
+    SequenceFormat,
+    segment_pairs,
+    tokenize_documents,
+)
+from .tokenizer import build_tokenizer
+from .wikitext import load_wikitext2
+
+__all__ = ["CORPORA", "PretrainingData", "build_pretraining_data", "load_corpus"]
+
+CORPORA = ("wikitext2", "pydoc")
+
+# The dataset settings and their defaults; configs/dataset/{wikitext2,pydoc}.yaml set every one
+# that applies (``variant`` is WikiText-2's only).
+DEFAULTS: dict[str, Any] = {
+    "download": False,
+    "variant": "raw",
+    "eval_split": "test",
+    "tokenizer": "wordpiece",
+    "vocab_size": 30522,
+    "lowercase": True,
+    "max_length": 512,
+    "short_seq_prob": 0.1,
+    "mask_prob": 0.15,
+    "max_ngram": 3,
+    "max_predictions": 75,
+    "mask_token_fraction": 0.8,
+    "random_token_fraction": 0.1,
+    "eval_seed": 0,
+}
+
+
+def load_corpus(
+    name: str, *, data_dir: str | Path, download: bool = False, variant: str = "raw"
+) -> Corpus:
+    if name == "wikitext2":
+        return load_wikitext2(data_dir, variant=variant, download=download)
+    if name == "pydoc":
+        return pydoc_corpus()
+    raise ValueError(f"unknown text corpus {name!r}; choose one of: {', '.join(CORPORA)}")
+
+
+@dataclass
+class PretrainingData:
+    train_set: Dataset
+    eval_set: Dataset
+    tokenizer: Any
+    form: SequenceFormat
+    info: dict[str, Any]
+
+
+def build_pretraining_data(
+    settings: dict[str, Any], *, data_dir: str | Path, seed: int
+) -> PretrainingData:
+    """Train and eval sets for the dataset config ``settings`` (keys: ``name`` and those of
+    :data:`DEFAULTS`). ``seed`` lays out the training pairs; the eval set depends only on the
+    data and ``eval_seed``, so every run is scored on the same examples."""
+    unknown = sorted(set(settings) - set(DEFAULTS) - {"name"})
+    if unknown:
+        raise ValueError(f"unknown dataset setting(s) {', '.join(unknown)} for {settings['name']}")
+    s = {**DEFAULTS, **settings}
+    corpus = load_corpus(
+        s["name"], data_dir=data_dir, download=bool(s["download"]), variant=s["variant"]
+    )
+    eval_split = s["eval_split"]
+    if eval_split == "train" or eval_split not in corpus.splits:
+        choices = [k for k in corpus.splits if k != "train"]
+        raise ValueError(f"eval_split={eval_split!r} is not valid; choose one of {choices}")
+    tokenizer, description = build_tokenizer(
+        s["tokenizer"],
+        corpus,
+        vocab_size=int(s["vocab_size"]),
+        lowercase=bool(s["lowercase"]),
+        data_dir=data_dir,
+        download=bool(s["download"]),
+    )
+    masking = MaskingRule(
+        mask_prob=float(s["mask_prob"]),
+        max_ngram=int(s["max_ngram"]),
+        max_predictions=int(s["max_predictions"]),
+        mask_token_fraction=float(s["mask_token_fraction"]),
+        random_token_fraction=float(s["random_token_fraction"]),
+    )
+    form = SequenceFormat.of(tokenizer, int(s["max_length"]), masking)
+
+    def pairs(split: str, pair_seed: int):
+        documents = tokenize_documents(tokenizer, corpus.splits[split])
+        return segment_pairs(
+            documents,
+            max_tokens=form.max_tokens,
+            short_seq_prob=float(s["short_seq_prob"]),
+            rng=np.random.default_rng(pair_seed),
+        )
+
+    train_pairs = pairs("train", seed)
+    eval_pairs = pairs(eval_split, int(s["eval_seed"]))
+    if not train_pairs or not eval_pairs:
+        raise ValueError(f"{corpus.name}: no sentence pairs in train or {eval_split}")
+    train_tokens = sum(len(p.first) + len(p.second) + 3 for p in train_pairs)
+    info = {
+        "corpus": corpus.name,
+        "corpus_source": corpus.source,
+        "tokenizer": description,
+        "vocab_size": len(tokenizer),
+        "max_length": form.max_length,
+        "train_size": len(train_pairs),
+        "eval_size": len(eval_pairs),
+        "eval_split": eval_split,
+        "tokens_per_example": round(train_tokens / len(train_pairs), 1),
+    }
+    return PretrainingData(
+        train_set=PretrainingExamples(train_pairs, form),
+        eval_set=FixedExamples(eval_pairs, form, seed=int(s["eval_seed"])),
+        tokenizer=tokenizer,
+        form=form,
+        info=info,
+    )

@@ -1,0 +1,341 @@
+"""ALBERT pre-training (Table 3): the model presets, the masked-positions MLM head against
+transformers' own loss, the SOP/MLM metrics against a hand-computed batch (and summed over
+two processes), the task's build(cfg) with a few optimizer steps, and end-to-end runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import text_fixtures
+import torch
+from omegaconf import OmegaConf
+from pretraining_metric_worker import halves, hand_batch, hand_metrics, rank_worker
+from torch.utils.data import DataLoader, DistributedSampler
+from transformers import AlbertForPreTraining
+
+from agr.metrics.pretraining import PretrainingEvaluator
+from agr.models import count_parameters
+from agr.models.albert import build_albert
+from agr.tasks.pretraining import build
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are too small to gain from intra-op threads, and on a busy machine a
+    parallel region waits for its slowest thread: one thread keeps each test to seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------- model
+
+
+def albert_parameters(V: int, P: int, E: int, H: int, inner: int) -> int:
+    """ALBERT's parameter count by hand: one shared layer, decoder tied to the embeddings."""
+    embeddings = V * E + P * E + 2 * E + 2 * E  # words, positions, 2 token types, LayerNorm
+    mapping = E * H + H  # embedding -> hidden projection
+    attention = 4 * (H * H + H) + 2 * H  # q, k, v, output, LayerNorm
+    feed_forward = (H * inner + inner) + (inner * H + H) + 2 * H
+    pooler = H * H + H
+    mlm_head = (H * E + E) + 2 * E + V  # dense, LayerNorm, output bias (weights tied)
+    sop_head = 2 * H + 2
+    return embeddings + mapping + attention + feed_forward + pooler + mlm_head + sop_head
+
+
+@pytest.mark.parametrize(
+    "name, sizes",
+    [
+        # PAPER_NOTES Table 3 [code]: embedding 24, hidden 64, feed-forward 256, 6 layers, 1 head
+        ("albert_tiny", dict(E=24, H=64, inner=256, layers=6, heads=1)),
+        # ALBERT-base: embedding 128, hidden 768, feed-forward 3072, 12 layers, 12 heads
+        ("albert_base", dict(E=128, H=768, inner=3072, layers=12, heads=12)),
+    ],
+)
+def test_presets_and_their_yaml_have_the_published_sizes(name, sizes):
+    model = build_albert(name, vocab_size=1000, max_length=64)
+    config = model.config
+    assert (config.embedding_size, config.hidden_size, config.intermediate_size) == (
+        sizes["E"],
+        sizes["H"],
+        sizes["inner"],
+    )
+    assert (config.num_hidden_layers, config.num_attention_heads) == (
+        sizes["layers"],
+        sizes["heads"],
+    )
+    assert config.max_position_embeddings == 64 and config.vocab_size == 1000
+    assert isinstance(model, AlbertForPreTraining)
+    expected = albert_parameters(1000, 64, sizes["E"], sizes["H"], sizes["inner"])
+    assert count_parameters(model) == expected
+    # The run config builds the same model: its yaml repeats the preset's numbers.
+    options = OmegaConf.to_container(OmegaConf.load(CONFIGS / "model" / f"{name}.yaml"))
+    assert options.pop("name") == name and options.pop("task") == "pretraining"
+    from_yaml = build_albert(name, vocab_size=1000, max_length=64, **options).config
+    assert from_yaml.to_dict() == config.to_dict()
+
+
+def test_unknown_model_option_or_preset_is_refused():
+    with pytest.raises(TypeError, match="hidden_sise"):
+        build_albert("albert_tiny", vocab_size=100, max_length=32, hidden_sise=8)
+    with pytest.raises(ValueError, match="albert_huge"):
+        build_albert("albert_huge", vocab_size=100, max_length=32)
+
+
+def _random_batch(generator, batch=4, length=32, positions=6, vocab=100):
+    ids = torch.randint(5, vocab, (batch, length), generator=generator)
+    mlm_positions = torch.stack(
+        [torch.randperm(length - 1, generator=generator)[:positions] + 1 for _ in range(batch)]
+    )
+    mlm_positions[:, -2:] = 0  # padded slots
+    labels = torch.full((batch, length), -100)
+    real = mlm_positions[:, :-2]
+    labels.scatter_(1, real, torch.randint(5, vocab, real.shape, generator=generator))
+    return {
+        "input_ids": ids,
+        "token_type_ids": (torch.arange(length) >= length // 2).long().expand(batch, -1),
+        "attention_mask": torch.ones(batch, length, dtype=torch.long),
+        "labels": labels,
+        "mlm_positions": mlm_positions,
+        "sentence_order_label": torch.randint(0, 2, (batch,), generator=generator),
+    }
+
+
+def test_masked_positions_head_gives_transformers_loss_and_gradients():
+    torch.manual_seed(0)
+    model = build_albert("albert_tiny", vocab_size=100, max_length=32).double().eval()
+    batch = _random_batch(torch.Generator().manual_seed(1))
+    full = {k: v for k, v in batch.items() if k != "mlm_positions"}
+
+    reference = AlbertForPreTraining.forward(model, **full)  # transformers' own computation
+    reference.loss.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    ours = model(**batch)
+    ours.loss.backward()
+
+    torch.testing.assert_close(ours.loss, reference.loss)
+    assert ours.prediction_logits.shape == (4, 6, 100)
+    for name, param in model.named_parameters():
+        if name in expected:
+            torch.testing.assert_close(param.grad, expected[name], msg=name)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_metrics_match_a_hand_computed_batch():
+    model, batch = hand_batch()
+    evaluator = PretrainingEvaluator(torch.device("cpu"))
+    for half in halves(batch):  # two batches: the sums carry over
+        evaluator.update(model, half)
+    got = evaluator.compute()
+    for key, value in hand_metrics().items():
+        assert got[key] == pytest.approx(value, rel=1e-6), key
+    assert all(math.isnan(v) for v in PretrainingEvaluator(torch.device("cpu")).compute().values())
+
+
+def test_metrics_add_the_ranks_sums_before_dividing(monkeypatch):
+    import torch.distributed as dist
+
+    model, batch = hand_batch()
+    ranks = [PretrainingEvaluator(torch.device("cpu")) for _ in range(2)]
+    for evaluator, half in zip(ranks, halves(batch)):
+        evaluator.update(model, half)
+
+    def all_reduce(tensor):  # what gloo/NCCL's SUM does, with the other rank's sums
+        tensor += ranks[1].sums
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    got = ranks[0].compute()
+    for key, value in hand_metrics().items():
+        assert got[key] == pytest.approx(value, rel=1e-6), key
+
+
+@pytest.mark.slow
+def test_metrics_sum_exactly_over_ranks(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "rank0.json"
+    # spawn, not fork (a forked child can deadlock on the parent's thread pools); the worker's
+    # module imports torch and the evaluator only, so the children start quickly
+    torch.multiprocessing.spawn(rank_worker, args=(2, port, str(out)), nprocs=2, join=True)
+    got = json.loads(out.read_text())
+    for key, value in hand_metrics().items():
+        assert got[key] == pytest.approx(value, rel=1e-6), key
+
+
+# --------------------------------------------------------------------------- task
+
+
+def _cfg(data_dir: Path, **dataset) -> dict:
+    model = OmegaConf.to_container(OmegaConf.load(CONFIGS / "model" / "albert_tiny.yaml"))
+    data = OmegaConf.to_container(OmegaConf.load(CONFIGS / "dataset" / "pydoc.yaml"))
+    data.update(max_length=64, max_predictions=10, **dataset)
+    return {
+        "seed": 0,
+        "paths": {"data_dir": str(data_dir)},
+        "dataset": data,
+        "model": model,
+        "trainer": {},
+    }
+
+
+@pytest.fixture(scope="module")
+def pydoc_parts(tmp_path_factory):
+    torch.manual_seed(0)
+    return build(_cfg(tmp_path_factory.mktemp("data")))
+
+
+def test_build_gives_the_engine_what_it_needs(pydoc_parts):
+    parts = pydoc_parts
+    assert parts.primary_metric == "sop_acc" and not parts.minimize
+    info = parts.info
+    assert info["params"] == count_parameters(parts.model)
+    assert info["vocab_size"] == parts.model.config.vocab_size
+    assert info["train_size"] == len(parts.train_set) > 500
+    assert info["eval_size"] == len(parts.eval_set) > 50
+    assert 3 < info["tokens_per_example"] <= 64
+    assert "wordpiece" in info["tokenizer"]
+    # The engine's loaders: a DistributedSampler and PyTorch's default collate.
+    sampler = DistributedSampler(parts.train_set, num_replicas=1, rank=0, shuffle=True, seed=0)
+    batch = next(iter(DataLoader(parts.train_set, batch_size=8, sampler=sampler)))
+    assert parts.batch_size(batch) == 8
+    assert batch["input_ids"].shape == (8, 64) and batch["mlm_positions"].shape == (8, 10)
+    assert torch.isfinite(parts.loss(parts.model, batch))
+    evaluator = parts.make_evaluator(torch.device("cpu"))
+    parts.model.eval()
+    for eval_batch in DataLoader(parts.eval_set, batch_size=32):
+        evaluator.update(parts.model, eval_batch)
+    metrics = evaluator.compute()
+    assert set(metrics) == {"sop_acc", "mlm_acc", "sop_loss", "mlm_loss"}
+    # An untrained model: SOP near chance, MLM loss near log(vocabulary size).
+    assert 20 < metrics["sop_acc"] < 80
+    assert abs(metrics["mlm_loss"] - math.log(info["vocab_size"])) < 1.0
+
+
+def test_a_few_adamw_steps_lower_the_loss(pydoc_parts):
+    parts = pydoc_parts
+    model = parts.model.train()
+    torch.manual_seed(1)
+    batch = next(iter(DataLoader(parts.train_set, batch_size=8, shuffle=True)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(10):
+        loss = parts.loss(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    # from ~log(vocabulary) = 8.5 + SOP's log 2: memorising one batch, it falls step by step
+    assert losses[-1] < losses[0] - 1.0, losses
+    assert sum(b < a for a, b in zip(losses, losses[1:])) >= 8, losses
+
+
+def test_training_draws_are_reproducible_with_dataloader_workers(pydoc_parts):
+    def first_batches(seed: int):
+        generator = torch.Generator().manual_seed(seed)
+        loader = DataLoader(pydoc_parts.train_set, batch_size=4, num_workers=2, generator=generator)
+        batches = iter(loader)
+        return [next(batches) for _ in range(3)]
+
+    a, b, c = first_batches(0), first_batches(0), first_batches(1)
+    assert all(torch.equal(x[k], y[k]) for x, y in zip(a, b) for k in x)
+    assert not all(torch.equal(x["input_ids"], y["input_ids"]) for x, y in zip(a, c))
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+FAST = [
+    "model=albert_tiny",
+    "trainer.epochs=2",
+    "trainer.limit_batches=3",
+    "trainer.batch_size=8",
+    "trainer.devices=cpu",
+    "trainer.num_workers=0",
+    "scheduler=constant",
+    "dataset.max_length=64",
+    "dataset.max_predictions=10",
+]
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _check_run_folder(folder: Path) -> None:
+    assert (folder / "config.yaml").is_file()
+    assert (folder / "checkpoints" / "last.pt").is_file()
+    results = json.loads((folder / "results.json").read_text())
+    assert results["status"] == "completed" and results["epochs_completed"] == 2
+    assert set(results["metrics"]) >= {"sop_acc", "mlm_acc", "sop_loss", "mlm_loss"}
+    history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(0 <= h["sop_acc"] <= 100 and math.isfinite(h["mlm_loss"]) for h in history)
+
+
+@pytest.mark.slow
+def test_end_to_end_run_on_pydoc(tmp_path):
+    done = _run(
+        [*FAST, "dataset=pydoc", f"paths.runs={tmp_path}/runs", f"paths.data_dir={tmp_path}/data"],
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    _check_run_folder(tmp_path / "runs" / "default" / "pydoc-albert_tiny-adamw_agr" / "seed0")
+
+
+@pytest.mark.slow
+def test_end_to_end_run_on_wikitext_fixture_files(tmp_path):
+    text_fixtures.write_classic(tmp_path / "data", "raw")
+    done = _run(
+        [
+            *FAST,
+            "dataset=wikitext2",
+            "dataset.download=false",
+            "dataset.vocab_size=400",
+            f"paths.runs={tmp_path}/runs",
+            f"paths.data_dir={tmp_path}/data",
+        ],
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    _check_run_folder(tmp_path / "runs" / "default" / "wikitext2-albert_tiny-adamw_agr" / "seed0")
+
+
+@pytest.mark.slow
+def test_missing_wikitext_stops_the_run_with_the_staging_message(tmp_path):
+    done = _run(
+        [
+            *FAST,
+            "dataset=wikitext2",
+            "dataset.download=false",
+            f"paths.runs={tmp_path}/runs",
+            f"paths.data_dir={tmp_path}/data",
+        ],
+        tmp_path,
+    )
+    assert done.returncode != 0
+    assert "WikiText-2 (raw) not found" in done.stderr + done.stdout
