@@ -7,8 +7,14 @@ STAMP := $(VENV)/.installed
 # Tests and offline runs never reach a hub.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
 PYTEST_ARGS ?=
+# Paper-scale reproduction: `make reproduce-table2 LAUNCHER=slurm SEEDS=0,1,2`.
+LAUNCHER ?= local
+SEEDS ?= 0,1,2
+SCALE ?= paper
+REPRODUCE = $(PY) scripts/reproduce.py --launcher $(LAUNCHER) --seeds $(SEEDS)
 
-.PHONY: help install test test-all lint bench-optimizer bench-train gpu-check reproduce-mini clean
+.PHONY: help install test test-all lint bench-optimizer bench-train gpu-check reproduce-mini \
+	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-ablation tables clean
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -42,8 +48,23 @@ bench-train: install  ## engine vs bare-loop training images/s -> results/bench/
 gpu-check: install  ## on a CUDA machine: equivalence tests on the GPU and the step benchmark
 	bash scripts/gpu_check.sh
 
-reproduce-mini:  ## the three tables at embedded scale on CPU (not built yet)
-	@echo "reproduce-mini is not built yet: the training engine and tasks come first (see README, Status)" >&2; exit 1
+reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (~13 min on 2 idle cores) -> results/mini/
+	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini
+
+reproduce-table1: install  ## Table 1 (DDPM on CIFAR-10, IS/FID) at paper scale; LAUNCHER=local|slurm SEEDS=0,1,2
+	$(REPRODUCE) table1
+
+reproduce-table2: install  ## Table 2 (classification, CIFAR-100/TinyImageNet) at paper scale
+	$(REPRODUCE) table2
+
+reproduce-table3: install  ## Table 3 (ALBERT on WikiText-2 vs weight decay) at paper scale
+	$(REPRODUCE) table3
+
+reproduce-ablation: install  ## the AGR scope x suspension ablation (ResNet-18, CIFAR-100); SCALE=mini: digits, ~3 min
+	$(if $(filter mini,$(SCALE)),$(OFFLINE) )$(REPRODUCE) ablation_agr --scale $(SCALE)
+
+tables: install  ## make the tables from finished runs only (SCALE=paper|mini), launching nothing
+	$(PY) scripts/make_table.py --scale $(SCALE)
 
 clean:  ## remove caches (keeps .venv, data and runs)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,538 @@
+"""Run folders -> paper tables: mean +- std over seeds per cell, paired differences against
+the baseline with a 95% t-interval, the paper's values beside ours, what is missing, the AGR
+diagnostics, and learning curves.
+
+Reads only the run folders (results.json, history.jsonl) that a table spec's runs map to
+(agr.table_spec.plan_runs), never W&B, so a partial sweep still gives a table that says
+what it lacks. Only completed runs count; a metric that is NaN/inf (written as null in the
+JSON files) is listed and left out of the mean, never averaged in.
+
+    from agr.table_spec import load_spec, plan_runs
+    spec = load_spec("table2", scale="mini")
+    table = aggregate(spec, plan_runs(spec, "runs"))
+    write_outputs(table, "results/mini")   # table2.md, table2.csv, table2_curves.png
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .table_spec import Cell, Metric, PlannedRun, Row, TableSpec
+
+COMPLETED, FAILED, RUNNING, MISSING, NOT_COMPOSED = (
+    "completed",
+    "failed",
+    "running",
+    "missing",
+    "does not compose",
+)
+
+
+# --------------------------------------------------------------------------- reading runs
+
+
+@dataclass
+class RunRecord:
+    group: int
+    seed: int
+    folder: Path | None
+    status: str  # completed | failed | running | missing | does not compose
+    error: str | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def read_run(run: PlannedRun) -> RunRecord:
+    if run.folder is None:
+        return RunRecord(run.group, run.seed, None, NOT_COMPOSED, run.error)
+    path = run.folder / "results.json"
+    if not path.exists():
+        return RunRecord(run.group, run.seed, run.folder, MISSING)
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        return RunRecord(run.group, run.seed, run.folder, FAILED, f"unreadable {path}: {error}")
+    status = results.get("status")
+    if status not in (COMPLETED, FAILED, RUNNING):
+        return RunRecord(run.group, run.seed, run.folder, FAILED, f"{path}: status {status!r}")
+    history = []
+    history_path = run.folder / "history.jsonl"
+    if history_path.exists():
+        for line in history_path.read_text().splitlines():
+            try:
+                history.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a killed job: the others still count
+    return RunRecord(
+        run.group, run.seed, run.folder, status, results.get("error"), results, history
+    )
+
+
+_ABSENT = object()
+
+
+def metric_value(record: RunRecord, metric: Metric, epoch: int | None) -> Any:
+    """The metric of a run for one cell: float (NaN when non-finite or null) or _ABSENT."""
+    if epoch is not None:
+        source = next((r for r in record.history if r.get("epoch") == epoch), {})
+    else:
+        source = record.results.get("metrics" if metric.select == "final" else "best") or {}
+    if metric.key not in source:
+        return _ABSENT
+    value = source[metric.key]
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass
+class Summary:
+    n: int
+    mean: float
+    std: float  # sample std (ddof 1); NaN when n < 2
+    low: float = math.nan  # 95% t-interval of the mean (used for paired differences)
+    high: float = math.nan
+
+
+def summarize(values: Iterable[float], interval: bool = False) -> Summary:
+    data = [float(v) for v in values]
+    n = len(data)
+    if n == 0:
+        return Summary(0, math.nan, math.nan)
+    mean = sum(data) / n
+    if n < 2:
+        return Summary(n, mean, math.nan)
+    std = math.sqrt(sum((v - mean) ** 2 for v in data) / (n - 1))
+    if not interval:
+        return Summary(n, mean, std)
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    return Summary(n, mean, std, mean - half, mean + half)
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    metric: Metric
+    values: dict[int, float]  # seed -> finite value
+    nan: list[int]  # completed runs whose value is NaN/inf/null
+    absent: list[int]  # completed runs without this metric (e.g. not evaluated at the epoch)
+    not_done: dict[str, list[int]]  # status -> seeds (missing, failed, running, ...)
+    summary: Summary
+    paper: float | None
+
+
+@dataclass
+class PairedResult:
+    cell: Cell
+    metric: Metric
+    baseline: str  # the column subtracted
+    differences: dict[int, float]  # seed -> cell minus baseline, same seed
+    summary: Summary
+
+
+@dataclass
+class Table:
+    spec: TableSpec
+    records: dict[tuple[int, int], RunRecord]
+    cells: dict[tuple[str, str, str], CellResult]  # (row, column, metric key)
+    paired: dict[tuple[str, str, str], PairedResult]  # (row, column, metric key)
+
+
+def aggregate(spec: TableSpec, planned: list[PlannedRun]) -> Table:
+    records = {(run.group, run.seed): read_run(run) for run in planned}
+    cells: dict[tuple[str, str, str], CellResult] = {}
+    for cell in spec.cells:
+        for metric in spec.metrics:
+            values, nan, absent, not_done = {}, [], [], {}
+            for seed in spec.seeds:
+                record = records[(cell.group, seed)]
+                if record.status != COMPLETED:
+                    not_done.setdefault(record.status, []).append(seed)
+                    continue
+                value = metric_value(record, metric, cell.row.epoch)
+                if value is _ABSENT:
+                    absent.append(seed)
+                elif not math.isfinite(value):
+                    nan.append(seed)
+                else:
+                    values[seed] = value
+            cells[(cell.row.name, cell.column.name, metric.key)] = CellResult(
+                cell,
+                metric,
+                values,
+                nan,
+                absent,
+                not_done,
+                summarize(values.values()),
+                cell.row.paper_value(cell.column.name, metric.key),
+            )
+    paired = {}
+    for row in spec.rows:
+        for metric in spec.metrics:
+            for column, baseline in spec.pairs:
+                treated = cells[(row.name, column, metric.key)]
+                base = cells[(row.name, baseline, metric.key)].values
+                differences = {s: v - base[s] for s, v in treated.values.items() if s in base}
+                paired[(row.name, column, metric.key)] = PairedResult(
+                    treated.cell,
+                    metric,
+                    baseline,
+                    differences,
+                    summarize(differences.values(), interval=True),
+                )
+    return Table(spec, records, cells, paired)
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _number(value: float, decimals: int, sign: bool = False) -> str:
+    if not math.isfinite(value):
+        return "—"
+    text = f"{value:+.{decimals}f}" if sign else f"{value:.{decimals}f}"
+    return text.replace("-", "−")
+
+
+def format_cell(result: CellResult) -> str:
+    s, d = result.summary, result.metric.decimals
+    issues = [f"{len(result.nan)} NaN"] if result.nan else []
+    if result.absent:
+        issues.append(f"{len(result.absent)} not evaluated")
+    for status, seeds in result.not_done.items():
+        issues.append(f"{len(seeds)} {status}")
+    count = f"{s.n}; {', '.join(issues)}" if issues else str(s.n)
+    if s.n == 0:
+        return f"— ({count})"
+    if s.n == 1:
+        return f"{_number(s.mean, d)} ({count})"
+    return f"{_number(s.mean, d)} ± {_number(s.std, d)} ({count})"
+
+
+def format_paired(result: PairedResult) -> str:
+    s, d = result.summary, result.metric.decimals
+    if s.n == 0:
+        return "—"
+    if s.n == 1:
+        return f"{_number(s.mean, d, True)} (1)"
+    low, high = _number(s.low, d, True), _number(s.high, d, True)
+    return f"{_number(s.mean, d, True)} [{low}, {high}] ({s.n})"
+
+
+def _select_text(metric: Metric, rows: tuple[Row, ...]) -> str:
+    if all(r.epoch is not None for r in rows):
+        return "at the epoch of each row"
+    return {"final": "at the last epoch", "best": "at the best evaluation"}[metric.select]
+
+
+def _table_lines(header: list[str], body: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return lines
+
+
+def _group_label(spec: TableSpec, group: int) -> str:
+    cell = next(c for c in spec.cells if c.group == group)
+    if cell.row.overrides:
+        return f"{cell.row.name} / {cell.column.name}"
+    return cell.column.name
+
+
+def render_markdown(table: Table) -> str:
+    spec = table.spec
+    counts: dict[str, int] = {}
+    for record in table.records.values():
+        counts[record.status] = counts.get(record.status, 0) + 1
+    status_text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    lines = [
+        f"# {spec.title}",
+        "",
+        f"Scale `{spec.scale}` of `{_shown_path(spec.path)}`: {len(spec.groups)} configs x "
+        f"{len(spec.seeds)} seeds ({', '.join(map(str, spec.seeds))}) = {len(table.records)} "
+        f"runs: {status_text}.",
+        "",
+        "Each cell: mean ± std over seeds (number of seeds; runs not counted and why). "
+        "Differences (X − Y): per seed, X minus Y on the same seed; mean [95% t-interval] "
+        "(pairs). Only completed runs count; NaN values are listed, never "
+        "averaged.",
+    ]
+    for metric in spec.metrics:
+        lines += ["", f"## {metric.label}", ""]
+        better = "higher" if metric.higher_is_better else "lower"
+        lines += [f"Read {_select_text(metric, spec.rows)}; {better} is better.", ""]
+        with_paper = [
+            c.name
+            for c in spec.columns
+            if any(r.paper_value(c.name, metric.key) is not None for r in spec.rows)
+        ]
+        header = ["setting"]
+        for column in spec.columns:
+            header.append(column.name)
+            if column.name in with_paper:
+                header.append(f"paper {column.name}")
+        header += [f"{column} − {baseline}" for column, baseline in spec.pairs]
+        body = []
+        for row in spec.rows:
+            line = [row.name]
+            for column in spec.columns:
+                result = table.cells[(row.name, column.name, metric.key)]
+                line.append(format_cell(result))
+                if column.name in with_paper:
+                    paper = result.paper
+                    line.append("n/p" if paper is None else _number(paper, metric.decimals))
+            line += [format_paired(table.paired[(row.name, c, metric.key)]) for c, _ in spec.pairs]
+            body.append(line)
+        lines += _table_lines(header, body)
+        if with_paper:
+            lines += ["", f"Paper values: {spec.paper_source}. n/p: not published."]
+        elif spec.scale == "paper":
+            lines += ["", f"Paper values: {spec.paper_source or 'none published for this table'}."]
+        else:
+            lines += ["", "Paper values: not comparable at this scale (other data and models)."]
+    lines += ["", *_runs_section(table), "", *_agr_section(table)]
+    if spec.notes:
+        lines += ["", "## Notes", "", *[f"- {note}" for note in spec.notes]]
+    return "\n".join(lines) + "\n"
+
+
+def _shown_path(path: Path) -> str:
+    from .table_spec import ROOT
+
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
+
+def _runs_section(table: Table) -> list[str]:
+    spec = table.spec
+    lines = ["## Runs not in the table", ""]
+    for (group, seed), record in sorted(table.records.items()):
+        label = f"{_group_label(spec, group)}, seed {seed}"
+        where = f"`{record.folder}`" if record.folder else ""
+        if record.status != COMPLETED:
+            reason = f": {_short(record.error)}" if record.error else ""
+            lines.append(f"- {record.status}: {label} {where}{reason}")
+    for result in table.cells.values():
+        cell, key = result.cell, result.metric.key
+        at = f" at epoch {cell.row.epoch}" if cell.row.epoch is not None else ""
+        for seed in result.nan:
+            lines.append(f"- NaN {key}{at}: {cell.row.name} / {cell.column.name}, seed {seed}")
+        for seed in result.absent:
+            lines.append(
+                f"- no {key}{at} recorded: {cell.row.name} / {cell.column.name}, seed {seed}"
+            )
+    if len(lines) == 2:
+        lines.append("None: every run completed with finite values.")
+    return lines
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _agr_section(table: Table) -> list[str]:
+    """Share of gradient L1 mass AGR removed (results.json agr.removed_fraction_mean)."""
+    spec = table.spec
+    body = []
+    for group in range(len(spec.groups)):
+        fractions = {}
+        for seed in spec.seeds:
+            record = table.records[(group, seed)]
+            value = (record.results.get("agr") or {}).get("removed_fraction_mean")
+            if record.status == COMPLETED and isinstance(value, (int, float)):
+                fractions[seed] = float(value)
+        if not fractions:
+            continue
+        s = summarize(fractions.values())
+        per_run = ", ".join(f"seed {k}: {v:.3g}" for k, v in fractions.items())
+        spread = f" ± {s.std:.2g}" if s.n > 1 else ""
+        body.append([_group_label(spec, group), f"{s.mean:.3g}{spread} ({s.n})", per_run])
+    lines = ["## AGR diagnostics", ""]
+    if not body:
+        return [*lines, "No completed run with AGR diagnostics."]
+    lines += [
+        "Share of the gradients' L1 mass that AGR removed, averaged over the steps of a run "
+        "sampled while AGR was on (every `trainer.log_every` steps; results.json "
+        "`agr.removed_fraction_mean`), then mean ± std over runs. For a tensor it is "
+        "sum(g²) / (sum|g|)², about 1/size for a dense gradient, so large layers lose little.",
+        "",
+    ]
+    return lines + _table_lines(["runs", "removed fraction", "per run"], body)
+
+
+# --------------------------------------------------------------------------- csv and plots
+
+CSV_FIELDS = [
+    "table",
+    "scale",
+    "metric",
+    "select",
+    "row",
+    "epoch",
+    "column",
+    "n",
+    "mean",
+    "std",
+    "values",
+    "nan_seeds",
+    "not_evaluated_seeds",
+    "missing_seeds",
+    "failed_seeds",
+    "running_seeds",
+    "not_composed_seeds",
+    "paper",
+    "diff_vs",
+    "diff_n",
+    "diff_mean",
+    "diff_ci_low",
+    "diff_ci_high",
+    "diff_values",
+]
+
+
+def _csv_number(value: float | None) -> str:
+    return "" if value is None or not math.isfinite(value) else repr(float(value))
+
+
+def _seed_list(seeds: Iterable[int]) -> str:
+    return " ".join(str(s) for s in seeds)
+
+
+def write_csv(table: Table, path: Path) -> None:
+    spec = table.spec
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for (row, column, key), result in table.cells.items():
+            paired = table.paired.get((row, column, key))
+            s = result.summary
+            writer.writerow(
+                {
+                    "table": spec.name,
+                    "scale": spec.scale,
+                    "metric": key,
+                    "select": "epoch"
+                    if result.cell.row.epoch is not None
+                    else result.metric.select,
+                    "row": row,
+                    "epoch": "" if result.cell.row.epoch is None else result.cell.row.epoch,
+                    "column": column,
+                    "n": s.n,
+                    "mean": _csv_number(s.mean),
+                    "std": _csv_number(s.std),
+                    "values": " ".join(f"{k}:{v!r}" for k, v in result.values.items()),
+                    "nan_seeds": _seed_list(result.nan),
+                    "not_evaluated_seeds": _seed_list(result.absent),
+                    "missing_seeds": _seed_list(result.not_done.get(MISSING, [])),
+                    "failed_seeds": _seed_list(result.not_done.get(FAILED, [])),
+                    "running_seeds": _seed_list(result.not_done.get(RUNNING, [])),
+                    "not_composed_seeds": _seed_list(result.not_done.get(NOT_COMPOSED, [])),
+                    "paper": _csv_number(result.paper),
+                    "diff_vs": paired.baseline if paired else "",
+                    "diff_n": paired.summary.n if paired else "",
+                    "diff_mean": _csv_number(paired.summary.mean) if paired else "",
+                    "diff_ci_low": _csv_number(paired.summary.low) if paired else "",
+                    "diff_ci_high": _csv_number(paired.summary.high) if paired else "",
+                    "diff_values": " ".join(f"{k}:{v!r}" for k, v in paired.differences.items())
+                    if paired
+                    else "",
+                }
+            )
+
+
+def curves(table: Table, group: int, metric: Metric) -> dict[int, Summary]:
+    """Epoch -> mean and std over the completed runs of a group that recorded the metric."""
+    by_epoch: dict[int, list[float]] = {}
+    for seed in table.spec.seeds:
+        record = table.records[(group, seed)]
+        if record.status != COMPLETED:
+            continue
+        for entry in record.history:
+            value = entry.get(metric.key)
+            if isinstance(value, (int, float)) and math.isfinite(value) and "epoch" in entry:
+                by_epoch.setdefault(int(entry["epoch"]), []).append(float(value))
+    return {epoch: summarize(values) for epoch, values in sorted(by_epoch.items())}
+
+
+def plot_curves(table: Table, path: Path) -> None:
+    """One panel per metric and setting: each column's metric against epoch, mean over seeds
+    with a +-1 std band, and the paper's values as crosses where published."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    spec = table.spec
+    settings: dict[tuple[str, ...], list[Row]] = {}
+    for row in spec.rows:
+        settings.setdefault(row.overrides, []).append(row)
+    panels = [(metric, rows) for metric in spec.metrics for rows in settings.values()]
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    figure, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (metric, rows) in zip(axes.flat, panels):
+        drawn = False
+        for i, column in enumerate(spec.columns):
+            color = colors[i % len(colors)]
+            group = next(c.group for c in spec.cells if c.row is rows[0] and c.column is column)
+            points = curves(table, group, metric)
+            if points:
+                epochs = list(points)
+                mean = [points[e].mean for e in epochs]
+                spread = [points[e].std if points[e].n > 1 else 0.0 for e in epochs]
+                ax.plot(epochs, mean, marker=".", color=color, label=column.name)
+                ax.fill_between(
+                    epochs,
+                    [m - s for m, s in zip(mean, spread)],
+                    [m + s for m, s in zip(mean, spread)],
+                    color=color,
+                    alpha=0.2,
+                )
+                drawn = True
+            published = [
+                (r.epoch, r.paper_value(column.name, metric.key))
+                for r in rows
+                if r.epoch is not None and r.paper_value(column.name, metric.key) is not None
+            ]
+            if published:
+                ax.plot(*zip(*published), "x", color=color, label=f"{column.name} (paper)")
+                drawn = True
+        setting = rows[0].name if rows[0].overrides else None  # rows that are epochs: no name
+        ax.set_title(setting or metric.label, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.label if setting else metric.key, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if drawn:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no completed runs", ha="center", va="center", transform=ax.transAxes)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    figure.suptitle(f"{spec.title} (scale {spec.scale}; mean ± std over seeds)", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_outputs(table: Table, out_dir: str | Path) -> list[Path]:
+    """<out_dir>/<table>.md, .csv and _curves.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = table.spec.name
+    markdown, table_csv, png = out / f"{name}.md", out / f"{name}.csv", out / f"{name}_curves.png"
+    markdown.write_text(render_markdown(table))
+    write_csv(table, table_csv)
+    plot_curves(table, png)
+    return [markdown, table_csv, png]

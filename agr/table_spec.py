@@ -1,0 +1,468 @@
+"""Table specs (`experiments/<table>.yaml`): which runs make which cell of a table.
+
+A table is rows x columns. Columns are the compared optimizers (one is the baseline; every
+other column gets a paired difference against it); rows are the settings (data set and
+model, weight decay, or an evaluation epoch). A cell's runs are the Hydra overrides of its
+scale, row and column (later ones win per key) plus ``seed=N`` for each seed. Cells with the
+same overrides share their runs (Table 1's rows are epochs of the same runs).
+
+The format, with every key (see experiments/table2.yaml for a full example)::
+
+    title: Table 2 ...
+    seeds: [0, 1, 2]
+    metrics:                 # one table section per metric
+      - key: top1            # the name in results.json / history.jsonl
+        label: Top-1 accuracy (%)
+        select: final        # final | best (results.json "metrics" | "best"); rows with an
+                             # `epoch` read history.jsonl at that epoch instead
+        higher_is_better: true
+        decimals: 2
+    columns:
+      - {name: AdamW, overrides: [optimizer=adamw]}
+      - {name: AdamW(AGR), overrides: [optimizer=adamw_agr]}
+    baseline: AdamW          # default pairs: every other column minus the baseline
+    pairs: [[AdamW(AGR), AdamW]]   # optional: which paired differences to show
+    paper_source: where the paper values come from (null: none published)
+    notes: [...]             # printed under every scale's table; scales add their own
+    rows: [...]              # shared by the scales unless a scale gives its own
+    scales:
+      paper:
+        title: ...           # optional: the table's title at this scale
+        overrides: [experiment_name=table2]
+        runs_subdir: ""      # under paths.runs; the mini scale uses "mini"
+        results_subdir: ""   # under results/
+        cost: {unit: GPU-hours (...), per_run: 1.0, per_launch: 0.0}
+        metric_labels: {}    # relabel metrics at this scale (e.g. digits-CNN FID)
+        columns: [AdamW, AdamW(AGR)]   # optional: run only these columns at this scale
+        column_overrides: {AdamW(AGR): [...]}  # optional: added to a column at this scale
+        notes: [...]
+        rows:
+          - name: CIFAR-100 / ResNet-18
+            overrides: [dataset=cifar100, model=resnet18]
+            epoch: null      # read the metrics at this epoch of history.jsonl
+            cost: 0.8        # per run, in the scale's unit (default cost.per_run)
+            paper: {AdamW(AGR): {top1: <value>}}  # column -> metric; absent: not published
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "experiments"
+CONFIGS = ROOT / "configs"
+SELECTS = ("final", "best")
+SCALES = ("paper", "mini")
+
+
+class SpecError(ValueError):
+    """A table spec that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    select: str = "final"
+    higher_is_better: bool = True
+    decimals: int = 2
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    overrides: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    overrides: tuple[str, ...] = ()
+    epoch: int | None = None
+    cost: float | None = None
+    paper: dict[str, dict[str, float | None]] = field(default_factory=dict, hash=False)
+
+    def paper_value(self, column: str, metric: str) -> float | None:
+        return (self.paper.get(column) or {}).get(metric)
+
+
+@dataclass(frozen=True)
+class Cell:
+    row: Row
+    column: Column
+    group: int  # index into TableSpec.groups: the runs this cell reads
+
+    @property
+    def name(self) -> str:
+        return f"{self.row.name!r} x {self.column.name!r}"
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """One distinct config of the table (without the seed): its runs are one per seed."""
+
+    overrides: tuple[str, ...]
+    cells: tuple[str, ...]  # names of the cells that read it, for messages
+    cost: float
+
+
+@dataclass(frozen=True)
+class Cost:
+    unit: str
+    per_run: float
+    per_launch: float = 0.0
+
+
+@dataclass
+class TableSpec:
+    name: str
+    path: Path
+    scale: str
+    title: str
+    seeds: tuple[int, ...]
+    metrics: tuple[Metric, ...]
+    columns: tuple[Column, ...]
+    baseline: str
+    pairs: tuple[tuple[str, str], ...]  # (column, baseline column) for paired differences
+    rows: tuple[Row, ...]
+    scale_overrides: tuple[str, ...]
+    runs_subdir: str
+    results_subdir: str
+    cost: Cost
+    paper_source: str | None
+    notes: tuple[str, ...]
+    cells: tuple[Cell, ...] = ()
+    groups: tuple[RunGroup, ...] = ()
+
+    @property
+    def where(self) -> str:
+        return f"{self.path} (scale {self.scale})"
+
+    def runs(self) -> list[tuple[int, int]]:
+        """(group index, seed) for every run of the table, in a stable order."""
+        return [(g, seed) for g in range(len(self.groups)) for seed in self.seeds]
+
+
+def override_key(override: str) -> str:
+    """The key an override sets: 'model' for 'model=vit', 'model.depth' for '+model.depth=1'."""
+    text = override.lstrip("~+")
+    return text.split("=", 1)[0].strip()
+
+
+def merge_overrides(*lists: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Concatenate override lists; a later override of the same key replaces the earlier one."""
+    merged: dict[str, str] = {}
+    for overrides in lists:
+        for override in overrides:
+            key = override_key(override)
+            merged.pop(key, None)
+            merged[key] = override
+    return tuple(merged.values())
+
+
+def spec_path(table: str) -> Path:
+    """experiments/<table>.yaml, or `table` itself when it is a path to a YAML file."""
+    candidate = Path(table)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate
+    return EXPERIMENTS / f"{table}.yaml"
+
+
+def available_tables() -> list[str]:
+    return sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
+
+
+def load_spec(
+    table: str, scale: str = "paper", seeds: list[int] | None = None, extra: list[str] = ()
+) -> TableSpec:
+    """Read and check a spec at one scale. ``seeds`` replaces the spec's seeds; ``extra``
+    overrides go after everything else in every run (e.g. trainer.devices=cuda)."""
+    path = spec_path(table)
+    if not path.exists():
+        raise SpecError(
+            f"no table spec {path}; the tables are: {', '.join(available_tables()) or 'none'}"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML: {error}") from None
+    return _parse(raw, path, scale, seeds, list(extra))
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _fail(path: Path, where: str, message: str) -> SpecError:
+    return SpecError(f"{path}: {where}: {message}")
+
+
+def _overrides(value: Any, path: Path, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _fail(path, where, "overrides must be a list of Hydra overrides (strings)")
+    for override in value:
+        key = override_key(override)
+        if "=" not in override and not override.startswith("~"):
+            raise _fail(path, where, f"{override!r} is not a key=value override")
+        if key == "seed":
+            raise _fail(path, where, "seeds come from `seeds`, not from overrides")
+        if key.startswith("hydra") or key == "launcher":
+            raise _fail(
+                path,
+                where,
+                f"{override!r}: launchers and Hydra settings are chosen by "
+                "scripts/reproduce.py, not by a table spec",
+            )
+    return tuple(value)
+
+
+def _number(value: Any, path: Path, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(path, where, f"{value!r} is not a number")
+    return float(value)
+
+
+def _parse(
+    raw: Any, path: Path, scale: str, seeds: list[int] | None, extra: list[str]
+) -> TableSpec:
+    if not isinstance(raw, dict):
+        raise _fail(path, "top level", "a spec is a mapping")
+    scales = raw.get("scales") or {}
+    if scale not in scales:
+        raise _fail(path, "scales", f"no scale {scale!r}; it has: {', '.join(scales) or 'none'}")
+    scaled = scales[scale] or {}
+
+    labels = scaled.get("metric_labels") or {}
+    metrics = []
+    for i, item in enumerate(raw.get("metrics") or []):
+        where = f"metrics[{i}]"
+        if not isinstance(item, dict) or "key" not in item:
+            raise _fail(path, where, "each metric needs a `key`")
+        select = item.get("select", "final")
+        if select not in SELECTS:
+            raise _fail(path, where, f"select={select!r}; choose one of {', '.join(SELECTS)}")
+        metrics.append(
+            Metric(
+                key=item["key"],
+                label=labels.get(item["key"], item.get("label", item["key"])),
+                select=select,
+                higher_is_better=bool(item.get("higher_is_better", True)),
+                decimals=int(item.get("decimals", 2)),
+            )
+        )
+    if not metrics:
+        raise _fail(path, "metrics", "list at least one metric")
+
+    columns = []
+    extra_by_column = scaled.get("column_overrides") or {}
+    for i, item in enumerate(raw.get("columns") or []):
+        if not isinstance(item, dict) or "name" not in item:
+            raise _fail(path, f"columns[{i}]", "each column needs a `name`")
+        name = str(item["name"])
+        overrides = _overrides(item.get("overrides"), path, f"columns[{i}]")
+        scaled_extra = extra_by_column.get(name)
+        where = f"scales.{scale}.column_overrides.{name}"
+        columns.append(Column(name, overrides + _overrides(scaled_extra, path, where)))
+    names = [c.name for c in columns]
+    if len(columns) < 1 or len(set(names)) != len(names):
+        raise _fail(path, "columns", "list at least one column, with distinct names")
+    unknown = set(extra_by_column) - set(names)
+    if unknown:
+        raise _fail(path, f"scales.{scale}.column_overrides", f"no column {sorted(unknown)}")
+    baseline = raw.get("baseline", names[0])
+    if baseline not in names:
+        raise _fail(path, "baseline", f"{baseline!r} is not a column ({', '.join(names)})")
+    pairs = raw.get("pairs") or [[name, baseline] for name in names if name != baseline]
+    for pair in pairs:
+        if not isinstance(pair, list) or len(pair) != 2 or not set(pair) <= set(names):
+            raise _fail(path, "pairs", f"{pair!r}: each pair is [column, baseline column]")
+    if "columns" in scaled:  # a scale may run a subset of the columns
+        keep = scaled["columns"]
+        if not isinstance(keep, list) or baseline not in keep or not set(keep) <= set(names):
+            raise _fail(
+                path, f"scales.{scale}.columns", f"a list of column names with {baseline!r}"
+            )
+        columns = [c for c in columns if c.name in keep]
+        pairs = [pair for pair in pairs if set(pair) <= set(keep)]
+
+    row_items = scaled.get("rows", raw.get("rows"))
+    rows = []
+    for i, item in enumerate(row_items or []):
+        where = f"scales.{scale}.rows[{i}]" if "rows" in scaled else f"rows[{i}]"
+        if not isinstance(item, dict) or "name" not in item:
+            raise _fail(path, where, "each row needs a `name`")
+        epoch = item.get("epoch")
+        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
+            raise _fail(path, where, f"epoch={epoch!r} is not an integer")
+        paper = item.get("paper") or {}
+        for column, values in paper.items():
+            if column not in names or not isinstance(values, dict):
+                raise _fail(path, f"{where}.paper", f"{column!r} is not a column with values")
+            for metric, value in values.items():
+                _number(value, path, f"{where}.paper.{column}.{metric}")
+        rows.append(
+            Row(
+                name=str(item["name"]),
+                overrides=_overrides(item.get("overrides"), path, where),
+                epoch=epoch,
+                cost=_number(item.get("cost"), path, f"{where}.cost"),
+                paper=paper,
+            )
+        )
+    if not rows or len({r.name for r in rows}) != len(rows):
+        raise _fail(path, "rows", f"scale {scale!r} needs at least one row, with distinct names")
+
+    cost = scaled.get("cost") or {}
+    chosen_seeds = tuple(seeds) if seeds is not None else tuple(raw.get("seeds", (0, 1, 2)))
+    if not chosen_seeds or not all(isinstance(s, int) and s >= 0 for s in chosen_seeds):
+        raise _fail(path, "seeds", f"{chosen_seeds!r}: seeds are integers >= 0")
+    spec = TableSpec(
+        name=path.stem,
+        path=path,
+        scale=scale,
+        title=str(scaled.get("title", raw.get("title", path.stem))),
+        seeds=chosen_seeds,
+        metrics=tuple(metrics),
+        columns=tuple(columns),
+        baseline=baseline,
+        pairs=tuple((str(a), str(b)) for a, b in pairs),
+        rows=tuple(rows),
+        scale_overrides=_overrides(scaled.get("overrides"), path, f"scales.{scale}.overrides"),
+        runs_subdir=str(scaled.get("runs_subdir", "") or ""),
+        results_subdir=str(scaled.get("results_subdir", "") or ""),
+        cost=Cost(
+            unit=str(cost.get("unit", "hours")),
+            per_run=_number(cost.get("per_run", 0.0), path, "cost.per_run") or 0.0,
+            per_launch=_number(cost.get("per_launch", 0.0), path, "cost.per_launch") or 0.0,
+        ),
+        paper_source=raw.get("paper_source"),
+        notes=tuple(raw.get("notes") or ()) + tuple(scaled.get("notes") or ()),
+    )
+    _expand(spec, _overrides(extra, path, "extra overrides"))
+    return spec
+
+
+def _expand(spec: TableSpec, extra: tuple[str, ...]) -> None:
+    """Fill spec.cells and spec.groups: cells with the same merged overrides share runs."""
+    index: dict[tuple[str, ...], int] = {}
+    group_cells: list[list[str]] = []
+    group_cost: list[float] = []
+    cells = []
+    for row in spec.rows:
+        for column in spec.columns:
+            overrides = merge_overrides(
+                spec.scale_overrides, row.overrides, column.overrides, extra
+            )
+            if overrides not in index:
+                index[overrides] = len(index)
+                group_cells.append([])
+                group_cost.append(row.cost if row.cost is not None else spec.cost.per_run)
+            cell = Cell(row, column, index[overrides])
+            group_cells[cell.group].append(cell.name)
+            cells.append(cell)
+    spec.cells = tuple(cells)
+    spec.groups = tuple(
+        RunGroup(overrides, tuple(group_cells[i]), group_cost[i])
+        for overrides, i in sorted(index.items(), key=lambda item: item[1])
+    )
+
+
+# --------------------------------------------------------------------------- run folders
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a table: its full override list and the run folder Hydra gives it."""
+
+    group: int
+    seed: int
+    overrides: tuple[str, ...]  # paths.runs, the cell's overrides, seed
+    folder: Path | None  # None when the cell's config does not compose
+    error: str | None = None
+
+
+_PLAIN_VALUE = re.compile(r"^[\w/.:+@%-]*$")
+
+
+def quote_value(value: str) -> str:
+    """A value as a Hydra override accepts it (quoted when it has spaces or odd characters)."""
+    if _PLAIN_VALUE.match(value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def plan_runs(
+    spec: TableSpec,
+    runs_dir: str | Path,
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> list[PlannedRun]:
+    """Compose every run group with Hydra (as run.py would) and derive each run's folder
+    from the config's own folder template, so the table finds exactly what run.py writes.
+    ``check`` (e.g. agr.config.validate) gets each resolved config. A group that does not
+    compose or fails the check gives runs with ``error`` set instead of a folder."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    root = Path(runs_dir) / spec.runs_subdir if spec.runs_subdir else Path(runs_dir)
+    paths_override = f"paths.runs={quote_value(str(root))}"
+    planned: list[PlannedRun] = []
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        for index, group in enumerate(spec.groups):
+            base = merge_overrides([paths_override], group.overrides)
+            folders: dict[int, Path] = {}
+            error = None
+            try:
+                cfg = compose(
+                    "config",
+                    overrides=[*base, f"seed={spec.seeds[0]}"],
+                    return_hydra_config=True,
+                )
+                if check is not None:
+                    job_keys = [key for key in cfg if key != "hydra"]
+                    check(
+                        OmegaConf.to_container(OmegaConf.masked_copy(cfg, job_keys), resolve=True)
+                    )
+                OmegaConf.set_readonly(cfg, False)
+                for seed in spec.seeds:
+                    cfg.seed = seed
+                    folders[seed] = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+            except Exception as exc:  # any composition error is reported against its cells
+                message = " ".join(str(exc).split())
+                error = f"{type(exc).__name__}: {message}"
+            for seed in spec.seeds:
+                planned.append(
+                    PlannedRun(
+                        group=index,
+                        seed=seed,
+                        overrides=(*base, f"seed={seed}"),
+                        folder=folders.get(seed),
+                        error=error,
+                    )
+                )
+    _check_distinct_folders(spec, planned)
+    return planned
+
+
+def _check_distinct_folders(spec: TableSpec, planned: list[PlannedRun]) -> None:
+    """Two different configs writing one folder would skip or resume each other's runs."""
+    owner: dict[Path, PlannedRun] = {}
+    for run in planned:
+        if run.folder is None:
+            continue
+        other = owner.setdefault(run.folder, run)
+        if other.group != run.group:
+            first, second = spec.groups[other.group], spec.groups[run.group]
+            raise SpecError(
+                f"{spec.where}: cells {', '.join(first.cells)} and {', '.join(second.cells)} "
+                f"differ in their overrides but share the run folder {run.folder}; give them "
+                "distinct experiment_name overrides (e.g. experiment_name=table3-wd0.01)"
+            )

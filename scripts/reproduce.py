@@ -1,0 +1,241 @@
+"""Reproduce one table of the paper: spec -> runs -> table.
+
+    scripts/reproduce.py TABLE [TABLE ...] [--seeds 0,1,2] [--scale paper|mini] [--dry-run]
+                         [--launcher local|slurm|submitit_local] [-- override ...]
+
+Expands experiments/TABLE.yaml into runs, skips those whose results.json says completed,
+launches the rest as one Hydra multirun of run.py (the run_list sweeper: every pending run
+in one launch, so on Slurm one array job whose preempted tasks are requeued and resume
+from their run folder), then writes results/[mini/]TABLE.{md,csv} and TABLE_curves.png.
+`--dry-run` prints one line per run and the estimated cost, and starts nothing. Overrides
+after `--` go into every run (e.g. `-- trainer.devices=cuda trainer.precision=bf16`).
+
+On Slurm (`--launcher slurm`) the command waits for the array job, as Hydra's submitit
+launcher does: run it in tmux or screen. Stopping it leaves the jobs running; `make tables`
+aggregates whatever has finished. Do not call it again while that array is still queued:
+runs that have not started have no results.json yet and would be submitted a second time
+(runs that have started say "running" and are left alone with --skip-running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from agr.table_spec import (  # noqa: E402 - after the path setup above
+    CONFIGS,
+    SCALES,
+    PlannedRun,
+    SpecError,
+    TableSpec,
+    available_tables,
+    load_spec,
+    plan_runs,
+    quote_value,
+)
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"error: --seeds {text!r}: give integers separated by commas") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"error: --seeds {text!r}: give distinct integers >= 0")
+    return seeds
+
+
+def launchers() -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / "launcher").glob("*.yaml"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Overrides after `--` go into every run: ... -- trainer.precision=bf16",
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    parser.add_argument(
+        "tables", nargs="+", help=f"specs in experiments/ ({', '.join(available_tables())})"
+    )
+    parser.add_argument("--seeds", help="comma-separated seeds (default: the spec's)")
+    parser.add_argument("--launcher", default="local", help=f"one of {', '.join(launchers())}")
+    parser.add_argument("--scale", default="paper", choices=SCALES)
+    parser.add_argument("--dry-run", action="store_true", help="list the runs, start nothing")
+    parser.add_argument(
+        "--skip-running",
+        action="store_true",
+        help="leave runs whose results.json says running alone (their job may still be alive)",
+    )
+    parser.add_argument(
+        "--runs-dir",
+        default=os.environ.get("AGR_RUNS_DIR", "runs"),
+        help="paths.runs for every run (default: $AGR_RUNS_DIR or runs)",
+    )
+    parser.add_argument("--results-dir", default="results", help="where the tables go")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Everything after `--` is an override for every run (split off before argparse, whose
+    positional TABLE list would swallow it)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = build_parser().parse_args(argv[:cut])
+    args.overrides = argv[cut + 1 :]
+    return args
+
+
+def run_status(run: PlannedRun) -> str:
+    if run.folder is None:
+        return "invalid"
+    from agr.results import read_run
+
+    return read_run(run).status
+
+
+def common_overrides(planned: list[PlannedRun]) -> list[str]:
+    """The overrides every run of a table shares (printed once in a dry run)."""
+    shared = set(planned[0].overrides).intersection(*(run.overrides for run in planned[1:]))
+    return [o for o in planned[0].overrides if o in shared and not o.startswith("seed=")]
+
+
+def print_dry_run(spec: TableSpec, planned: list[PlannedRun], statuses: list[str]) -> None:
+    """One line per run: status, seed, the overrides beyond the shared ones, run folder."""
+    common = common_overrides(planned)
+    print(f"# {spec.name}, scale {spec.scale}: every run is python run.py {' '.join(common)}")
+    for run, status in zip(planned, statuses):
+        where = str(run.folder) if run.folder else "(does not compose)"
+        own = [o for o in run.overrides if o not in common and not o.startswith("seed=")]
+        print(f"{status:9s} seed={run.seed} {' '.join(own)}  -> {where}")
+
+
+def estimate(spec: TableSpec, planned: list[PlannedRun], pending: list[PlannedRun]) -> str:
+    total = sum(spec.groups[run.group].cost for run in pending)
+    if pending:
+        total += spec.cost.per_launch
+    every = sum(spec.groups[run.group].cost for run in planned) + spec.cost.per_launch
+    return (
+        f"{len(planned)} runs in {spec.where}, {len(pending)} to run; estimated cost "
+        f"{total:g} {spec.cost.unit} (the whole table: {every:g})"
+    )
+
+
+def submitit_folder(launcher: str, folder: Path) -> list[str]:
+    """Where submitit keeps its pickles and logs, for launchers that use it. (Not through
+    experiment_name on the command line: that would override the presets' own names and
+    move the runs away from the folders the table reads.)"""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=[f"launcher={launcher}"], return_hydra_config=True)
+    if "submitit_folder" not in cfg.hydra.launcher:
+        return []
+    return [f"hydra.launcher.submitit_folder={quote_value(f'{folder}/%j')}"]
+
+
+def launch(pending: list[PlannedRun], launcher: str, root: Path, name: str) -> int:
+    """One `run.py -m` process with every pending run (several tables at once, too). Every
+    run's overrides set paths.runs and the seed; the multirun's own files (the run list,
+    submitit's logs) go under <root>/<name>/."""
+    import yaml
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    listing = root / name / ".reproduce" / f"runs-{stamp}.yaml"
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    listing.write_text(yaml.safe_dump({"runs": [list(run.overrides) for run in pending]}))
+    command = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        "-m",
+        f"launcher={launcher}",
+        "hydra/sweeper=run_list",
+        f"hydra.sweeper.runs_file={quote_value(str(listing))}",
+        *submitit_folder(launcher, listing.parent.parent / ".submitit"),
+    ]
+    print(f"launching {len(pending)} runs: {' '.join(command[1:])}", flush=True)
+    env = {**os.environ}
+    # submitit's job processes unpickle the sweep, which needs the repo's hydra_plugins.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return subprocess.run(command, env=env).returncode
+
+
+def make_table(spec: TableSpec, planned: list[PlannedRun], results_dir: Path) -> list[Path]:
+    from agr.results import aggregate, write_outputs
+
+    return write_outputs(aggregate(spec, planned), results_dir / spec.results_subdir)
+
+
+def plan(args: argparse.Namespace) -> list[tuple[TableSpec, list[PlannedRun]]]:
+    from agr.config import validate
+
+    seeds = parse_seeds(args.seeds)
+    tables = []
+    for name in args.tables:
+        spec = load_spec(name, args.scale, seeds, args.overrides)
+        tables.append((spec, plan_runs(spec, Path(args.runs_dir), check=validate)))
+    return tables
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.launcher not in launchers():
+        print(f"error: --launcher {args.launcher!r}: choose one of {launchers()}", file=sys.stderr)
+        return 2
+    try:
+        tables = plan(args)
+    except SpecError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    skip = {"completed", "running"} if args.skip_running else {"completed"}
+    pending: list[PlannedRun] = []
+    broken = False
+    for spec, planned in tables:
+        statuses = [run_status(run) for run in planned]
+        if args.dry_run:
+            print_dry_run(spec, planned, statuses)
+        errors = {run.group: run.error for run in planned if run.error}
+        for group, error in errors.items():
+            cells = ", ".join(spec.groups[group].cells)
+            print(f"error: {spec.where}: cell {cells} does not compose: {error}", file=sys.stderr)
+        broken = broken or bool(errors)
+        todo = [run for run, status in zip(planned, statuses) if status not in skip]
+        print(estimate(spec, planned, todo))
+        running = [r for r, s in zip(planned, statuses) if s == "running" and r in todo]
+        if running and not args.dry_run:
+            print(
+                f"note: {len(running)} runs of {spec.name} say 'running' and will resume from "
+                "their checkpoints; if their jobs are still alive, stop now (--skip-running)",
+                file=sys.stderr,
+            )
+        pending += todo
+    if broken:
+        return 2
+    if args.dry_run:
+        return 0
+    code = 0
+    if pending:
+        first = tables[0][0]
+        root = Path(args.runs_dir) / first.runs_subdir
+        name = first.name if len(tables) == 1 else "reproduce"
+        code = launch(pending, args.launcher, root, name)
+    else:
+        print("every run already completed; aggregating")
+    for spec, planned in tables:
+        for path in make_table(spec, planned, Path(args.results_dir)):
+            print(f"wrote {path}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""scripts/reproduce.py: a dry run lists exactly the runs of each table spec and starts
+nothing; finished runs are skipped; a cell that does not compose is a clear error; a tiny
+sweep through hydra-submitit-launcher's local executor trains for real, and the tables
+are made from its run folders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts import reproduce  # noqa: E402
+
+TABLES = ["table1", "table2", "table3", "ablation_agr"]
+
+
+def expected_runs(table: str, scale: str, runs_dir: Path) -> set[tuple[int, frozenset]]:
+    """The runs a spec asks for, expanded by hand from the YAML: for each row and column
+    (the scale's own lists where it has them) and seed, the scale's, row's and column's
+    overrides, a later one replacing an earlier one of the same key (a row's batch size
+    replaces the scale's); cells with the same overrides are the same runs."""
+    raw = yaml.safe_load((ROOT / "experiments" / f"{table}.yaml").read_text())
+    scaled = raw["scales"][scale]
+    rows = scaled.get("rows", raw.get("rows"))
+    columns = [c for c in raw["columns"] if c["name"] in scaled.get("columns", [c["name"]])]
+    extra = scaled.get("column_overrides", {})
+    root = runs_dir / scaled["runs_subdir"] if scaled.get("runs_subdir") else runs_dir
+    runs = set()
+    for row in rows:
+        for column in columns:
+            overrides = [
+                f"paths.runs={root}",
+                *scaled.get("overrides", []),
+                *row.get("overrides", []),
+                *column.get("overrides", []),
+                *extra.get(column["name"], []),
+            ]
+            by_key = {}
+            for override in overrides:
+                by_key[override.split("=")[0].lstrip("+")] = override
+            for seed in raw["seeds"]:
+                runs.add((seed, frozenset(by_key.values())))
+    return runs
+
+
+def listed_runs(output: str) -> set[tuple[int, frozenset]]:
+    """Parse the dry run: a header with the shared overrides, then one line per run."""
+    runs = set()
+    common: list[str] = []
+    for line in output.splitlines():
+        if line.startswith("# "):
+            common = line.split("python run.py ", 1)[1].split()
+        elif " seed=" in line and "  -> " in line:
+            words = line.split("  -> ")[0].split()
+            seed = int(words[1].removeprefix("seed="))
+            runs.add((seed, frozenset(common + words[2:])))
+    return runs
+
+
+@pytest.mark.parametrize("scale", ["paper", "mini"])
+@pytest.mark.parametrize("table", TABLES)
+def test_dry_run_lists_exactly_the_runs_of_the_spec(tmp_path, capsys, table, scale):
+    code = reproduce.main([table, "--scale", scale, "--dry-run", "--runs-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = [line for line in out.splitlines() if "  -> " in line]
+    expected = expected_runs(table, scale, tmp_path)
+    assert len(lines) == len(expected)  # one line per run, none twice
+    assert listed_runs(out) == expected
+    assert all(line.startswith("missing ") for line in lines)
+    assert f"{len(expected)} runs in" in out and "estimated cost" in out
+    assert list(tmp_path.iterdir()) == []  # started nothing
+
+
+def test_the_papers_table1_values_are_in_its_spec():
+    raw = yaml.safe_load((ROOT / "experiments" / "table1.yaml").read_text())
+    rows = {row["epoch"]: row["paper"] for row in raw["scales"]["paper"]["rows"]}
+    adan = [rows[e]["Adan"]["is_mean"] for e in (10, 400, 800, 1200, 1600, 2000)]
+    agr = [rows[e]["Adan(AGR)"]["is_mean"] for e in (10, 400, 800, 1200, 1600, 2000)]
+    assert adan == [4.31, 8.14, 8.85, 9.18, 9.19, 9.22]
+    assert agr == [4.38, 8.32, 8.86, 9.18, 9.26, 9.34]
+    assert "README" in raw["paper_source"]
+
+
+def test_seeds_and_extra_overrides_from_the_command_line(tmp_path, capsys):
+    args = ["table2", "--scale", "mini", "--dry-run", "--seeds", "5,7", "--runs-dir", str(tmp_path)]
+    assert reproduce.main([*args, "--", "trainer.epochs=1"]) == 0
+    out = capsys.readouterr().out
+    seeds = {seed for seed, _ in listed_runs(out)}
+    assert seeds == {5, 7}
+    assert all("trainer.epochs=1" in overrides for _, overrides in listed_runs(out))
+    assert not any("trainer.epochs=3" in overrides for _, overrides in listed_runs(out))
+
+
+def write_completed(folder: Path, top1: float) -> None:
+    folder.mkdir(parents=True)
+    results = {"status": "completed", "metrics": {"top1": top1}, "best": {}, "agr": {}}
+    (folder / "results.json").write_text(json.dumps(results))
+
+
+def test_completed_runs_are_skipped_and_an_all_done_table_only_aggregates(
+    tmp_path, capsys, monkeypatch
+):
+    launched = []
+    monkeypatch.setattr(reproduce, "launch", lambda pending, *a: launched.append(pending) or 0)
+    runs = tmp_path / "runs"
+    common = ["ablation_agr", "--scale", "mini", "--seeds", "0", "--runs-dir", str(runs)]
+    folders = {
+        "ablation_agr/digits-resnet18-adamw": 80.0,
+        "ablation_agr-weights-always/digits-resnet18-adamw_agr": 81.0,
+        "ablation_agr-weights-first10/digits-resnet18-adamw_agr": 82.0,
+        "ablation_agr-all-always/digits-resnet18-adamw_agr": 83.0,
+    }
+    for name, top1 in folders.items():
+        write_completed(runs / "mini" / name / "seed0", top1)
+
+    assert reproduce.main([*common, "--results-dir", str(tmp_path / "out")]) == 0
+    (pending,) = launched  # one launch, with the one unfinished run only
+    assert [run.folder for run in pending] == [
+        runs / "mini" / "ablation_agr-all-first10" / "digits-resnet18-adamw_agr" / "seed0"
+    ]
+    write_completed(pending[0].folder, 84.0)
+    launched.clear()
+    assert reproduce.main([*common, "--results-dir", str(tmp_path / "out")]) == 0
+    assert launched == [] and "every run already completed" in capsys.readouterr().out
+    with (tmp_path / "out" / "mini" / "ablation_agr.csv").open() as handle:
+        means = [float(row["mean"]) for row in csv.DictReader(handle)]
+    assert means == [80.0, 81.0, 82.0, 83.0, 84.0]
+
+
+def test_a_cell_that_does_not_compose_names_the_spec_and_the_cell(tmp_path, capsys):
+    spec = tmp_path / "broken.yaml"
+    spec.write_text(
+        (ROOT / "experiments" / "table2.yaml")
+        .read_text()
+        .replace("overrides: [model=vgg11,", "overrides: [model=vgg99,")
+    )
+    code = reproduce.main([str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert str(spec) in err and "digits / VGG-11 (192 images per epoch)" in err
+    assert "vgg99" in err
+    assert not (tmp_path / "r").exists()  # nothing launched
+
+
+TINY_SPEC = """
+title: Tiny sweep
+seeds: [0]
+metrics:
+  - {key: top1, label: Top-1 (%), select: final}
+columns:
+  - {name: AdamW, overrides: [optimizer=adamw]}
+  - {name: AdamW(AGR), overrides: [optimizer=adamw_agr]}
+baseline: AdamW
+scales:
+  mini:
+    runs_subdir: mini
+    results_subdir: mini
+    # experiment=smoke names its own folder level (experiment_name: smoke), as the table
+    # presets do: the runs must land where the table looks for them.
+    overrides: [experiment=smoke, trainer.devices=cpu, trainer.num_workers=0,
+                trainer.epochs=1, trainer.batch_size=16, trainer.limit_batches=2,
+                trainer.log_every=1, scheduler=constant]
+    rows:
+      - name: digits / ViT
+        overrides: [model=vit, model.embed_dim=16, model.depth=1, model.num_heads=2]
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_tiny_sweep_through_submitit_local_runs_and_is_aggregated(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two run processes on two cores
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    args = [str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "runs")]
+    args += ["--results-dir", str(tmp_path / "results")]
+    started = time.time()
+    code = reproduce.main([*args, "--launcher", "submitit_local"])
+    out = capsys.readouterr().out
+    print(f"submitit_local sweep of 2 runs: {time.time() - started:.1f}s")
+    assert code == 0, out
+    folders = [
+        tmp_path / "runs" / "mini" / "smoke" / f"digits-vit-{o}" / "seed0"
+        for o in ("adamw", "adamw_agr")
+    ]
+    for folder in folders:
+        assert json.loads((folder / "results.json").read_text())["status"] == "completed"
+    # submitit ran them: its pickles and logs are kept beside the run list
+    assert list((tmp_path / "runs" / "mini" / "tiny" / ".submitit").iterdir())
+    with (tmp_path / "results" / "mini" / "tiny.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["n"]) for row in rows] == [1, 1]
+    for row, folder in zip(rows, folders):
+        top1 = json.loads((folder / "results.json").read_text())["metrics"]["top1"]
+        assert float(row["mean"]) == pytest.approx(top1)
+    stamps = [(folder / "results.json").stat().st_mtime_ns for folder in folders]
+
+    # The same command again: nothing to run, nothing rewritten, the table made again.
+    assert reproduce.main([*args, "--launcher", "submitit_local"]) == 0
+    assert "every run already completed" in capsys.readouterr().out
+    assert [(folder / "results.json").stat().st_mtime_ns for folder in folders] == stamps
