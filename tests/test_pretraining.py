@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ import text_fixtures
 import torch
 from omegaconf import OmegaConf
 from pretraining_metric_worker import halves, hand_batch, hand_metrics, rank_worker
+from test_run import run_cli
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import AlbertForPreTraining
 
@@ -274,18 +272,6 @@ FAST = [
 ]
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def _check_run_folder(folder: Path) -> None:
     assert (folder / "config.yaml").is_file()
     assert (folder / "checkpoints" / "last.pt").is_file()
@@ -299,7 +285,7 @@ def _check_run_folder(folder: Path) -> None:
 
 @pytest.mark.slow
 def test_end_to_end_run_on_pydoc(tmp_path):
-    done = _run(
+    done = run_cli(
         [*FAST, "dataset=pydoc", f"paths.runs={tmp_path}/runs", f"paths.data_dir={tmp_path}/data"],
         tmp_path,
     )
@@ -310,7 +296,7 @@ def test_end_to_end_run_on_pydoc(tmp_path):
 @pytest.mark.slow
 def test_end_to_end_run_on_wikitext_fixture_files(tmp_path):
     text_fixtures.write_classic(tmp_path / "data", "raw")
-    done = _run(
+    done = run_cli(
         [
             *FAST,
             "dataset=wikitext2",
@@ -327,7 +313,7 @@ def test_end_to_end_run_on_wikitext_fixture_files(tmp_path):
 
 @pytest.mark.slow
 def test_missing_wikitext_stops_the_run_with_the_staging_message(tmp_path):
-    done = _run(
+    done = run_cli(
         [
             *FAST,
             "dataset=wikitext2",
