@@ -15,6 +15,7 @@ from test_run import resolved, run_cli
 from torchvision.datasets import CIFAR10
 
 from agr.config import DDIM_VARIANTS, FEATURES, SAMPLE_FROM
+from agr.data.generation import build_generation_datasets
 from agr.diffusion import DDIM_VARIANTS as DIFFUSION_DDIM_VARIANTS
 from agr.engine import train
 from agr.engine.checkpoint import load
@@ -117,7 +118,7 @@ def test_digits_run_trains_samples_and_scores(tmp_path):
 
 def test_cifar10_fixture_run_in_minus_one_one_with_flips(tmp_path, monkeypatch):
     root = tmp_path / "data" / "cifar10"
-    write_cifar(root, "cifar10")
+    rows, _ = write_cifar(root, "cifar10")["train"]
     accept_fixture_checksums(monkeypatch, CIFAR10, root)
     cfg = _cfg(
         tmp_path,
@@ -131,6 +132,12 @@ def test_cifar10_fixture_run_in_minus_one_one_with_flips(tmp_path, monkeypatch):
     images = torch.stack([parts.train_set[i][0] for i in range(len(parts.train_set))])
     assert images.shape == (10, 3, 32, 32)
     assert images.min() >= -1.0 and images.max() <= 1.0 and images.min() < -0.9
+    # The FID reference set is the training pixels mapped to [-1, 1], never flipped.
+    expected = torch.from_numpy(rows).float().reshape(-1, 3, 32, 32) * 2 / 255 - 1
+    _, reference_set, _ = build_generation_datasets("cifar10", data_dir=tmp_path / "data")
+    for _ in range(3):  # flips are random: a flipped reference would differ on some draw
+        reference = torch.stack([reference_set[i][0] for i in range(len(expected))])
+        torch.testing.assert_close(reference, expected, rtol=0, atol=1e-6)
     results = train(cfg, tmp_path / "run")
     assert results["status"] == "completed"
     record = _read_history(tmp_path / "run")[-1]

@@ -12,6 +12,7 @@ mirror-symmetric, so ``hflip`` must be false for them).
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,5 +88,6 @@ def build_generation_datasets(
     plain = T.Compose(_to_minus_one_one())
     train_tf = T.Compose([T.RandomHorizontalFlip(), *_to_minus_one_one()]) if hflip else plain
     train, _ = cifar.load(name, root, download=download, train_tf=train_tf, test_tf=plain)
-    reference, _ = cifar.load(name, root, download=False, train_tf=plain, test_tf=plain)
+    reference = copy.copy(train)  # the same in-memory images, without the flips
+    reference.transform = plain
     return train, reference, GenerationDataInfo(name, size, 3, len(train))

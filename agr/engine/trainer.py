@@ -269,9 +269,7 @@ class _Run:
             boundary = (index + 1) % self.accumulate == 0 or index + 1 == self.train_batches
             sync = self.ctx.distributed and not boundary
             with self.train_model.no_sync() if sync else contextlib.nullcontext():
-                with torch.autocast(
-                    self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None
-                ):
+                with self._autocast():
                     loss = self.parts.loss(self.train_model, batch)
                 group = min(
                     self.accumulate,
