@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from timm.optim import Adan
 
-from . import fused_adamw
 from .regularizer import SCOPES, attach
 
 __all__ = ["OPTIMIZERS", "IMPLS", "build_optimizer", "param_groups"]
@@ -61,7 +60,7 @@ def build_optimizer(
     betas: tuple[float, ...] | None = None,
     eps: float | None = None,
     no_prox: bool = False,
-    agr_scope: str = "weights",
+    agr_scope: str = "all",
     agr_until_step: int | None = None,
     impl: str = "auto",
     decay_bias_and_norm: bool = True,
@@ -76,7 +75,8 @@ def build_optimizer(
             (0.9, 0.999), 1e-8; Adan: 1e-3, 0, (0.98, 0.92, 0.99), 1e-8).
         no_prox: Adan's weight-decay form: False = proximal (the Adan paper's results),
             True = decoupled as in AdamW.
-        agr_scope: ``weights`` (tensors with ndim >= 2) or ``all`` (the authors' code).
+        agr_scope: ``all`` (every parameter with a gradient: the authors' code, the
+            default) or ``weights`` (tensors with ndim >= 2: the paper text).
         agr_until_step: AGR applies on optimizer steps 1..N and not after (None: always).
         impl: ``fused``, ``foreach`` or ``loop`` (Adan has no fused kernel); ``auto``
             takes the fastest for the parameters' device: AdamW fused on CPU and CUDA,
@@ -108,12 +108,8 @@ def build_optimizer(
     else:
         kwargs.update(no_prox=no_prox, foreach=impl == "foreach")
     names = params_or_model if isinstance(params_or_model, torch.nn.Module) else None
-    if with_agr and family_name == "adamw" and impl == "fused" and device.type == "cpu":
-        # AGR inside the AdamW update: one pass per parameter (see agr.fused_adamw).
-        kwargs.pop("fused")
-        return fused_adamw.make(
-            groups, scope=agr_scope, until_step=agr_until_step, names=names, **kwargs
-        )
+    # The AGR arm is the very optimizer of the baseline with the hook in front of its step,
+    # so a pair differs by AGR alone (with AGR a no-op, the two are identical bit for bit).
     optimizer = family.cls(groups, **kwargs)
     if with_agr:
         attach(optimizer, scope=agr_scope, until_step=agr_until_step, names=names)

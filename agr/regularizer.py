@@ -26,9 +26,10 @@ import torch
 
 __all__ = ["SCOPES", "BACKENDS", "AGRStats", "AGRHandle", "regularize_", "attach", "handle_of"]
 
-SCOPES = ("weights", "all")
-"""``weights``: tensors with ndim >= 2 (the paper's fully-connected and conv weights);
-``all``: every tensor with a gradient (the authors' released code)."""
+SCOPES = ("all", "weights")
+"""``all`` (the default): every tensor with a gradient, biases and norm weights included, as
+the authors' released code does (the only published numbers came from it); ``weights``:
+tensors with ndim >= 2, the paper text's fully-connected and conv weights."""
 
 BACKENDS = ("auto", "kernel", "foreach", "torch")
 """``kernel``: the C++ CPU kernel (float32/float64, contiguous); ``foreach``: torch's
@@ -44,14 +45,14 @@ _log = logging.getLogger("agr")
 
 
 def regularize_(
-    tensors: Iterable[torch.Tensor], *, scope: str = "weights", backend: str = "auto"
+    tensors: Iterable[torch.Tensor], *, scope: str = "all", backend: str = "auto"
 ) -> None:
     """Apply AGR in place to each gradient tensor in ``tensors``.
 
     A tensor whose sum(|g|) is zero is left unchanged. fp16/bf16 tensors are summed and
-    rescaled in float32. With ``scope="weights"`` tensors with fewer than two dimensions
-    are left unchanged; with ``scope="all"`` every tensor is transformed (a one-element
-    tensor then has alpha = 1 and becomes zero).
+    rescaled in float32. With ``scope="all"`` (the default, the authors' code) every tensor
+    is transformed (a one-element tensor then has alpha = 1 and becomes zero); with
+    ``scope="weights"`` tensors with fewer than two dimensions are left unchanged.
     """
     _check_choice("scope", scope, SCOPES)
     _check_choice("backend", backend, BACKENDS)
@@ -279,10 +280,6 @@ class AGRHandle:
         self.steps = 0
         self._names = dict(names)
         self._pending: tuple[int, list[str], torch.Tensor] | None = None
-        # Set by optimizers that apply AGR inside their own update (agr.fused_adamw): the
-        # hook then only marks the step, and the optimizer takes the mark.
-        self._fused_into_step = False
-        self._deferred = False
         self._stats: AGRStats | None = None
         self._hooks = [
             optimizer.register_step_pre_hook(self._pre_step),
@@ -366,15 +363,9 @@ class AGRHandle:
             return replaced
         apply = self.active
         self.steps += 1
-        if apply and self._fused_into_step:
-            self._deferred = True
-        elif apply:
+        if apply:
             self._regularize(optimizer)
         return replaced
-
-    def _take_deferred(self) -> bool:
-        deferred, self._deferred = self._deferred, False
-        return deferred
 
     def _skipped_by_scaler(self, optimizer) -> bool:
         # GradScaler hands fused optimizers a found_inf flag and the step is skipped inside
@@ -441,7 +432,7 @@ def _parameter_names(names: Any) -> dict[int, str]:
 def attach(
     optimizer: torch.optim.Optimizer,
     *,
-    scope: str = "weights",
+    scope: str = "all",
     until_step: int | None = None,
     names: Any = None,
     backend: str = "auto",

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU checks (a few minutes on one GPU): the operator and optimizer equivalence tests on
+# GPU checks (a few minutes on one GPU): the operator and optimizer equivalence tests and the
+# bitwise pair test (tests/test_pairs.py: adamw vs adamw_agr with AGR a no-op) on
 # CUDA (fp32 and bf16), the optimizer-step benchmark (results/bench/optimizer_step_cuda.json),
 # and training images/s of the engine beside a bare loop for ResNet-18 at batch 128 in bf16,
 # plain, channels_last, and compiled (results/bench/train_throughput_cuda_*.json).
@@ -16,7 +17,7 @@ import torch
 assert torch.cuda.is_available(), "gpu_check.sh needs a CUDA device"
 print("device:", torch.cuda.get_device_name(), "| torch", torch.__version__)
 PYEOF
-"$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py
+"$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_pairs.py
 "$PY" scripts/bench_optimizer.py --device cuda --steps 50 --warmup 10
 TRAIN=(scripts/bench_train.py --device cuda --models resnet18 --batch-size 128 --batches 40
        --rounds 3 --num-workers 8 --precision bf16 --train-images 8192)

@@ -4,11 +4,12 @@ package: the reference every test compares against."""
 import torch
 
 
-def agr_reference(g: torch.Tensor, scope: str = "weights") -> torch.Tensor:
+def agr_reference(g: torch.Tensor, scope: str = "all") -> torch.Tensor:
     """alpha = |G| / sum(|G|) over the whole tensor; G <- G - alpha * G, out of place.
 
-    scope "weights" leaves tensors with ndim < 2 alone; a tensor with sum|G| == 0 is
-    unchanged; fp16/bf16 are computed in float32 and rounded back.
+    scope "all" (the default, as agr's) transforms every tensor, "weights" leaves tensors
+    with ndim < 2 alone; a tensor with sum|G| == 0 is unchanged; fp16/bf16 are computed in
+    float32 and rounded back.
     """
     if scope == "weights" and g.dim() < 2:
         return g.clone()

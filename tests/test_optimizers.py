@@ -387,7 +387,7 @@ def test_state_dict_round_trip_lock_step(name, impl, data):
 
     # and both equal a plain optimizer that applies the formula only on steps 1..15
     ref = _plain_reference(name, impl, ref_model.parameters())
-    transform = agr_on("weights", steps=range(1, 16)) if name.endswith("_agr") else None
+    transform = agr_on("all", steps=range(1, 16)) if name.endswith("_agr") else None
     want = train(ref_model, ref, data, steps(1, 20), transform=transform)
     assert_same_run(run_b, want[10:], atol=1e-6, names=param_names(model_a))
     if name.endswith("_agr"):
@@ -415,7 +415,7 @@ def test_until_step(via, impl, data):
     ref = torch.optim.AdamW(ref_model.parameters(), **ADAMW_HP, **ADAMW_FLAGS[impl])
     got = train(model, opt, data, steps(1, 8))
     # steps 1-3 AGR'd, 4-8 plain AdamW from that state (and p.grad left raw)
-    want = train(ref_model, ref, data, steps(1, 8), transform=agr_on("weights", steps=range(1, 4)))
+    want = train(ref_model, ref, data, steps(1, 8), transform=agr_on("all", steps=range(1, 4)))
     assert_same_run(got, want, atol=1e-6, names=param_names(model))
     assert handle.steps == 8
 
@@ -632,5 +632,5 @@ def test_step_with_closure(kind, data):
         got.append(snapshot(model))
     assert len(calls) == 6, "the closure must run exactly once per step"
     assert agr.handle_of(opt).steps == 6
-    want = train(ref_model, ref, data, steps(1, 6), transform=agr_on("weights"))
+    want = train(ref_model, ref, data, steps(1, 6), transform=agr_on("all"))
     assert_same_run(got, want, atol=1e-6, names=param_names(model))

@@ -34,7 +34,7 @@ CONFIGS = {
 }
 
 
-def regularize_grads_by_formula(model: nn.Module, scope: str = "weights") -> None:
+def regularize_grads_by_formula(model: nn.Module, scope: str = "all") -> None:
     for p in model.parameters():
         if p.grad is not None:
             p.grad.copy_(agr_reference(p.grad, scope))
@@ -70,7 +70,7 @@ def max_param_diff(a: nn.Module, b: nn.Module) -> float:
     return max((pa - pb).abs().max().item() for pa, pb in zip(a.parameters(), b.parameters()))
 
 
-def run_reference(ref_name: str, hp: dict, steps: int, scope: str = "weights") -> nn.Module:
+def run_reference(ref_name: str, hp: dict, steps: int, scope: str = "all") -> nn.Module:
     """Plain fp32 steps of the reference optimizer on formula-regularized gradients."""
     model = make_model()
     opt = agr.build_optimizer(ref_name, model, **hp)
@@ -142,7 +142,7 @@ def test_grad_scaler_matches_unscaled_fp32(config):
 )
 def test_gradient_accumulation_applies_once_per_step(config, scope):
     agr_name, ref_name, hp = CONFIGS[config]
-    ref_scope = scope or "weights"
+    ref_scope = scope or "all"
     micro, steps = 4, 2
 
     model = make_model()
@@ -419,7 +419,7 @@ def _fused_case_run(case: str, with_agr: bool) -> nn.Module:
     if case == "groups-sched":
         extra["decay_bias_and_norm"] = False
     agr_extra = {
-        "scope-all": {"agr_scope": "all"},
+        "scope-weights": {"agr_scope": "weights"},
         "until-step": {"agr_until_step": 2},
     }.get(case, {})
     if with_agr:
@@ -429,7 +429,7 @@ def _fused_case_run(case: str, with_agr: bool) -> nn.Module:
     sched = (
         torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5**s) if case == "groups-sched" else None
     )
-    scope = "all" if case == "scope-all" else "weights"
+    scope = "weights" if case == "scope-weights" else "all"
     for step in range(5):
         x, y = make_batch(step)
         opt.zero_grad(set_to_none=True)
@@ -443,7 +443,7 @@ def _fused_case_run(case: str, with_agr: bool) -> nn.Module:
 
 
 @pytest.mark.parametrize(
-    "case", ["plain", "float64", "noncontig", "groups-sched", "scope-all", "until-step"]
+    "case", ["plain", "float64", "noncontig", "groups-sched", "scope-weights", "until-step"]
 )
 def test_fused_adamw_agr_matches_formula_reference(case):
     got = _fused_case_run(case, with_agr=True)

@@ -9,9 +9,9 @@
 // small terms once it is large), which still vectorises and costs nothing here: the
 // pass is limited by memory, not arithmetic.
 //
-// agr_adamw_ does the same inside one AdamW update: the rescaled gradient goes straight
-// into the moments while it is still in cache, so AGR costs one extra read of each
-// gradient (its L1 sum) and the write-back of p.grad.
+// There is deliberately no fused AGR+AdamW step here: the AGR arm of a comparison runs the
+// optimizer's own step (torch's fused AdamW, timm's Adan) on the rescaled gradients, so the
+// two arms differ by AGR alone and not by kernel rounding.
 //
 // Built on first use by agr.regularizer through torch.utils.cpp_extension. Hot loops are
 // compiled twice (AVX2 and baseline x86-64) and picked at run time, so a build cached on a
@@ -71,53 +71,6 @@ AGR_CLONES void rescale(T* g, int64_t n, T l1) {
   }
 }
 
-struct AdamWScalars {
-  double lr, beta1, beta2, eps, weight_decay, step;
-};
-
-// One AdamW update (torch.optim.AdamW's algorithm, decoupled weight decay), on the AGR'd
-// gradient when inv_l1 > 0 (inv_l1 = 1 / sum|g|), which is also written back to grad.
-template <typename T, bool kAGR>
-AGR_CLONES void adamw_update(T* p, T* g, T* m, T* v, int64_t n, T inv_l1, const AdamWScalars& s) {
-  // The arithmetic follows torch's fused CPU AdamW step, so the two agree to rounding.
-  const T decay = static_cast<T>(1.0 - s.lr * s.weight_decay);
-  const T one_minus_beta1 = static_cast<T>(1.0 - s.beta1);
-  const T beta2 = static_cast<T>(s.beta2);
-  const T one_minus_beta2 = static_cast<T>(1.0 - s.beta2);
-  const T step_size = static_cast<T>(s.lr / (1.0 - std::pow(s.beta1, s.step)));
-  const T bc2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(s.beta2, s.step)));
-  const T eps = static_cast<T>(s.eps);
-#pragma omp parallel for simd schedule(static) if (n > kParallel)
-  for (int64_t i = 0; i < n; ++i) {
-    T grad = g[i];
-    if (kAGR) {
-      grad = grad - grad * (std::abs(grad) * inv_l1);
-      g[i] = grad;
-    }
-    const T mi = m[i] + one_minus_beta1 * (grad - m[i]);
-    const T vi = beta2 * v[i] + one_minus_beta2 * grad * grad;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = p[i] * decay - step_size * mi / (std::sqrt(vi) / bc2_sqrt + eps);
-  }
-}
-
-template <typename T>
-Moments agr_adamw_one(torch::Tensor& p, torch::Tensor& g, torch::Tensor& m, torch::Tensor& v,
-                      bool agr, const AdamWScalars& s) {
-  const int64_t n = p.numel();
-  Moments mo;
-  if (agr) mo = moments(g.data_ptr<T>(), n);
-  if (agr && mo.l1 > 0.0) {
-    adamw_update<T, true>(p.data_ptr<T>(), g.data_ptr<T>(), m.data_ptr<T>(), v.data_ptr<T>(), n,
-                          static_cast<T>(1.0 / mo.l1), s);
-  } else {
-    adamw_update<T, false>(p.data_ptr<T>(), g.data_ptr<T>(), m.data_ptr<T>(), v.data_ptr<T>(), n,
-                           T(0), s);
-  }
-  return mo;
-}
-
 template <typename T>
 Moments agr_one(torch::Tensor& grad) {
   T* g = grad.data_ptr<T>();
@@ -154,51 +107,6 @@ torch::Tensor agr_inplace(std::vector<torch::Tensor> grads) {
   return stats;
 }
 
-// AGR (where agr[k]) and one AdamW step for each parameter; steps[k] (a 0-d float32
-// tensor, torch's own state["step"]) is incremented first. All tensors contiguous, CPU,
-// one dtype per parameter (float32 or float64). Returns the AGR moments as agr_inplace
-// does (zeros where agr[k] is false).
-torch::Tensor agr_adamw_(std::vector<torch::Tensor> params, std::vector<torch::Tensor> grads,
-                         std::vector<torch::Tensor> exp_avgs,
-                         std::vector<torch::Tensor> exp_avg_sqs, std::vector<torch::Tensor> steps,
-                         std::vector<bool> agr, double lr, double beta1, double beta2, double eps,
-                         double weight_decay) {
-  const size_t count = params.size();
-  TORCH_CHECK(grads.size() == count && exp_avgs.size() == count && exp_avg_sqs.size() == count &&
-                  steps.size() == count && agr.size() == count,
-              "agr_adamw_: argument lists differ in length");
-  auto stats = torch::zeros({static_cast<int64_t>(count), 3}, torch::kFloat64);
-  auto out = stats.accessor<double, 2>();
-  for (size_t k = 0; k < count; ++k) {
-    auto& p = params[k];
-    const auto dtype = p.scalar_type();
-    for (const auto* t : {&grads[k], &exp_avgs[k], &exp_avg_sqs[k]}) {
-      TORCH_CHECK(t->scalar_type() == dtype && t->numel() == p.numel() && t->is_contiguous() &&
-                      t->device().is_cpu(),
-                  "agr_adamw_: parameter ", k, " has a gradient or state of another dtype, size, "
-                  "layout or device");
-    }
-    TORCH_CHECK(p.is_contiguous() && p.device().is_cpu(), "agr_adamw_: parameter ", k,
-                " is not a contiguous CPU tensor");
-    steps[k].add_(1);
-    const AdamWScalars s{lr, beta1, beta2, eps, weight_decay, steps[k].item<double>()};
-    Moments mo;
-    if (dtype == torch::kFloat32) {
-      mo = agr_adamw_one<float>(p, grads[k], exp_avgs[k], exp_avg_sqs[k], agr[k], s);
-    } else if (dtype == torch::kFloat64) {
-      mo = agr_adamw_one<double>(p, grads[k], exp_avgs[k], exp_avg_sqs[k], agr[k], s);
-    } else {
-      TORCH_CHECK(false, "agr_adamw_: parameter ", k, " has dtype ", dtype,
-                  "; only float32 and float64 are supported");
-    }
-    out[k][0] = mo.l1;
-    out[k][1] = mo.l2sq;
-    out[k][2] = mo.maxabs;
-  }
-  return stats;
-}
-
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("agr_inplace", &agr_inplace, "AGR in place on contiguous float32/float64 CPU tensors");
-  m.def("agr_adamw_", &agr_adamw_, "AGR and one AdamW step in one pass per parameter");
 }
