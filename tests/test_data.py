@@ -382,3 +382,87 @@ def test_unknown_name_lists_the_choices(call):
         call("imagenet")
     assert "imagenet" in str(excinfo.value)
     assert all(name in str(excinfo.value) for name in DATASETS)
+
+
+# ----------------------------------------------------------------------- data digests
+
+
+def _sha256(*parts: np.ndarray) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        hasher.update(np.ascontiguousarray(part).tobytes())
+    return hasher.hexdigest()
+
+
+def test_digits_digest_is_the_raw_split_and_follows_the_data():
+    data = load_digits()
+    train_idx, test_idx = train_test_split(
+        np.arange(len(data.target)), test_size=0.2, random_state=0, stratify=data.target
+    )
+    pixels, labels = data.images.astype(np.uint8), data.target.astype(np.int64)
+    expected = _sha256(pixels[train_idx], labels[train_idx], pixels[test_idx], labels[test_idx])
+    assert digits_module.data_sha256() == expected
+    assert digits_module.split_sha256(data.images, data.target) == expected
+    one_pixel = data.images.copy()
+    one_pixel[test_idx[-1], 7, 7] += 1
+    assert digits_module.split_sha256(one_pixel, data.target) != expected
+    relabelled = data.target.copy()
+    relabelled[[train_idx[0], train_idx[1]]] = relabelled[[train_idx[1], train_idx[0]]]
+    if relabelled[train_idx[0]] == relabelled[train_idx[1]]:  # a swap of equal labels: force
+        relabelled[train_idx[0]] = (relabelled[train_idx[0]] + 1) % 10
+    assert digits_module.split_sha256(data.images, relabelled) != expected
+
+
+def test_classification_and_generation_runs_record_the_digits_digest(tmp_path):
+    from agr.data.generation import build_generation_datasets
+    from agr.tasks.classification import build
+
+    cfg = {
+        "seed": 0,
+        "paths": {"data_dir": str(tmp_path)},
+        "dataset": {"name": "digits", "augment": False},
+        "model": {"name": "resnet18"},
+        "trainer": {},
+    }
+    assert build(cfg).info["data_sha256"] == digits_module.data_sha256()
+    _, _, info = build_generation_datasets("digits", data_dir=tmp_path, hflip=False)
+    assert info.data_sha256 == digits_module.data_sha256()
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_digest_is_the_loaded_pixels_and_labels(tmp_path, monkeypatch, name):
+    from agr.data import cifar as cifar_module
+    from agr.data.generation import build_generation_datasets
+
+    splits = write_cifar(tmp_path / name, name)
+    accept_fixture_checksums(monkeypatch, CIFAR_CLASSES[name], tmp_path / name)
+    parts = []
+    for split in ("train", "test"):
+        rows, labels = splits[split]
+        # CIFAR rows are CHW; torchvision holds HWC
+        parts += [rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.array(labels, np.int64)]
+    expected = _sha256(*parts)
+    train, test, _ = build_datasets(name, data_dir=tmp_path, augment=False)
+    assert cifar_module.data_sha256(train, test) == expected
+    _, _, info = build_generation_datasets(name, data_dir=tmp_path, hflip=True)
+    assert info.data_sha256 == expected
+    train.data[0, 0, 0, 0] ^= 1  # one bit of one pixel
+    assert cifar_module.data_sha256(train, test) != expected
+
+
+def test_tinyimagenet_digest_is_the_file_list_with_sizes(tmp_path):
+    _write_tiny(tmp_path)
+    train, test, _ = build_datasets("tinyimagenet", data_dir=tmp_path, augment=False)
+    first = tiny_module.data_sha256(train, test)
+    assert len(first) == 64
+    train, test, _ = build_datasets("tinyimagenet", data_dir=tmp_path, augment=False)
+    assert tiny_module.data_sha256(train, test) == first  # reorganised val: same list
+    image = Path(train.samples[0][0])
+    image.write_bytes(image.read_bytes() + b"\0")  # one byte longer
+    train, test, _ = build_datasets("tinyimagenet", data_dir=tmp_path, augment=False)
+    second = tiny_module.data_sha256(train, test)
+    assert second != first
+    wnid = WNIDS[0]
+    _save_jpeg(tmp_path / "tiny-imagenet-200" / "train" / wnid / "images" / "extra.JPEG", 7)
+    train, test, _ = build_datasets("tinyimagenet", data_dir=tmp_path, augment=False)
+    assert tiny_module.data_sha256(train, test) not in (first, second)

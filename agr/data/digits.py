@@ -6,20 +6,19 @@ is scored on the same 360 test images). The images live in memory as float tenso
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from .base import DatasetInfo
 
-__all__ = ["INFO", "DigitsDataset", "build", "load_split"]
+__all__ = ["INFO", "DigitsDataset", "build", "data_sha256", "load_split", "split_sha256"]
 
 SIZE = 32
 SPLIT_SEED = 0
@@ -39,24 +38,57 @@ INFO = DatasetInfo(
 )
 
 
+def _load_digits():
+    from sklearn.datasets import load_digits  # here, not at import: sklearn takes a second
+
+    return load_digits()
+
+
+def _split_indices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices of the suite's one fixed stratified split."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(
+        np.arange(len(labels)),
+        test_size=TEST_FRACTION,
+        random_state=SPLIT_SEED,
+        stratify=labels,
+    )
+
+
 @lru_cache(maxsize=4)
 def load_split(size: int = SIZE) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(train_x, train_y, test_x, test_y): images [N, 1, size, size] float32 in [0, 1] (the 8x8
     digits upsampled bilinearly), int64 labels; the suite's one fixed stratified split. The
     tensors are cached: treat them as read-only."""
-    digits = load_digits()
+    digits = _load_digits()
     images = torch.from_numpy(digits.images).float().div_(16.0).unsqueeze(1)
     if size != images.shape[-1]:
         images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
     labels = torch.from_numpy(digits.target).long()
-    train_idx, test_idx = train_test_split(
-        np.arange(len(labels)),
-        test_size=TEST_FRACTION,
-        random_state=SPLIT_SEED,
-        stratify=digits.target,
-    )
+    train_idx, test_idx = _split_indices(digits.target)
     train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
     return images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]
+
+
+def split_sha256(images: np.ndarray, labels: np.ndarray) -> str:
+    """SHA-256 of raw digits, split as the suite splits them: the train images as uint8 (the
+    8x8 values 0-16), the train labels as int64, then the same for the test split."""
+    if images.min() < 0 or images.max() > 255 or not np.array_equal(images, np.round(images)):
+        raise ValueError("digit images must hold integers 0-255 (sklearn's are 0-16)")
+    hasher = hashlib.sha256()
+    for index in _split_indices(labels):
+        hasher.update(np.ascontiguousarray(images[index], dtype=np.uint8).tobytes())
+        hasher.update(np.ascontiguousarray(labels[index], dtype=np.int64).tobytes())
+    return hasher.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def data_sha256() -> str:
+    """:func:`split_sha256` of scikit-learn's digits: what a digits run's numbers depend on
+    (the upsampling to 32x32 or 16x16 is code, not data)."""
+    digits = _load_digits()
+    return split_sha256(digits.images, digits.target)
 
 
 def train_transform(info: DatasetInfo = INFO) -> T.Compose:

@@ -36,6 +36,8 @@ class GenerationDataInfo:
     image_size: int
     channels: int
     train_size: int
+    data_sha256: str = ""
+    """The data the run depends on (``digits.data_sha256`` / ``cifar.data_sha256``)."""
 
 
 class ImageTensors(Dataset):
@@ -83,11 +85,13 @@ def build_generation_datasets(
         images = train_x.mul(2.0).sub(1.0)
         train = ImageTensors(images, train_y)
         reference = ImageTensors(images, train_y)
-        return train, reference, GenerationDataInfo(name, size, 1, len(train))
+        info = GenerationDataInfo(name, size, 1, len(train), digits.data_sha256())
+        return train, reference, info
     root = Path(data_dir).expanduser().resolve()
     plain = T.Compose(_to_minus_one_one())
     train_tf = T.Compose([T.RandomHorizontalFlip(), *_to_minus_one_one()]) if hflip else plain
-    train, _ = cifar.load(name, root, download=download, train_tf=train_tf, test_tf=plain)
+    train, test = cifar.load(name, root, download=download, train_tf=train_tf, test_tf=plain)
     reference = copy.copy(train)  # the same in-memory images, without the flips
     reference.transform = plain
-    return train, reference, GenerationDataInfo(name, size, 3, len(train))
+    info = GenerationDataInfo(name, size, 3, len(train), cifar.data_sha256(train, test))
+    return train, reference, info

@@ -8,10 +8,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data import build_datasets
+from ..data import build_datasets, cifar, digits, tinyimagenet
 from ..metrics.classification import ClassificationEvaluator
 from ..models import build_model, count_parameters
 from .base import TaskParts
+
+
+def _data_sha256(name: str, train_set, eval_set) -> str:
+    """What the run's numbers depend on, for results.json (each reader says what it hashes)."""
+    if name in cifar.INFOS:
+        return cifar.data_sha256(train_set, eval_set)
+    if name == "tinyimagenet":
+        return tinyimagenet.data_sha256(train_set, eval_set)
+    return digits.data_sha256()
 
 
 def build(cfg: dict[str, Any]) -> TaskParts:
@@ -50,5 +59,6 @@ def build(cfg: dict[str, Any]) -> TaskParts:
             "image_size": info.image_size,
             "train_size": len(train_set),
             "eval_size": len(eval_set),
+            "data_sha256": _data_sha256(data["name"], train_set, eval_set),
         },
     )

@@ -208,6 +208,7 @@ def build(cfg: dict[str, Any]) -> TaskParts:
             "image_size": info.image_size,
             "channels": info.channels,
             "train_size": len(train_set),
+            "data_sha256": info.data_sha256,
             "diffusion": repr(diffusion),
             "ema_decay": ema.decay,
             "generation_metrics": protocol,

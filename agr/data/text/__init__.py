@@ -26,7 +26,7 @@ from .pretraining import (
     segment_pairs,
     tokenize_documents,
 )
-from .tokenizer import build_tokenizer
+from .tokenizer import build_tokenizer, check_spec, tokenizer_sha256
 from .wikitext import load_wikitext2
 
 __all__ = ["CORPORA", "PretrainingData", "build_pretraining_data", "load_corpus"]
@@ -82,6 +82,7 @@ def build_pretraining_data(
     if unknown:
         raise ValueError(f"unknown dataset setting(s) {', '.join(unknown)} for {settings['name']}")
     s = {**DEFAULTS, **settings}
+    check_spec(s["tokenizer"])
     corpus = load_corpus(
         s["name"], data_dir=data_dir, download=bool(s["download"]), variant=s["variant"]
     )
@@ -97,6 +98,7 @@ def build_pretraining_data(
         data_dir=data_dir,
         download=bool(s["download"]),
     )
+    tokenizer_digest = tokenizer_sha256(tokenizer)  # before encoding sets truncation/padding
     masking = MaskingRule(
         mask_prob=float(s["mask_prob"]),
         max_ngram=int(s["max_ngram"]),
@@ -124,6 +126,10 @@ def build_pretraining_data(
         "corpus": corpus.name,
         "corpus_source": corpus.source,
         "tokenizer": description,
+        # What the numbers depend on, checkable on another machine: the tokenizer's full
+        # serialised form (its tokenizer.json) and the text it was learned on and scored on.
+        "tokenizer_sha256": tokenizer_digest,
+        "corpus_sha256": corpus.digest("train", eval_split),
         "vocab_size": len(tokenizer),
         "max_length": form.max_length,
         "train_size": len(train_pairs),

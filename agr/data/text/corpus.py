@@ -48,14 +48,18 @@ class Corpus:
         for document in self.splits[split]:
             yield from document
 
-    def digest(self, split: str) -> str:
-        """SHA-256 of the split's text and its document/sentence structure."""
+    def digest(self, *splits: str) -> str:
+        """SHA-256 of the splits' text and document/sentence structure, in the order given
+        (``digest("train", "test")`` covers both; one split hashes as it always did)."""
         hasher = hashlib.sha256()
-        for document in self.splits[split]:
-            for sentence in document:
-                hasher.update(sentence.encode())
-                hasher.update(b"\n")
-            hasher.update(b"\f")
+        for index, split in enumerate(splits):
+            if index:
+                hasher.update(b"\x1d")  # group separator between splits
+            for document in self.splits[split]:
+                for sentence in document:
+                    hasher.update(sentence.encode())
+                    hasher.update(b"\n")
+                hasher.update(b"\f")
         return hasher.hexdigest()
 
 
