@@ -50,6 +50,7 @@ gpu-check: install  ## on a CUDA machine: equivalence tests on the GPU and the s
 
 reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (~13 min on 2 idle cores) -> results/mini/
 	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini
+	$(PY) scripts/readme_summary.py  # README's mini-results section from results/mini/*.csv
 
 reproduce-table1: install  ## Table 1 (DDPM on CIFAR-10, IS/FID) at paper scale; LAUNCHER=local|slurm SEEDS=0,1,2
 	$(REPRODUCE) table1
@@ -65,6 +66,7 @@ reproduce-ablation: install  ## the AGR scope x suspension ablation (ResNet-18, 
 
 tables: install  ## make the tables from finished runs only (SCALE=paper|mini), launching nothing
 	$(PY) scripts/make_table.py --scale $(SCALE)
+	$(PY) scripts/readme_summary.py  # README's mini-results section from results/mini/*.csv
 
 clean:  ## remove caches (keeps .venv, data and runs)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info

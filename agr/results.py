@@ -128,7 +128,7 @@ class CellResult:
     nan: list[int]  # completed runs whose value is NaN/inf/null
     absent: list[int]  # completed runs without this metric (e.g. not evaluated at the epoch)
     not_done: dict[str, list[int]]  # status -> seeds (missing, failed, running, ...)
-    summary: Summary
+    summary: Summary  # with the 95% t-interval of the mean over seeds
     paper: float | None
 
 
@@ -174,7 +174,7 @@ def aggregate(spec: TableSpec, planned: list[PlannedRun]) -> Table:
                 nan,
                 absent,
                 not_done,
-                summarize(values.values()),
+                summarize(values.values(), interval=True),
                 cell.row.paper_value(cell.column.name, metric.key),
             )
     paired = {}
@@ -194,14 +194,150 @@ def aggregate(spec: TableSpec, planned: list[PlannedRun]) -> Table:
     return Table(spec, records, cells, paired)
 
 
-# --------------------------------------------------------------------------- markdown
+# --------------------------------------------------------------------------- numbers
+
+MINUS = "\u2212"  # typographic minus for the tables' leading signs
 
 
-def _number(value: float, decimals: int, sign: bool = False) -> str:
+def _significant(value: float, sign: str) -> str:
+    """Two significant digits: plain decimals down to 1e-4 (0.0024, 0.00012), scientific
+    below (2.8e-06); values of 10 and more keep all their integer digits."""
+    magnitude = abs(value)
+    if magnitude < 1e-4:
+        return f"{value:{sign}.1e}"
+    places = max(0, 1 - math.floor(math.log10(magnitude)))
+    text = f"{value:{sign}.{places}f}"
+    if abs(float(text)) >= 10 ** (2 - places):  # 0.0996 -> 0.100: rounded up a decade
+        text = f"{value:{sign}.{max(0, places - 1)}f}"
+    return text
+
+
+def _rounds_to_zero(value: float, decimals: int) -> bool:
+    return value != 0 and float(f"{abs(value):.{decimals}f}") == 0
+
+
+def format_number(
+    value: float, decimals: int, sign: bool = False, significant: bool = False
+) -> str:
+    """A table number that never shows a nonzero value as zero.
+
+    - exactly 0 prints as ``0`` (no sign, no decimals); NaN/inf as ``—``;
+    - otherwise ``decimals`` places (the spec's), unless that would round to 0: then two
+      significant digits (``0.0024``, ``2.8e-06``), or always so with ``significant``;
+    - ``sign`` prints a leading + on positive values; a negative sign is ``−`` (U+2212).
+    """
     if not math.isfinite(value):
         return "—"
-    text = f"{value:+.{decimals}f}" if sign else f"{value:.{decimals}f}"
-    return text.replace("-", "−")
+    if value == 0:
+        return "0"
+    mark = "+" if sign else ""
+    if significant or _rounds_to_zero(value, decimals):
+        text = _significant(value, mark)
+    else:
+        text = f"{value:{mark}.{decimals}f}"
+    return MINUS + text[1:] if text.startswith("-") else text
+
+
+def format_interval(mean: float, low: float, high: float, decimals: int, sign: bool = True) -> str:
+    """``mean [low, high]`` (signed, for a difference, unless ``sign`` is False). The three
+    share one style: the spec's decimals, or, when any nonzero one of them would round to 0
+    there, two significant digits each."""
+    values = [v for v in (mean, low, high) if math.isfinite(v)]
+    significant = any(_rounds_to_zero(v, decimals) for v in values)
+    mean_text, low_text, high_text = (
+        format_number(v, decimals, sign=sign, significant=significant) for v in (mean, low, high)
+    )
+    return f"{mean_text} [{low_text}, {high_text}]"
+
+
+def format_mean_std(summary: Summary, decimals: int) -> str:
+    """``mean ± std`` (``mean`` alone for one value, ``—`` for none), each by format_number."""
+    if summary.n == 0:
+        return "—"
+    if summary.n == 1:
+        return format_number(summary.mean, decimals)
+    return f"{format_number(summary.mean, decimals)} ± {format_number(summary.std, decimals)}"
+
+
+def identical(differences: Iterable[float]) -> bool:
+    """Every paired difference is exactly 0 (and there is at least one)."""
+    values = list(differences)
+    return bool(values) and all(v == 0 for v in values)
+
+
+def format_difference(summary: Summary, differences: Iterable[float], decimals: int) -> str:
+    """A paired difference: ``mean [95% interval] (pairs)``; ``0 (identical in all n seeds)``
+    when every pair is equal; ``mean (1)`` with a single pair; ``—`` with none."""
+    if summary.n == 0:
+        return "—"
+    if identical(differences):
+        return (
+            "0 (identical in the 1 seed)"
+            if summary.n == 1
+            else (f"0 (identical in all {summary.n} seeds)")
+        )
+    if summary.n == 1:
+        return f"{format_number(summary.mean, decimals, sign=True)} (1)"
+    return f"{format_interval(summary.mean, summary.low, summary.high, decimals)} ({summary.n})"
+
+
+def excludes(low: float, high: float, value: float = 0.0) -> bool:
+    """The interval [low, high] lies strictly on one side of ``value`` (NaN ends: no)."""
+    return (low > value) or (high < value)
+
+
+def _unit(label: str) -> tuple[str, str]:
+    """(suffix for a level, suffix for a distance): ('%', ' pp') for a percentage metric."""
+    return ("%", " pp") if "%" in label else ("", "")
+
+
+def chance_note(metric: Metric, cells: list[tuple[str, Summary, list[float]]]) -> str | None:
+    """A sentence, from the numbers, on where a metric with a chance level stands against it.
+
+    ``cells``: (name, summary with its 95% t-interval, the per-seed values) per cell. Says
+    whether every cell's interval contains chance, and how far the cell means and the single
+    runs lie from it."""
+    if metric.chance is None:
+        return None
+    chance, d = metric.chance, metric.decimals
+    level, distance = _unit(metric.label)
+    basis = f" ({metric.chance_basis})" if metric.chance_basis else ""
+    head = f"{metric.label}: chance is {chance:g}{level}{basis}."
+    counted = [(name, s, v) for name, s, v in cells if s.n > 0]
+    if not counted:
+        return f"{head} No cell has a value yet."
+    far_mean = max(abs(s.mean - chance) for _, s, _ in counted)
+    far_run = max(abs(x - chance) for _, _, values in counted for x in values)
+    spread = (
+        f"every cell mean is within ±{format_number(far_mean, d)}{distance} of it, every "
+        f"run within ±{format_number(far_run, d)}{distance}"
+    )
+    no_interval = [name for name, s, _ in counted if not math.isfinite(s.low)]
+    with_interval = len(counted) - len(no_interval)
+    away = [(name, s) for name, s, _ in counted if excludes(s.low, s.high, chance)]
+    if not away and not no_interval:
+        return (
+            f"{head} Every cell's 95% t-interval over seeds contains chance; {spread}: "
+            "no cell is distinguishable from chance at this scale."
+        )
+    parts = [head]
+    if away:
+        listed = "; ".join(
+            f"{name}: {format_interval(s.mean, s.low, s.high, d, sign=False)}" for name, s in away
+        )
+        parts.append(
+            f"{len(away)} of the {with_interval} cells with a 95% t-interval over seeds "
+            f"exclude chance ({listed})."
+        )
+    elif with_interval:
+        parts.append(f"The 95% t-intervals of all {with_interval} cells that have one contain it.")
+    if no_interval:
+        parts.append(f"Fewer than 2 seeds, no interval: {', '.join(no_interval)}.")
+    parts.append(spread[0].upper() + spread[1:] + ".")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------- markdown
 
 
 def format_cell(result: CellResult) -> str:
@@ -212,21 +348,11 @@ def format_cell(result: CellResult) -> str:
     for status, seeds in result.not_done.items():
         issues.append(f"{len(seeds)} {status}")
     count = f"{s.n}; {', '.join(issues)}" if issues else str(s.n)
-    if s.n == 0:
-        return f"— ({count})"
-    if s.n == 1:
-        return f"{_number(s.mean, d)} ({count})"
-    return f"{_number(s.mean, d)} ± {_number(s.std, d)} ({count})"
+    return f"{format_mean_std(s, d)} ({count})"
 
 
 def format_paired(result: PairedResult) -> str:
-    s, d = result.summary, result.metric.decimals
-    if s.n == 0:
-        return "—"
-    if s.n == 1:
-        return f"{_number(s.mean, d, True)} (1)"
-    low, high = _number(s.low, d, True), _number(s.high, d, True)
-    return f"{_number(s.mean, d, True)} [{low}, {high}] ({s.n})"
+    return format_difference(result.summary, result.differences.values(), result.metric.decimals)
 
 
 def _select_text(metric: Metric, rows: tuple[Row, ...]) -> str:
@@ -264,12 +390,19 @@ def render_markdown(table: Table) -> str:
         "Each cell: mean ± std over seeds (number of seeds; runs not counted and why). "
         "Differences (X − Y): per seed, X minus Y on the same seed; mean [95% t-interval] "
         "(pairs). Only completed runs count; NaN values are listed, never "
-        "averaged.",
+        "averaged. Numbers keep each metric's decimals; one that would round to 0 there "
+        "shows 2 significant digits instead, and 0 is exactly 0.",
     ]
+    generated_notes = []
     for metric in spec.metrics:
         lines += ["", f"## {metric.label}", ""]
         better = "higher" if metric.higher_is_better else "lower"
-        lines += [f"Read {_select_text(metric, spec.rows)}; {better} is better.", ""]
+        read = f"Read {_select_text(metric, spec.rows)}; {better} is better."
+        if metric.chance is not None:
+            level, _ = _unit(metric.label)
+            basis = f" ({metric.chance_basis})" if metric.chance_basis else ""
+            read += f" Chance: {metric.chance:g}{level}{basis}."
+        lines += [read, ""]
         with_paper = [
             c.name
             for c in spec.columns
@@ -280,6 +413,8 @@ def render_markdown(table: Table) -> str:
             header.append(column.name)
             if column.name in with_paper:
                 header.append(f"paper {column.name}")
+        if metric.chance is not None:
+            header.append("chance")
         header += [f"{column} − {baseline}" for column, baseline in spec.pairs]
         body = []
         for row in spec.rows:
@@ -289,7 +424,9 @@ def render_markdown(table: Table) -> str:
                 line.append(format_cell(result))
                 if column.name in with_paper:
                     paper = result.paper
-                    line.append("n/p" if paper is None else _number(paper, metric.decimals))
+                    line.append("n/p" if paper is None else format_number(paper, metric.decimals))
+            if metric.chance is not None:
+                line.append(format_number(metric.chance, metric.decimals))
             line += [format_paired(table.paired[(row.name, c, metric.key)]) for c, _ in spec.pairs]
             body.append(line)
         lines += _table_lines(header, body)
@@ -299,10 +436,22 @@ def render_markdown(table: Table) -> str:
             lines += ["", f"Paper values: {spec.paper_source or 'none published for this table'}."]
         else:
             lines += ["", "Paper values: not comparable at this scale (other data and models)."]
+        note = chance_note(metric, _chance_cells(table, metric))
+        if note:
+            generated_notes.append(note)
     lines += ["", *_runs_section(table), "", *_agr_section(table)]
-    if spec.notes:
-        lines += ["", "## Notes", "", *[f"- {note}" for note in spec.notes]]
+    notes = [*generated_notes, *spec.notes]
+    if notes:
+        lines += ["", "## Notes", "", *[f"- {note}" for note in notes]]
     return "\n".join(lines) + "\n"
+
+
+def _chance_cells(table: Table, metric: Metric) -> list[tuple[str, Summary, list[float]]]:
+    return [
+        (f"{r.cell.row.name} / {r.cell.column.name}", r.summary, list(r.values.values()))
+        for (_, _, key), r in table.cells.items()
+        if key == metric.key
+    ]
 
 
 def _shown_path(path: Path) -> str:
@@ -397,6 +546,10 @@ CSV_FIELDS = [
     "diff_ci_low",
     "diff_ci_high",
     "diff_values",
+    # Added after the first committed tables (readers treat them as optional):
+    "ci_low",  # 95% t-interval of the cell's mean over seeds
+    "ci_high",
+    "chance",  # the metric's chance level, when the spec declares one
 ]
 
 
@@ -446,6 +599,9 @@ def write_csv(table: Table, path: Path) -> None:
                     "diff_values": " ".join(f"{k}:{v!r}" for k, v in paired.differences.items())
                     if paired
                     else "",
+                    "ci_low": _csv_number(s.low),
+                    "ci_high": _csv_number(s.high),
+                    "chance": _csv_number(result.metric.chance),
                 }
             )
 

@@ -16,7 +16,11 @@ The format, with every key (see experiments/table2.yaml for a full example)::
         select: final        # final | best (results.json "metrics" | "best"); rows with an
                              # `epoch` read history.jsonl at that epoch instead
         higher_is_better: true
-        decimals: 2
+        decimals: 2          # printed decimals; a nonzero value that would round to 0 gets
+                             # 2 significant digits instead (agr.results.format_number)
+        chance: null         # optional: the metric's chance level (e.g. 50.0 for a balanced
+                             # binary task); the table then reports each cell against it
+        chance_basis: null   # optional: why that is chance (e.g. "balanced labels")
     columns:
       - {name: AdamW, overrides: [optimizer=adamw]}
       - {name: AdamW(AGR), overrides: [optimizer=adamw_agr]}
@@ -72,6 +76,8 @@ class Metric:
     select: str = "final"
     higher_is_better: bool = True
     decimals: int = 2
+    chance: float | None = None  # the metric's chance level, when it has one
+    chance_basis: str | None = None  # why that is the chance level
 
 
 @dataclass(frozen=True)
@@ -250,15 +256,26 @@ def _parse(
         select = item.get("select", "final")
         if select not in SELECTS:
             raise _fail(path, where, f"select={select!r}; choose one of {', '.join(SELECTS)}")
+        decimals = item.get("decimals", 2)
+        if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
+            raise _fail(path, where, f"decimals={decimals!r} is not an integer >= 0")
+        basis = item.get("chance_basis")
+        if basis is not None and item.get("chance") is None:
+            raise _fail(path, where, "chance_basis without a chance level")
         metrics.append(
             Metric(
                 key=item["key"],
                 label=labels.get(item["key"], item.get("label", item["key"])),
                 select=select,
                 higher_is_better=bool(item.get("higher_is_better", True)),
-                decimals=int(item.get("decimals", 2)),
+                decimals=decimals,
+                chance=_number(item.get("chance"), path, f"{where}.chance"),
+                chance_basis=None if basis is None else str(basis),
             )
         )
+    keys = [m.key for m in metrics]
+    if len(set(keys)) != len(keys):
+        raise _fail(path, "metrics", f"each metric key once: {keys}")
     if not metrics:
         raise _fail(path, "metrics", "list at least one metric")
 

@@ -4,6 +4,8 @@
 
 Writes results/[mini/]TABLE.md, .csv and TABLE_curves.png for each table (default: every
 spec in experiments/) from the run folders alone; missing, failed and NaN runs are listed.
+The README's summary of results/mini/ is rewritten from the CSVs by scripts/readme_summary.py
+(`make tables` runs both).
 """
 
 from __future__ import annotations

@@ -293,3 +293,97 @@ def test_bad_specs_name_the_file_and_the_field(tmp_path, change, message):
     with pytest.raises(SpecError, match=message) as error:
         load_spec(str(spec_file))
     assert str(spec_file) in str(error.value)
+
+
+CHANCE_SPEC = """
+title: Chance and tiny differences
+seeds: [0, 1, 2]
+metrics:
+  - {key: sop_acc, label: SOP accuracy (%), chance: 50.0, chance_basis: balanced labels}
+  - {key: mlm_loss, label: MLM loss, higher_is_better: false, decimals: 3}
+columns:
+  - {name: Base, overrides: [optimizer=adamw]}
+  - {name: AGR, overrides: [optimizer=adamw_agr]}
+scales:
+  paper:
+    overrides: [experiment_name=chance, dataset=digits]
+    rows:
+      - {name: ResNet, overrides: [model=resnet18]}
+"""
+
+
+def test_chance_identical_and_tiny_differences_in_the_table(tmp_path):
+    """SOP at chance and identical in both arms; MLM loss differs by ~1e-5 per seed: the
+    table says so instead of printing +0.000 [+0.000, +0.000]."""
+    spec_file = tmp_path / "chance.yaml"
+    spec_file.write_text(CHANCE_SPEC)
+    runs = tmp_path / "runs" / "chance"
+    sop = [50.666666666666664, 50.666666666666664, 49.333333333333336]
+    loss = [6.1363141319594305, 6.135636396741476, 6.139565406506258]
+    tiny = [2.4024196158656252e-05, 1.2644313767573578e-05, 1.5594653646644474e-05]
+    for seed in range(3):
+        for opt, extra in (("adamw", 0.0), ("adamw_agr", tiny[seed])):
+            write_run(
+                runs / f"digits-resnet18-{opt}" / f"seed{seed}",
+                metrics={"sop_acc": sop[seed], "mlm_loss": loss[seed] + extra},
+            )
+    spec = load_spec(str(spec_file))
+    assert spec.metrics[0].chance == 50.0 and spec.metrics[1].chance is None
+    table = aggregate(spec, plan_runs(spec, tmp_path / "runs"))
+    md_path, csv_path, _ = write_outputs(table, tmp_path / "results")
+    text = md_path.read_text()
+    assert "Chance: 50% (balanced labels)." in text
+    assert "| setting | Base | AGR | chance | AGR − Base |" in text
+    assert (
+        "| ResNet | 50.22 ± 0.77 (3) | 50.22 ± 0.77 (3) | 50.00 | 0 (identical in all 3 seeds) |"
+        in (text)
+    )
+    # Per-seed differences 2.4e-5, 1.26e-5, 1.56e-5: mean 1.74e-5, t-interval [2.8e-6, 3.2e-5].
+    assert (
+        "| ResNet | 6.137 ± 0.002 (3) | 6.137 ± 0.002 (3) | +1.7e-05 [+2.8e-06, +3.2e-05] (3) |"
+        in (text)
+    )
+    assert (
+        "- SOP accuracy (%): chance is 50% (balanced labels). Every cell's 95% t-interval over "
+        "seeds contains chance; every cell mean is within ±0.22 pp of it, every run within "
+        "±0.67 pp: no cell is distinguishable from chance at this scale."
+    ) in text
+
+    # The CSV keeps exact numbers (repr round-trips), the cell's own t-interval and chance.
+    rows = csv_rows(csv_path)
+    agr_loss = rows[("mlm_loss", "ResNet", "AGR")]
+    assert float(agr_loss["diff_mean"]) == pytest.approx(sum(tiny) / 3, rel=1e-9)
+    assert float(agr_loss["diff_ci_low"]) > 0
+    assert agr_loss["chance"] == ""
+    base_sop = rows[("sop_acc", "ResNet", "Base")]
+    assert base_sop["chance"] == "50.0"
+    mean, sd = sum(sop) / 3, math.sqrt(sum((v - sum(sop) / 3) ** 2 for v in sop) / 2)
+    assert float(base_sop["mean"]) == mean  # exact, not rounded
+    assert float(base_sop["ci_low"]) == pytest.approx(mean - 4.302652729911275 * sd / math.sqrt(3))
+    assert float(base_sop["ci_high"]) == pytest.approx(mean + 4.302652729911275 * sd / math.sqrt(3))
+    assert rows[("sop_acc", "ResNet", "AGR")]["diff_values"] == "0:0.0 1:0.0 2:0.0"
+
+
+def test_table3_spec_reports_sop_against_chance_and_mlm_accuracy():
+    for scale in ("paper", "mini"):
+        metrics = {m.key: m for m in load_spec("table3", scale).metrics}
+        assert metrics["sop_acc"].chance == 50.0
+        assert metrics["sop_acc"].chance_basis == "balanced labels"
+        mlm_acc = metrics["mlm_acc"]
+        assert mlm_acc.label == "MLM accuracy (%), test split"
+        assert mlm_acc.higher_is_better and mlm_acc.chance is None
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("chance: fifty", "'fifty' is not a number"),
+        ("decimals: -1", "decimals=-1"),
+        ("chance_basis: x", "chance_basis without a chance level"),
+    ],
+)
+def test_bad_metric_keys_are_refused(tmp_path, change, message):
+    spec_file = tmp_path / "bad.yaml"
+    spec_file.write_text(SPEC.replace("decimals: 2}", change + "}", 1))
+    with pytest.raises(SpecError, match=message):
+        load_spec(str(spec_file))
