@@ -56,6 +56,7 @@ class CsvCell:
     diff_vs: str = ""
     diff: Summary = field(default_factory=lambda: Summary(0, math.nan, math.nan))
     differences: list[float] = field(default_factory=list)
+    band: tuple[float, float] | None = None  # what a model ignoring its input scores
 
 
 @dataclass
@@ -77,7 +78,8 @@ def _seed_values(text: str | None) -> list[float]:
 
 def read_table_csv(path: str | Path) -> CsvTable:
     """A table CSV as written by agr.results.write_csv. Reads the columns every version
-    wrote; columns added later (``ci_low``, ``ci_high``, ``chance``) are not needed."""
+    wrote; columns added later (``ci_low``, ``ci_high``, ``chance``, ``chance_low``,
+    ``chance_high``) are not needed."""
     path = Path(path)
     with path.open(newline="") as handle:
         lines = list(csv.DictReader(handle))
@@ -94,6 +96,8 @@ def read_table_csv(path: str | Path) -> CsvTable:
             cell=Summary(n, _float(line["mean"]), _float(line["std"])),
             values=values,
         )
+        if line.get("chance_low") and line.get("chance_high"):
+            cell.band = (float(line["chance_low"]), float(line["chance_high"]))
         if line.get("diff_vs"):
             cell.diff_vs = line["diff_vs"]
             cell.diff = Summary(
@@ -264,7 +268,7 @@ def table_sentences(table: CsvTable, metrics: dict[str, Metric]) -> list[str]:
 
     for key, metric in metrics.items():
         cells = [
-            (f"{c.row} / {c.column}", summarize(c.values, interval=True), c.values)
+            (f"{c.row} / {c.column}", summarize(c.values, interval=True), c.values, c.band)
             for c in table.cells
             if c.metric == key
         ]

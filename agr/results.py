@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,10 +109,10 @@ def summarize(values: Iterable[float], interval: bool = False) -> Summary:
     n = len(data)
     if n == 0:
         return Summary(0, math.nan, math.nan)
-    mean = sum(data) / n
+    mean = statistics.fmean(data)
     if n < 2:
         return Summary(n, mean, math.nan)
-    std = math.sqrt(sum((v - mean) ** 2 for v in data) / (n - 1))
+    std = statistics.stdev(data)  # exact arithmetic: equal values give exactly 0
     if not interval:
         return Summary(n, mean, std)
     from scipy.stats import t
@@ -130,6 +131,7 @@ class CellResult:
     not_done: dict[str, list[int]]  # status -> seeds (missing, failed, running, ...)
     summary: Summary  # with the 95% t-interval of the mean over seeds
     paper: float | None
+    chance_band: tuple[float, float] | None = None  # what a constant predictor scores
 
 
 @dataclass
@@ -176,6 +178,7 @@ def aggregate(spec: TableSpec, planned: list[PlannedRun]) -> Table:
                 not_done,
                 summarize(values.values(), interval=True),
                 cell.row.paper_value(cell.column.name, metric.key),
+                _chance_band(records, cell, metric, spec.seeds),
             )
     paired = {}
     for row in spec.rows:
@@ -192,6 +195,26 @@ def aggregate(spec: TableSpec, planned: list[PlannedRun]) -> Table:
                     summarize(differences.values(), interval=True),
                 )
     return Table(spec, records, cells, paired)
+
+
+def _chance_band(records, cell, metric: Metric, seeds) -> tuple[float, float] | None:
+    """[100 - m, m] for the majority-label accuracy m that the cell's completed runs recorded
+    under ``metric.chance_key`` (the evaluated set is fixed, so every run records the same m;
+    the widest band is kept should they differ)."""
+    if metric.chance_key is None:
+        return None
+    probe = Metric(key=metric.chance_key, label=metric.chance_key, select=metric.select)
+    found = []
+    for seed in seeds:
+        record = records[(cell.group, seed)]
+        if record.status == COMPLETED:
+            value = metric_value(record, probe, cell.row.epoch)
+            if value is not _ABSENT and math.isfinite(value):
+                found.append(value)
+    if not found:
+        return None
+    majority = max(max(found), 100.0 - min(found))
+    return (100.0 - majority, majority)
 
 
 # --------------------------------------------------------------------------- numbers
@@ -291,30 +314,57 @@ def _unit(label: str) -> tuple[str, str]:
     return ("%", " pp") if "%" in label else ("", "")
 
 
-def chance_note(metric: Metric, cells: list[tuple[str, Summary, list[float]]]) -> str | None:
+def chance_note(
+    metric: Metric,
+    cells: list[tuple[str, Summary, list[float], tuple[float, float] | None]],
+) -> str | None:
     """A sentence, from the numbers, on where a metric with a chance level stands against it.
 
-    ``cells``: (name, summary with its 95% t-interval, the per-seed values) per cell. Says
-    whether every cell's interval contains chance, and how far the cell means and the single
-    runs lie from it."""
+    ``cells``: (name, summary with its 95% t-interval, the per-seed values, the band a model
+    ignoring its input scores or None) per cell. With a band (spec ``chance_key``), says
+    whether every run lies inside it; otherwise whether every cell's interval contains the
+    chance level, and how far the cell means and the single runs lie from it."""
     if metric.chance is None:
         return None
     chance, d = metric.chance, metric.decimals
     level, distance = _unit(metric.label)
     basis = f" ({metric.chance_basis})" if metric.chance_basis else ""
     head = f"{metric.label}: chance is {chance:g}{level}{basis}."
-    counted = [(name, s, v) for name, s, v in cells if s.n > 0]
+    counted = [(name, s, v, band) for name, s, v, band in cells if s.n > 0]
     if not counted:
         return f"{head} No cell has a value yet."
-    far_mean = max(abs(s.mean - chance) for _, s, _ in counted)
-    far_run = max(abs(x - chance) for _, _, values in counted for x in values)
+    bands = [band for *_, band in counted if band is not None]
+    if bands:
+        low, high = min(b[0] for b in bands), max(b[1] for b in bands)
+        band_text = (
+            f"On the evaluated set a model that ignores its input scores "
+            f"{format_number(low, d)}{level} or {format_number(high, d)}{level} (one label "
+            f"for every example)."
+        )
+        outside = [
+            (name, s)
+            for name, s, values, band in counted
+            if band is None or any(not band[0] <= x <= band[1] for x in values)
+        ]
+        if not outside:
+            return (
+                f"{head} {band_text} Every run of every cell lies within that band: no cell "
+                "shows that the model learned this task at this scale."
+            )
+        listed = "; ".join(f"{name}: {format_mean_std(s, d)}" for name, s in outside)
+        return (
+            f"{head} {band_text} {len(outside)} of the {len(counted)} cells have runs "
+            f"outside that band ({listed})."
+        )
+    far_mean = max(abs(s.mean - chance) for _, s, _, _ in counted)
+    far_run = max(abs(x - chance) for _, _, values, _ in counted for x in values)
     spread = (
         f"every cell mean is within ±{format_number(far_mean, d)}{distance} of it, every "
         f"run within ±{format_number(far_run, d)}{distance}"
     )
-    no_interval = [name for name, s, _ in counted if not math.isfinite(s.low)]
+    no_interval = [name for name, s, _, _ in counted if not math.isfinite(s.low)]
     with_interval = len(counted) - len(no_interval)
-    away = [(name, s) for name, s, _ in counted if excludes(s.low, s.high, chance)]
+    away = [(name, s) for name, s, _, _ in counted if excludes(s.low, s.high, chance)]
     if not away and not no_interval:
         return (
             f"{head} Every cell's 95% t-interval over seeds contains chance; {spread}: "
@@ -446,9 +496,14 @@ def render_markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _chance_cells(table: Table, metric: Metric) -> list[tuple[str, Summary, list[float]]]:
+def _chance_cells(table: Table, metric: Metric) -> list:
     return [
-        (f"{r.cell.row.name} / {r.cell.column.name}", r.summary, list(r.values.values()))
+        (
+            f"{r.cell.row.name} / {r.cell.column.name}",
+            r.summary,
+            list(r.values.values()),
+            r.chance_band,
+        )
         for (_, _, key), r in table.cells.items()
         if key == metric.key
     ]
@@ -550,6 +605,8 @@ CSV_FIELDS = [
     "ci_low",  # 95% t-interval of the cell's mean over seeds
     "ci_high",
     "chance",  # the metric's chance level, when the spec declares one
+    "chance_low",  # what a model ignoring its input scores (spec chance_key), low and high
+    "chance_high",
 ]
 
 
@@ -602,6 +659,8 @@ def write_csv(table: Table, path: Path) -> None:
                     "ci_low": _csv_number(s.low),
                     "ci_high": _csv_number(s.high),
                     "chance": _csv_number(result.metric.chance),
+                    "chance_low": _csv_number(band[0]) if (band := result.chance_band) else "",
+                    "chance_high": _csv_number(band[1]) if band else "",
                 }
             )
 

@@ -21,6 +21,10 @@ The format, with every key (see experiments/table2.yaml for a full example)::
         chance: null         # optional: the metric's chance level (e.g. 50.0 for a balanced
                              # binary task); the table then reports each cell against it
         chance_basis: null   # optional: why that is chance (e.g. "balanced labels")
+        chance_key: null     # optional: a run metric holding the accuracy of always
+                             # predicting the evaluated set's majority label (m); the cells
+                             # are then also judged against the band [100 - m, m] that a
+                             # model ignoring its input scores (e.g. sop_majority_acc)
     columns:
       - {name: AdamW, overrides: [optimizer=adamw]}
       - {name: AdamW(AGR), overrides: [optimizer=adamw_agr]}
@@ -32,6 +36,7 @@ The format, with every key (see experiments/table2.yaml for a full example)::
     scales:
       paper:
         title: ...           # optional: the table's title at this scale
+        seeds: [0, 1, 2, 3, 4]   # optional: this scale's seeds (default: the spec's)
         overrides: [experiment_name=table2]
         runs_subdir: ""      # under paths.runs; the mini scale uses "mini"
         results_subdir: ""   # under results/
@@ -78,6 +83,7 @@ class Metric:
     decimals: int = 2
     chance: float | None = None  # the metric's chance level, when it has one
     chance_basis: str | None = None  # why that is the chance level
+    chance_key: str | None = None  # run metric: majority-label accuracy of the evaluated set
 
 
 @dataclass(frozen=True)
@@ -271,6 +277,7 @@ def _parse(
                 decimals=decimals,
                 chance=_number(item.get("chance"), path, f"{where}.chance"),
                 chance_basis=None if basis is None else str(basis),
+                chance_key=None if item.get("chance_key") is None else str(item["chance_key"]),
             )
         )
     keys = [m.key for m in metrics]
@@ -339,7 +346,8 @@ def _parse(
         raise _fail(path, "rows", f"scale {scale!r} needs at least one row, with distinct names")
 
     cost = scaled.get("cost") or {}
-    chosen_seeds = tuple(seeds) if seeds is not None else tuple(raw.get("seeds", (0, 1, 2)))
+    spec_seeds = scaled.get("seeds", raw.get("seeds", (0, 1, 2)))
+    chosen_seeds = tuple(seeds) if seeds is not None else tuple(spec_seeds)
     if not chosen_seeds or not all(isinstance(s, int) and s >= 0 for s in chosen_seeds):
         raise _fail(path, "seeds", f"{chosen_seeds!r}: seeds are integers >= 0")
     spec = TableSpec(

@@ -147,6 +147,17 @@ def test_known_counts_written_out():
     assert vgg_expected(VGG11_CONVS, 100) == 9_277_284
 
 
+def test_vgg_base_width_scales_every_conv():
+    # VGG-11 at base width 16 on 1-channel input: every conv a quarter as wide (16..128).
+    convs = [(1, 16), (16, 32), (32, 64), (64, 64), (64, 128)] + [(128, 128)] * 3
+    want = sum(conv(i, o, 3, True) + bn(o) for i, o in convs) + linear(128, 10)
+    model = build_model("vgg11", num_classes=10, image_size=32, in_chans=1, base_width=16)
+    assert count_parameters(model) == want
+    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="base_width"):
+        build_model("vgg11", num_classes=10, image_size=32, base_width=0)
+
+
 def test_vgg_head_options():
     model = build_model("vgg11", num_classes=10, image_size=32, hidden_dim=256, dropout=0.5)
     kinds = [type(m) for m in model.classifier]

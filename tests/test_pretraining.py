@@ -220,7 +220,7 @@ def test_build_gives_the_engine_what_it_needs(pydoc_parts):
     for eval_batch in DataLoader(parts.eval_set, batch_size=32):
         evaluator.update(parts.model, eval_batch)
     metrics = evaluator.compute()
-    assert set(metrics) == {"sop_acc", "mlm_acc", "sop_loss", "mlm_loss"}
+    assert set(metrics) == {"sop_acc", "mlm_acc", "sop_loss", "mlm_loss", "sop_majority_acc"}
     # An untrained model: SOP near chance, MLM loss near log(vocabulary size).
     assert 20 < metrics["sop_acc"] < 80
     assert abs(metrics["mlm_loss"] - math.log(info["vocab_size"])) < 1.0

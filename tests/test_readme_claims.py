@@ -287,7 +287,8 @@ def test_chance_note_against_hand_computed_intervals():
     values = [50.666666666666664, 50.666666666666664, 49.333333333333336]
     s = summarize(values, interval=True)
     assert s.low == pytest.approx(50.2222222 - T975_DF2 * 0.7698003589 / math.sqrt(3))
-    note = chance_note(metric, [("wd 0 / AdamW", s, values), ("wd 0 / AGR", s, values)])
+    cells = [("wd 0 / AdamW", s, values, None), ("wd 0 / AGR", s, values, None)]
+    note = chance_note(metric, cells)
     assert note == (
         "SOP accuracy (%): chance is 50% (balanced labels). Every cell's 95% t-interval over "
         "seeds contains chance; every cell mean is within ±0.22 pp of it, every run within "
@@ -296,10 +297,29 @@ def test_chance_note_against_hand_computed_intervals():
     # 60, 61, 62: 61 -+ 2.48, excludes 50; one seed: no interval.
     far = summarize([60.0, 61.0, 62.0], interval=True)
     one = summarize([50.0], interval=True)
-    note = chance_note(metric, [("x", far, [60.0, 61.0, 62.0]), ("y", one, [50.0])])
+    note = chance_note(metric, [("x", far, [60.0, 61.0, 62.0], None), ("y", one, [50.0], None)])
     assert (
         "1 of the 1 cells with a 95% t-interval over seeds exclude chance (x: 61.00 [58.52, 63.48])"
         in note
     )
     assert "Fewer than 2 seeds, no interval: y." in note
-    assert chance_note(Metric("top1", "Top-1"), [("x", far, [60.0])]) is None
+    assert chance_note(Metric("top1", "Top-1"), [("x", far, [60.0], None)]) is None
+
+
+def test_chance_band_of_a_constant_predictor():
+    """151 test pairs, 73 swapped: always predicting one order scores 73/151 or 78/151. A run
+    that scores exactly that has learned nothing, even though 48.34 [48.34, 48.34] excludes
+    50; a run outside the band is named."""
+    metric = Metric("sop_acc", "SOP accuracy (%)", chance=50.0, chance_key="sop_majority_acc")
+    band = (100 * 73 / 151, 100 * 78 / 151)
+    stuck = [100 * 73 / 151] * 3
+    s = summarize(stuck, interval=True)
+    assert s.std == 0 and s.low == s.high == s.mean  # equal values: exactly 0, no float dust
+    note = chance_note(metric, [("a", s, stuck, band), ("b", s, stuck, band)])
+    assert "scores 48.34% or 51.66% (one label for every example)" in note
+    assert "Every run of every cell lies within that band" in note
+    learned = [48.0, 60.0, 70.0]
+    note = chance_note(
+        metric, [("a", s, stuck, band), ("b", summarize(learned, interval=True), learned, band)]
+    )
+    assert "1 of the 2 cells have runs outside that band (b: 59.33 ± 11.02)" in note

@@ -257,6 +257,15 @@ def test_rows_with_an_epoch_read_the_history_and_share_runs(tmp_path):
     assert "no is_mean at epoch 3 recorded" in text
 
 
+def test_a_scale_may_have_its_own_seeds(tmp_path):
+    spec_file = tmp_path / "epochs.yaml"
+    spec_file.write_text(EPOCH_SPEC.replace("  paper:\n", "  paper:\n    seeds: [3, 4, 5]\n"))
+    assert load_spec(str(spec_file)).seeds == (3, 4, 5)
+    assert load_spec(str(spec_file), seeds=[7]).seeds == (7,)  # --seeds still wins
+    spec_file.write_text(EPOCH_SPEC)
+    assert load_spec(str(spec_file)).seeds == (0, 1)
+
+
 def test_a_running_run_is_listed_not_averaged(tmp_path):
     spec_file = tmp_path / "fixture.yaml"
     spec_file.write_text(SPEC)
@@ -368,7 +377,7 @@ def test_table3_spec_reports_sop_against_chance_and_mlm_accuracy():
     for scale in ("paper", "mini"):
         metrics = {m.key: m for m in load_spec("table3", scale).metrics}
         assert metrics["sop_acc"].chance == 50.0
-        assert metrics["sop_acc"].chance_basis == "balanced labels"
+        assert metrics["sop_acc"].chance_key == "sop_majority_acc"
         mlm_acc = metrics["mlm_acc"]
         assert mlm_acc.label == "MLM accuracy (%), test split"
         assert mlm_acc.higher_is_better and mlm_acc.chance is None
@@ -387,3 +396,32 @@ def test_bad_metric_keys_are_refused(tmp_path, change, message):
     spec_file.write_text(SPEC.replace("decimals: 2}", change + "}", 1))
     with pytest.raises(SpecError, match=message):
         load_spec(str(spec_file))
+
+
+def test_a_constant_predictor_is_at_chance_even_when_its_interval_excludes_50(tmp_path):
+    """Every run predicts one order for all 151 test pairs (73 swapped): 48.34% in each seed.
+    The band [73/151, 78/151] comes from the runs' sop_majority_acc, not from the spec."""
+    spec_file = tmp_path / "chance.yaml"
+    spec_file.write_text(
+        CHANCE_SPEC.replace("chance_basis: balanced labels", "chance_key: sop_majority_acc")
+    )
+    runs = tmp_path / "runs" / "chance"
+    stuck, majority = 100 * 73 / 151, 100 * 78 / 151
+    for seed in range(3):
+        for opt in ("adamw", "adamw_agr"):
+            metrics = {"sop_acc": stuck, "mlm_loss": 6.0, "sop_majority_acc": majority}
+            write_run(runs / f"digits-resnet18-{opt}" / f"seed{seed}", metrics=metrics)
+    spec = load_spec(str(spec_file))
+    table = aggregate(spec, plan_runs(spec, tmp_path / "runs"))
+    cell = table.cells[("ResNet", "Base", "sop_acc")]
+    assert cell.chance_band == pytest.approx((stuck, majority))
+    assert cell.summary.std == 0
+    md_path, csv_path, _ = write_outputs(table, tmp_path / "results")
+    text = md_path.read_text()
+    assert "exclude chance" not in text
+    assert "scores 48.34% or 51.66% (one label for every example)" in text
+    assert "Every run of every cell lies within that band" in text
+    row = csv_rows(csv_path)[("sop_acc", "ResNet", "AGR")]
+    assert float(row["chance_low"]) == pytest.approx(stuck)
+    assert float(row["chance_high"]) == pytest.approx(majority)
+    assert csv_rows(csv_path)[("mlm_loss", "ResNet", "AGR")]["chance_low"] == ""

@@ -5,7 +5,9 @@ number of examples, correct MLM predictions, MLM cross-entropy and the number of
 tokens; ``compute`` adds those sums over the ranks (``all_reduce``, float64) before dividing.
 The engine shards the evaluation set without padding, so every example counts once.
 ``mlm_acc`` and ``mlm_loss`` are per predicted token over the whole set (not a mean of batch
-means); ``sop_acc`` and ``sop_loss`` are per example.
+means); ``sop_acc`` and ``sop_loss`` are per example. ``sop_majority_acc`` is the SOP accuracy
+of always predicting the set's more common order: a model that learned nothing scores it or
+100 minus it (the tables' chance band).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch.nn.functional as F
 __all__ = ["PretrainingEvaluator"]
 
 IGNORE_INDEX = -100
-_FIELDS = ("sop_correct", "sop_loss", "examples", "mlm_correct", "mlm_loss", "tokens")
+_FIELDS = ("sop_correct", "sop_loss", "examples", "mlm_correct", "mlm_loss", "tokens", "swapped")
 
 
 class PretrainingEvaluator:
@@ -47,6 +49,7 @@ class PretrainingEvaluator:
                 ((mlm_logits.argmax(-1) == targets) & predicted).sum(),
                 F.cross_entropy(mlm_logits, targets, ignore_index=IGNORE_INDEX, reduction="sum"),
                 predicted.sum(),
+                sop_labels.sum(),
             ]
         ).to(self.sums)
 
@@ -62,4 +65,8 @@ class PretrainingEvaluator:
             "mlm_acc": 100.0 * total["mlm_correct"] / tokens,
             "sop_loss": total["sop_loss"] / examples,
             "mlm_loss": total["mlm_loss"] / tokens,
+            # What a model that ignores its input scores: always the more common order.
+            "sop_majority_acc": 100.0
+            * max(total["swapped"], total["examples"] - total["swapped"])
+            / examples,
         }

@@ -8,7 +8,7 @@ Every model maps ``[B, in_chans, image_size, image_size]`` to logits ``[B, num_c
 Architecture numbers are keyword ``options`` with documented defaults (see each builder):
 
 - resnet18/34/50 (:mod:`.cifar_resnet`): ``base_width=64``, ``zero_init_residual=False``
-- vgg11/vgg16 (:mod:`.cifar_vgg`): ``hidden_dim=0``, ``dropout=0.0``
+- vgg11/vgg16 (:mod:`.cifar_vgg`): ``base_width=64``, ``hidden_dim=0``, ``dropout=0.0``
 - vit (:mod:`.timm_models`): ``patch_size=None`` (image_size // 8), ``embed_dim=384``,
   ``depth=12``, ``num_heads=6``, ``mlp_ratio=4.0``, ``drop_path_rate=0.1``, other
   ``VisionTransformer`` arguments passed through

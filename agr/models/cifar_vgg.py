@@ -55,10 +55,13 @@ class CifarVGG(nn.Module):
         *,
         num_classes: int,
         in_chans: int = 3,
+        base_width: int = 64,
         hidden_dim: int = 0,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if base_width < 1:
+            raise ValueError(f"VGG base_width must be >= 1, got {base_width}")
         layers: list[nn.Module] = []
         ch = in_chans
         for v in cfg:
@@ -66,8 +69,13 @@ class CifarVGG(nn.Module):
                 layers.append(nn.MaxPool2d(2, 2))
             else:
                 assert isinstance(v, int)
-                layers += [nn.Conv2d(ch, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
-                ch = v
+                width = v * base_width // 64
+                layers += [
+                    nn.Conv2d(ch, width, 3, padding=1),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                ]
+                ch = width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = ch
@@ -106,16 +114,19 @@ def vgg11(
     num_classes: int,
     image_size: int,
     in_chans: int = 3,
+    base_width: int = 64,
     hidden_dim: int = 0,
     dropout: float = 0.0,
 ) -> CifarVGG:
-    """VGG-11-BN (config A). ``hidden_dim`` > 0 adds one hidden FC layer (+ReLU); ``dropout`` > 0
-    adds a Dropout before the final Linear."""
+    """VGG-11-BN (config A). ``base_width``: the first conv's channels (64 in the paper; every
+    layer scales by base_width / 64, as ResNet's ``base_width``). ``hidden_dim`` > 0 adds one
+    hidden FC layer (+ReLU); ``dropout`` > 0 adds a Dropout before the final Linear."""
     _check_size(image_size)
     return CifarVGG(
         CFGS["vgg11"],
         num_classes=num_classes,
         in_chans=in_chans,
+        base_width=base_width,
         hidden_dim=hidden_dim,
         dropout=dropout,
     )
@@ -126,6 +137,7 @@ def vgg16(
     num_classes: int,
     image_size: int,
     in_chans: int = 3,
+    base_width: int = 64,
     hidden_dim: int = 0,
     dropout: float = 0.0,
 ) -> CifarVGG:
@@ -135,6 +147,7 @@ def vgg16(
         CFGS["vgg16"],
         num_classes=num_classes,
         in_chans=in_chans,
+        base_width=base_width,
         hidden_dim=hidden_dim,
         dropout=dropout,
     )
