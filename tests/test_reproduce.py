@@ -46,7 +46,7 @@ def expected_runs(table: str, scale: str, runs_dir: Path) -> set[tuple[int, froz
             by_key = {}
             for override in overrides:
                 by_key[override.split("=")[0].lstrip("+")] = override
-            for seed in raw["seeds"]:
+            for seed in scaled.get("seeds", raw["seeds"]):  # the scale's seeds, if it has its own
                 runs.add((seed, frozenset(by_key.values())))
     return runs
 
@@ -146,7 +146,7 @@ def test_a_cell_that_does_not_compose_names_the_spec_and_the_cell(tmp_path, caps
     code = reproduce.main([str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2
-    assert str(spec) in err and "digits / VGG-11 (192 images per epoch)" in err
+    assert str(spec) in err and "digits / VGG-11 (width 16)" in err
     assert "vgg99" in err
     assert not (tmp_path / "r").exists()  # nothing launched
 
