@@ -57,6 +57,7 @@ class CsvCell:
     diff: Summary = field(default_factory=lambda: Summary(0, math.nan, math.nan))
     differences: list[float] = field(default_factory=list)
     band: tuple[float, float] | None = None  # what a model ignoring its input scores
+    verdict: str = ""  # agr.verdicts' text, in CSVs written since verdicts exist
 
 
 @dataclass
@@ -96,6 +97,7 @@ def read_table_csv(path: str | Path) -> CsvTable:
             cell=Summary(n, _float(line["mean"]), _float(line["std"])),
             values=values,
         )
+        cell.verdict = line.get("verdict") or ""
         if line.get("chance_low") and line.get("chance_high"):
             cell.band = (float(line["chance_low"]), float(line["chance_high"]))
         if line.get("diff_vs"):
@@ -177,6 +179,9 @@ def table_summary(table: CsvTable) -> list[str]:
     comp_head = pairs[0][0] if single else "compared"
     header = ["metric"] if len(keys) > 1 else []
     header += ["setting", base_head, comp_head, f"{comp_head} − {base_head}, 95% CI (pairs)"]
+    with_verdict = any(c.verdict for c in compared)
+    if with_verdict:
+        header.append("verdict (Holm)")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for c in compared:
         metric = metrics[c.metric]
@@ -192,6 +197,8 @@ def table_summary(table: CsvTable) -> list[str]:
         diff_text = format_difference(c.diff, c.differences, metric.decimals)
         line = [f"`{c.metric}`"] if len(keys) > 1 else []
         line += [c.row, base_text, comp_text, diff_text]
+        if with_verdict:
+            line.append(c.verdict or "—")
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |")
     if not compared:
         lines.append("| " + " | ".join(["—"] * len(header)) + " |")

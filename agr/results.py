@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .table_spec import Cell, Metric, PlannedRun, Row, TableSpec
+from .verdicts import Verdict, verdicts
 
 COMPLETED, FAILED, RUNNING, MISSING, NOT_COMPOSED = (
     "completed",
@@ -141,6 +142,7 @@ class PairedResult:
     baseline: str  # the column subtracted
     differences: dict[int, float]  # seed -> cell minus baseline, same seed
     summary: Summary
+    verdict: Verdict | None = None  # set by aggregate, Holm-corrected across the table
 
 
 @dataclass
@@ -194,6 +196,20 @@ def aggregate(spec: TableSpec, planned: list[PlannedRun]) -> Table:
                     differences,
                     summarize(differences.values(), interval=True),
                 )
+    judged = list(paired.values())
+    comparisons = [
+        (
+            p.cell.column.name,
+            p.summary.mean,
+            p.summary.std,
+            p.summary.n,
+            p.metric.margin,
+            p.metric.higher_is_better,
+        )
+        for p in judged
+    ]
+    for result, verdict in zip(judged, verdicts(comparisons)):
+        result.verdict = verdict
     return Table(spec, records, cells, paired)
 
 
@@ -489,11 +505,61 @@ def render_markdown(table: Table) -> str:
         note = chance_note(metric, _chance_cells(table, metric))
         if note:
             generated_notes.append(note)
-    lines += ["", *_runs_section(table), "", *_agr_section(table)]
+    lines += ["", *_verdict_section(table), "", *_runs_section(table), "", *_agr_section(table)]
     notes = [*generated_notes, *spec.notes]
     if notes:
         lines += ["", "## Notes", "", *[f"- {note}" for note in notes]]
     return "\n".join(lines) + "\n"
+
+
+def _p_text(p: float) -> str:
+    if not math.isfinite(p):
+        return "—"
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}".rstrip("0").rstrip(".")
+
+
+def _verdict_section(table: Table) -> list[str]:
+    """Per paired comparison: the difference, what the seeds could detect, the Holm-adjusted
+    tests and the verdict (agr.verdicts)."""
+    lines = [
+        "## Verdicts",
+        "",
+        "Per comparison: the paired difference with its 95% t-interval; MDE, the smallest "
+        "difference a paired t-test finds with 80% power at the observed paired sd and number "
+        "of seeds; the seeds that 80% power against the metric's margin needs; the p-values of "
+        "the paired t-test (difference) and of the two one-sided tests against ±margin "
+        f"(equivalence), both Holm-corrected across this table's {len(table.paired)} "
+        "comparisons, at alpha 0.05.",
+        "",
+    ]
+    header = ["metric", "setting", "comparison", "difference", "MDE (80%)", "margin"]
+    header += ["seeds for margin", "p difference", "p equivalence", "verdict"]
+    body = []
+    for (row, column, key), result in table.paired.items():
+        verdict, m = result.verdict, result.metric
+        body.append(
+            [
+                f"`{key}`",
+                row,
+                f"{column} − {result.baseline}",
+                format_paired(result),
+                format_number(verdict.mde, m.decimals) if verdict else "—",
+                "—" if m.margin is None else f"±{m.margin:g}",
+                "—"
+                if not verdict or verdict.seeds_for_margin is None
+                else str(verdict.seeds_for_margin),
+                _p_text(verdict.p_difference) if verdict else "—",
+                _p_text(verdict.p_equivalence) if verdict else "—",
+                verdict.text if verdict else "—",
+            ]
+        )
+    lines += _table_lines(header, body)
+    reasons = [
+        f"`{m.key}` ±{m.margin:g}: {m.margin_reason}" for m in table.spec.metrics if m.margin
+    ]
+    if reasons:
+        lines += ["", "Margins: " + "; ".join(reasons) + "."]
+    return lines
 
 
 def _chance_cells(table: Table, metric: Metric) -> list:
@@ -607,6 +673,12 @@ CSV_FIELDS = [
     "chance",  # the metric's chance level, when the spec declares one
     "chance_low",  # what a model ignoring its input scores (spec chance_key), low and high
     "chance_high",
+    "margin",  # the paired comparison's verdict (agr.verdicts), on compared cells
+    "mde80",
+    "seeds_for_margin",
+    "p_difference_holm",
+    "p_equivalence_holm",
+    "verdict",
 ]
 
 
@@ -661,8 +733,24 @@ def write_csv(table: Table, path: Path) -> None:
                     "chance": _csv_number(result.metric.chance),
                     "chance_low": _csv_number(band[0]) if (band := result.chance_band) else "",
                     "chance_high": _csv_number(band[1]) if band else "",
+                    **_verdict_fields(paired),
                 }
             )
+
+
+def _verdict_fields(paired: PairedResult | None) -> dict[str, Any]:
+    verdict = paired.verdict if paired else None
+    if verdict is None:
+        return {}
+    needed = verdict.seeds_for_margin
+    return {
+        "margin": _csv_number(paired.metric.margin),
+        "mde80": _csv_number(verdict.mde),
+        "seeds_for_margin": "" if needed is None else needed,
+        "p_difference_holm": _csv_number(verdict.p_difference),
+        "p_equivalence_holm": _csv_number(verdict.p_equivalence),
+        "verdict": verdict.text,
+    }
 
 
 def curves(table: Table, group: int, metric: Metric) -> dict[int, Summary]:

@@ -21,6 +21,9 @@ The format, with every key (see experiments/table2.yaml for a full example)::
         chance: null         # optional: the metric's chance level (e.g. 50.0 for a balanced
                              # binary task); the table then reports each cell against it
         chance_basis: null   # optional: why that is chance (e.g. "balanced labels")
+        margin: 0.5          # optional: the equivalence margin of a paired difference, in
+                             # the metric's units (TOST; see agr/verdicts.py)
+        margin_reason: ...   # why that margin (printed under the table)
         chance_key: null     # optional: a run metric holding the accuracy of always
                              # predicting the evaluated set's majority label (m); the cells
                              # are then also judged against the band [100 - m, m] that a
@@ -84,6 +87,8 @@ class Metric:
     chance: float | None = None  # the metric's chance level, when it has one
     chance_basis: str | None = None  # why that is the chance level
     chance_key: str | None = None  # run metric: majority-label accuracy of the evaluated set
+    margin: float | None = None  # equivalence margin of a paired difference (metric units)
+    margin_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -243,6 +248,13 @@ def _number(value: Any, path: Path, where: str) -> float | None:
     return float(value)
 
 
+def _margin(value: Any, path: Path, where: str) -> float | None:
+    margin = _number(value, path, where)
+    if margin is not None and not margin > 0:
+        raise _fail(path, where, f"{value!r}: a margin is a number > 0")
+    return margin
+
+
 def _parse(
     raw: Any, path: Path, scale: str, seeds: list[int] | None, extra: list[str]
 ) -> TableSpec:
@@ -268,6 +280,9 @@ def _parse(
         basis = item.get("chance_basis")
         if basis is not None and item.get("chance") is None:
             raise _fail(path, where, "chance_basis without a chance level")
+        reason = item.get("margin_reason")
+        if (reason is None) != (item.get("margin") is None):
+            raise _fail(path, where, "margin and margin_reason go together")
         metrics.append(
             Metric(
                 key=item["key"],
@@ -278,6 +293,8 @@ def _parse(
                 chance=_number(item.get("chance"), path, f"{where}.chance"),
                 chance_basis=None if basis is None else str(basis),
                 chance_key=None if item.get("chance_key") is None else str(item["chance_key"]),
+                margin=_margin(item.get("margin"), path, f"{where}.margin"),
+                margin_reason=None if reason is None else str(reason),
             )
         )
     keys = [m.key for m in metrics]

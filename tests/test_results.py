@@ -425,3 +425,37 @@ def test_a_constant_predictor_is_at_chance_even_when_its_interval_excludes_50(tm
     assert float(row["chance_low"]) == pytest.approx(stuck)
     assert float(row["chance_high"]) == pytest.approx(majority)
     assert csv_rows(csv_path)[("mlm_loss", "ResNet", "AGR")]["chance_low"] == ""
+
+
+def test_verdicts_section_and_margin_checks(tmp_path):
+    """Three seeds of +1e-5-ish MLM-loss differences against a 0.01 margin: equivalent; the
+    margin and its reason are printed; a margin without a reason, or <= 0, is refused."""
+    spec_file = tmp_path / "chance.yaml"
+    with_margin = CHANCE_SPEC.replace(
+        "higher_is_better: false, decimals: 3}",
+        'higher_is_better: false, decimals: 3, margin: 0.01, margin_reason: "one percent"}',
+    )
+    spec_file.write_text(with_margin)
+    runs = tmp_path / "runs" / "chance"
+    loss = [6.1363, 6.1356, 6.1396]
+    for seed in range(3):
+        for opt, extra in (("adamw", 0.0), ("adamw_agr", 1e-5 * (seed + 1))):
+            metrics = {"sop_acc": 50.0 + seed, "mlm_loss": loss[seed] + extra}
+            write_run(runs / f"digits-resnet18-{opt}" / f"seed{seed}", metrics=metrics)
+    spec = load_spec(str(spec_file))
+    table = aggregate(spec, plan_runs(spec, tmp_path / "runs"))
+    verdict = table.paired[("ResNet", "AGR", "mlm_loss")].verdict
+    assert verdict.text == "equivalent (±0.01)"
+    no_margin = table.paired[("ResNet", "AGR", "sop_acc")].verdict
+    assert no_margin.text == "inconclusive (no margin declared)"
+    md_path, csv_path, _ = write_outputs(table, tmp_path / "results")
+    text = md_path.read_text()
+    assert "## Verdicts" in text and "Margins: `mlm_loss` ±0.01: one percent." in text
+    assert csv_rows(csv_path)[("mlm_loss", "ResNet", "AGR")]["verdict"] == "equivalent (±0.01)"
+    for bad, message in (
+        (', margin_reason: "one percent"', "margin and margin_reason go together"),
+        ("margin: 0.01", "a margin is a number > 0"),
+    ):
+        spec_file.write_text(with_margin.replace(bad, "" if "reason" in bad else "margin: 0"))
+        with pytest.raises(SpecError, match=message):
+            load_spec(str(spec_file))
