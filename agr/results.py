@@ -611,33 +611,53 @@ def _short(text: str, limit: int = 300) -> str:
 
 
 def _agr_section(table: Table) -> list[str]:
-    """Share of gradient L1 mass AGR removed (results.json agr.removed_fraction_mean)."""
+    """What AGR did in each config's runs: the share of gradient L1 mass it removed
+    (results.json agr.removed_fraction_mean) and how much it changed the optimizer's update
+    per parameter kind (agr.update_change; runs from before that measurement have none)."""
+    from .update_change import KINDS
+
     spec = table.spec
     body = []
     for group in range(len(spec.groups)):
-        fractions = {}
+        fractions, changes = {}, {kind: [] for kind in KINDS}
         for seed in spec.seeds:
             record = table.records[(group, seed)]
-            value = (record.results.get("agr") or {}).get("removed_fraction_mean")
-            if record.status == COMPLETED and isinstance(value, (int, float)):
+            if record.status != COMPLETED:
+                continue
+            diagnostics = record.results.get("agr") or {}
+            value = diagnostics.get("removed_fraction_mean")
+            if isinstance(value, (int, float)):
                 fractions[seed] = float(value)
+            for kind, summary in (diagnostics.get("update_change") or {}).items():
+                if kind in changes and isinstance(summary.get("median"), (int, float)):
+                    changes[kind].append(float(summary["median"]))
         if not fractions:
             continue
         s = summarize(fractions.values())
         per_run = ", ".join(f"seed {k}: {v:.3g}" for k, v in fractions.items())
         spread = f" ± {s.std:.2g}" if s.n > 1 else ""
-        body.append([_group_label(spec, group), f"{s.mean:.3g}{spread} ({s.n})", per_run])
+        change_cells = [
+            f"{summarize(values).mean:.2g}" if values else "—" for values in changes.values()
+        ]
+        body.append(
+            [_group_label(spec, group), f"{s.mean:.3g}{spread} ({s.n})", *change_cells, per_run]
+        )
     lines = ["## AGR diagnostics", ""]
     if not body:
         return [*lines, "No completed run with AGR diagnostics."]
     lines += [
-        "Share of the gradients' L1 mass that AGR removed, averaged over the steps of a run "
-        "sampled while AGR was on (every `trainer.log_every` steps; results.json "
-        "`agr.removed_fraction_mean`), then mean ± std over runs. For a tensor it is "
-        "sum(g²) / (sum|g|)², about 1/size for a dense gradient, so large layers lose little.",
+        "Removed fraction: the share of the gradients' L1 mass that AGR removed, averaged over "
+        "the steps of a run sampled while AGR was on (every `trainer.log_every` steps; "
+        "results.json `agr.removed_fraction_mean`), then mean ± std over runs. For a tensor it "
+        "is sum(g²) / (sum|g|)², about 1/size for a dense gradient, so large layers lose "
+        "little. Update change by parameter kind: ||u_AGR − u|| / ||u||, the relative change "
+        "AGR makes to the optimizer's update of a tensor, from a shadow step with AGR off on "
+        "the same logging steps (results.json `agr.update_change`); the median over a kind's "
+        "tensors, averaged over steps and then over runs.",
         "",
     ]
-    return lines + _table_lines(["runs", "removed fraction", "per run"], body)
+    header = ["runs", "removed fraction", *[f"update change: {k}" for k in KINDS], "per run"]
+    return lines + _table_lines(header, body)
 
 
 # --------------------------------------------------------------------------- csv and plots

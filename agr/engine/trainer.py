@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 import agr
+from agr import update_change
 
 from ..tasks import build_task
 from ..tasks.base import EvalContext, EvalOutput
@@ -157,6 +158,8 @@ class _Run:
             hparams["agr_until_step"] = int(round(float(until_epoch) * self.steps_per_epoch))
         self.optimizer = agr.build_optimizer(cfg["optimizer"]["name"], model, **hparams)
         self.agr_handle = agr.handle_of(self.optimizer)
+        self.param_names = {id(p): n for n, p in model.named_parameters()}
+        self.param_kinds = update_change.parameter_kinds(model)
         self.scheduler = build_scheduler(
             self.optimizer, cfg.get("scheduler") or {}, self.steps_per_epoch, self.epochs
         )
@@ -178,6 +181,7 @@ class _Run:
             "global_step": self.global_step,
             "best": self.best,
             "agr_removed": self.agr_removed,
+            "agr_update_change": self.agr_update_change,
             "history": self.history,
             "rng": checkpoint.rng_state(),
             "wandb_id": getattr(self.logger, "run_id", None),
@@ -196,6 +200,7 @@ class _Run:
         self.global_step = int(state["global_step"])
         self.best = state.get("best") or {}
         self.agr_removed = list(state.get("agr_removed") or [])
+        self.agr_update_change = list(state.get("agr_update_change") or [])
         self.history = list(state.get("history") or [])
         self.wandb_id = state.get("wandb_id")
         if self.parts.state is not None:
@@ -216,6 +221,7 @@ class _Run:
         if main:
             folder.path.mkdir(parents=True, exist_ok=True)
         self.global_step, self.best, self.agr_removed, self.wandb_id = 0, {}, [], None
+        self.agr_update_change: list[dict[str, dict[str, float]]] = []  # per logging step
         self.history: list[dict[str, Any]] = []
         self.results: dict[str, Any] = {"status": "running", "seed": int(self.cfg["seed"])}
         started = time.time()
@@ -310,8 +316,22 @@ class _Run:
         if self.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.grad_clip))
+        shadow = None
+        if logging_step and handle is not None and handle.active and not self.scaler.is_enabled():
+            # AGR's effect on the update: the plain step, taken and undone (agr.update_change)
+            shadow = update_change.ShadowStep(self.optimizer, handle)
+            shadow.run()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if shadow is not None:
+            step_change = update_change.summarize_by_kind(
+                shadow.changes(), self.param_names, self.param_kinds
+            )
+            self.agr_update_change.append(step_change)
+            self.logger.log(
+                {f"agr/update_change/{k}": v["median"] for k, v in step_change.items()},
+                step=self.global_step + 1,
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         if self.parts.state is not None:
@@ -424,6 +444,8 @@ class _Run:
                 if self.agr_removed
                 else None,
                 "samples": len(self.agr_removed),
+                # ||u_AGR - u|| / ||u|| per parameter kind (agr.update_change)
+                "update_change": update_change.average_over_steps(self.agr_update_change),
             },
         )
         self.results.setdefault("metrics", {})

@@ -1,0 +1,163 @@
+"""How much AGR changes the optimizer's update, measured where it acts.
+
+For Adam-type optimizers a per-tensor constant factor cancels in m / sqrt(v), so AGR's
+factor (1 - |g| / sum|g|), which differs from 1 by about 1/size, changes the update far less
+than it changes the gradient. This module measures it, per parameter tensor::
+
+    change = ||u_AGR - u|| / ||u||
+
+where ``u`` is the update the optimizer makes from the raw gradient and ``u_AGR`` the one it
+makes from the AGR'd gradient, both from the same parameters and optimizer state. A
+:class:`ShadowStep` takes the plain step first (AGR switched off), records ``u`` and puts the
+parameters, gradients, optimizer state (per parameter and per group) and AGR step counter
+back exactly as they were; the
+real step (AGR on) then runs as always, so the training path is bit for bit the one it would
+have been without the measurement. The engine does this on its logging steps only.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from .regularizer import AGRHandle
+
+KINDS = ("conv_linear", "norm", "bias", "embedding", "other")
+"""Parameter kinds the summaries are grouped by: conv/linear weights (ndim >= 2), norm
+weights, biases, embedding tables, anything else (e.g. a ViT's class token is ``other``)."""
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+
+
+def parameter_kinds(model: nn.Module) -> dict[str, str]:
+    """Parameter name -> kind (see :data:`KINDS`), from the module that owns it."""
+    kinds = {}
+    for module_name, module in model.named_modules():
+        for name, param in module.named_parameters(recurse=False):
+            full = f"{module_name}.{name}" if module_name else name
+            kind_name = type(module).__name__.lower()
+            if isinstance(module, nn.Embedding) or "embedding" in kind_name:
+                kind = "embedding" if param.dim() >= 2 else ("bias" if name == "bias" else "other")
+            elif name == "bias":
+                kind = "bias"
+            elif isinstance(module, _NORMS) or "norm" in kind_name:
+                kind = "norm"
+            elif param.dim() >= 2:
+                kind = "conv_linear"
+            else:
+                kind = "other"
+            kinds[full] = kind
+    return kinds
+
+
+class ShadowStep:
+    """The plain update of the next optimizer step, taken and undone before the real one.
+
+    ``ShadowStep(optimizer, handle).run()`` before ``optimizer.step()``; ``changes()`` after
+    it gives ``{param: ||u_AGR - u|| / ||u||}`` for every parameter with a gradient and a
+    nonzero plain update."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, handle: AGRHandle) -> None:
+        self.optimizer, self.handle = optimizer, handle
+        self.params = [
+            p for group in optimizer.param_groups for p in group["params"] if p.grad is not None
+        ]
+        self.start: list[torch.Tensor] = []
+        self.plain: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def run(self) -> None:
+        optimizer, handle = self.optimizer, self.handle
+        self.start = [p.detach().clone() for p in self.params]
+        grads = [p.grad.detach().clone() for p in self.params]
+        saved = {p: _copy_state(optimizer.state[p]) for p in self.params if p in optimizer.state}
+        # some optimizers count steps in the group (timm's Adan: group["step"])
+        groups = [
+            _copy_state({k: v for k, v in g.items() if k != "params"})
+            for g in optimizer.param_groups
+        ]
+        steps, enabled = handle.steps, handle.enabled
+        handle.enabled = False
+        try:
+            optimizer.step()
+        finally:
+            handle.enabled, handle.steps = enabled, steps
+        self.plain = [p.detach() - s for p, s in zip(self.params, self.start)]
+        for group, values in zip(optimizer.param_groups, groups):
+            for key in [k for k in group if k != "params" and k not in values]:
+                del group[key]
+            for key, value in values.items():
+                if torch.is_tensor(value) and torch.is_tensor(group.get(key)):
+                    group[key].copy_(value)
+                else:
+                    group[key] = value
+        for param, start, grad in zip(self.params, self.start, grads):
+            param.copy_(start)
+            param.grad.copy_(grad)
+            if param not in saved:
+                optimizer.state.pop(param, None)  # the shadow step created it
+                continue
+            state = optimizer.state[param]
+            for key, value in saved[param].items():
+                if torch.is_tensor(value) and torch.is_tensor(state.get(key)):
+                    state[key].copy_(value)
+                else:
+                    state[key] = value
+
+    @torch.no_grad()
+    def changes(self) -> dict[torch.Tensor, float]:
+        out = {}
+        for param, start, plain in zip(self.params, self.start, self.plain):
+            norm = float(plain.double().norm())
+            if norm > 0:
+                moved = param.detach() - start
+                out[param] = float((moved - plain).double().norm()) / norm
+        return out
+
+
+def _copy_state(state: Mapping) -> dict:
+    return {
+        k: v.detach().clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in state.items()
+    }
+
+
+def summarize_by_kind(
+    changes: Mapping[torch.Tensor, float], names: Mapping[int, str], kinds: Mapping[str, str]
+) -> dict[str, dict[str, float]]:
+    """Per kind: median, max and count of the per-tensor changes of one step."""
+    grouped: dict[str, list[float]] = {}
+    for param, value in changes.items():
+        kind = kinds.get(names.get(id(param), ""), "other")
+        grouped.setdefault(kind, []).append(value)
+    return {
+        kind: {"median": _median(values), "max": max(values), "tensors": len(values)}
+        for kind, values in grouped.items()
+    }
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def average_over_steps(steps: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """results.json ``agr.update_change``: per kind, the mean over logged steps of the
+    per-step median, the largest per-tensor change seen, and the tensors per step."""
+    out: dict[str, dict[str, float]] = {}
+    for kind in KINDS:
+        seen = [step[kind] for step in steps if kind in step]
+        if seen:
+            out[kind] = {
+                "median": math.fsum(s["median"] for s in seen) / len(seen),
+                "max": max(s["max"] for s in seen),
+                "tensors": seen[-1]["tensors"],
+                "steps": len(seen),
+            }
+    return out

@@ -1,0 +1,111 @@
+"""AGR's effect per parameter tensor at a run's checkpoint.
+
+    scripts/agr_effect.py RUN_DIR [--checkpoint last|best] [--batches 1]
+
+Rebuilds the run's task and optimizer from RUN_DIR/config.yaml, loads the checkpoint (weights
+and optimizer state), takes the gradient of the next training batch(es), and prints for every
+parameter tensor: its kind, size, the share of its gradient's L1 mass AGR removes
+(sum g^2 / (sum|g|)^2) and the relative change AGR makes to the optimizer's update,
+||u_AGR - u|| / ||u||, from the same state (agr.update_change.ShadowStep), at the config's
+learning rate (a schedule may have decayed it to 0 by the checkpoint). Nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--checkpoint", default="last", choices=("last", "best"))
+    parser.add_argument("--batches", type=int, default=1, help="batches summed into the gradient")
+    args = parser.parse_args(argv)
+
+    import torch
+    import yaml
+    from torch.utils.data import DataLoader
+
+    import agr
+    from agr.engine import checkpoint
+    from agr.tasks import build_task
+    from agr.update_change import ShadowStep, parameter_kinds
+
+    config, ckpt = (
+        args.run_dir / "config.yaml",
+        args.run_dir / "checkpoints" / f"{args.checkpoint}.pt",
+    )
+    for path in (config, ckpt):
+        if not path.is_file():
+            print(
+                f"error: {path} does not exist; give a run folder with a checkpoint",
+                file=sys.stderr,
+            )
+            return 2
+    cfg = yaml.safe_load(config.read_text())
+    parts = build_task(cfg["task"], cfg)
+    model = parts.model
+    state = checkpoint.load(ckpt, map_location="cpu")
+    model.load_state_dict(state["model"])
+    hparams = {k: v for k, v in cfg["optimizer"].items() if k not in ("name", "agr_until_epoch")}
+    if hparams.get("betas") is not None:
+        hparams["betas"] = tuple(hparams["betas"])
+    name = cfg["optimizer"]["name"]
+    name = name if name.endswith("_agr") else f"{name}_agr"  # measure AGR on a baseline run too
+    optimizer = agr.build_optimizer(name, model, **hparams)
+    saved = dict(state["optimizer"])
+    saved.pop("agr", None)  # AGR on, whatever the run's schedule had reached
+    optimizer.load_state_dict(saved)
+    for group in optimizer.param_groups:  # the schedule may have reached 0 at the checkpoint
+        group["lr"] = float(hparams["lr"])
+
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    loader = DataLoader(
+        parts.train_set,
+        batch_size=int(cfg["trainer"]["batch_size"]),
+        shuffle=True,
+        collate_fn=parts.collate,
+    )
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    for index, batch in enumerate(loader):
+        if index == args.batches:
+            break
+        (parts.loss(model, batch) / args.batches).backward()
+
+    names = {id(p): n for n, p in model.named_parameters()}
+    kinds = parameter_kinds(model)
+    removed = {}
+    for param in model.parameters():
+        if param.grad is not None:
+            g = param.grad.double()
+            l1 = float(g.abs().sum())
+            removed[param] = float((g * g).sum()) / l1**2 if l1 > 0 else 0.0
+    shadow = ShadowStep(optimizer, agr.handle_of(optimizer))
+    shadow.run()
+    optimizer.step()
+    changes = shadow.changes()
+
+    print(f"# {args.run_dir} ({args.checkpoint}.pt, epoch {state.get('epoch')}), {name}")
+    print("| parameter | kind | size | removed L1 fraction | update change |")
+    print("|---|---|---|---|---|")
+    for param in model.parameters():
+        if param in removed:
+            label = names[id(param)]
+            change = changes.get(param)
+            shown = "—" if change is None else f"{change:.3g}"
+            print(
+                f"| {label} | {kinds.get(label, 'other')} | {param.numel()} | "
+                f"{removed[param]:.3g} | {shown} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
