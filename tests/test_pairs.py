@@ -12,6 +12,7 @@ import copy
 
 import pytest
 import torch
+from engine_runs import tiny_run
 from torch import nn
 
 import agr
@@ -115,33 +116,12 @@ def test_engine_runs_of_a_pair_are_bitwise_identical_with_agr_a_noop(tmp_path, f
     """Through the whole engine (data order, schedule, AGR diagnostics on the logging
     steps): `<family>_agr` with AGR suspended from step 0 ends on exactly the weights and
     metrics of `<family>`."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from agr.engine import train
-    from agr.table_spec import CONFIGS
-
-    common = [
-        "dataset=digits",
-        "dataset.augment=false",
-        "model=resnet18",
-        "+model.base_width=4",
-        "trainer.devices=cpu",
-        "trainer.num_workers=0",
-        "trainer.epochs=2",
-        "trainer.limit_batches=3",
-        "trainer.batch_size=32",
-        "trainer.log_every=1",
-        "scheduler=cosine",
-    ]
     ends = {}
     for name, extra in ((family, []), (f"{family}_agr", ["optimizer.agr_until_epoch=0"])):
-        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-            cfg = compose("config", overrides=[*common, f"optimizer={name}", *extra])
-        results = train(OmegaConf.to_container(cfg, resolve=True), tmp_path / name)
+        overrides = [f"optimizer={name}", "trainer.log_every=1", "scheduler=cosine", *extra]
+        results, weights = tiny_run(tmp_path / name, overrides)
         assert results["status"] == "completed"
-        last = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=False)
-        ends[name] = (results["metrics"], last["model"])
+        ends[name] = (results["metrics"], weights)
     (metrics, weights), (agr_metrics, agr_weights) = ends[family], ends[f"{family}_agr"]
     assert metrics == agr_metrics
     assert weights.keys() == agr_weights.keys()

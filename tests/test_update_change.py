@@ -5,6 +5,7 @@ import copy
 
 import pytest
 import torch
+from engine_runs import tiny_run
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from reference import agr_reference
@@ -95,26 +96,10 @@ def test_shadow_step_change_matches_two_independent_optimizers(name, plain_cls, 
 
 @pytest.mark.parametrize("family", ["adamw", "adan"])
 def test_measuring_on_every_step_leaves_the_run_bit_for_bit_unchanged(tmp_path, family):
-    common = [
-        "dataset=digits",
-        "dataset.augment=false",
-        "model=resnet18",
-        "+model.base_width=4",
-        "trainer.devices=cpu",
-        "trainer.num_workers=0",
-        "trainer.epochs=2",
-        "trainer.limit_batches=3",
-        "trainer.batch_size=32",
-        f"optimizer={family}_agr",
-    ]
     ends = {}
     for log_every in (1, 1000):
-        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-            cfg = compose("config", overrides=[*common, f"trainer.log_every={log_every}"])
-        folder = tmp_path / str(log_every)
-        results = train(OmegaConf.to_container(cfg, resolve=True), folder)
-        weights = torch.load(folder / "checkpoints" / "last.pt", weights_only=False)["model"]
-        ends[log_every] = (results, weights)
+        overrides = [f"optimizer={family}_agr", f"trainer.log_every={log_every}"]
+        ends[log_every] = tiny_run(tmp_path / str(log_every), overrides)
     (measured, weights), (_, unmeasured_weights) = ends[1], ends[1000]
     assert all(torch.equal(weights[k], unmeasured_weights[k]) for k in weights)
     change = measured["agr"]["update_change"]

@@ -1,0 +1,31 @@
+"""A tiny in-process engine run on the digits, for tests that compare whole trajectories."""
+
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from agr.engine import train
+from agr.table_spec import CONFIGS
+
+TINY_DIGITS = [
+    "dataset=digits",
+    "dataset.augment=false",
+    "model=resnet18",
+    "+model.base_width=4",
+    "trainer.devices=cpu",
+    "trainer.num_workers=0",
+    "trainer.epochs=2",
+    "trainer.limit_batches=3",
+    "trainer.batch_size=32",
+]
+
+
+def tiny_run(folder: Path, overrides: list[str]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(results.json, the final weights) of a run of TINY_DIGITS + ``overrides`` in ``folder``."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("config", overrides=[*TINY_DIGITS, *overrides])
+    results = train(OmegaConf.to_container(cfg, resolve=True), folder)
+    last = torch.load(folder / "checkpoints" / "last.pt", weights_only=False)
+    return results, last["model"]
