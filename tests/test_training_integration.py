@@ -385,8 +385,9 @@ def test_closure_after_plain_steps():
 
 
 # --------------------------------------------------------------------------------------------
-# adamw_agr with impl="fused" on CPU: the cases where a fused AGR+AdamW update could diverge
-# from "AGR, then torch's AdamW"
+# adamw_agr with impl="fused" (torch's fused AdamW after the AGR hook) against the formula in
+# the awkward cases: float64, a non-contiguous weight, groups with a schedule, scope weights,
+# a suspension step
 # --------------------------------------------------------------------------------------------
 
 
