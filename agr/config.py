@@ -66,6 +66,12 @@ _RULES: dict[str, tuple] = {
         "null or a number >= 0",
     ),
     "optimizer.impl": (lambda v: v in IMPLS, "one of " + ", ".join(IMPLS)),
+    "optimizer.momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "optimizer.agr_strength": (
+        lambda v: _number(v) and 0 <= v < float("inf"),
+        "a finite number >= 0",
+    ),
+    "optimizer.agr_permuted": (lambda v: isinstance(v, bool), "true or false"),
     "trainer.eval_at": (
         lambda v: isinstance(v, list) and all(_int(e) and e >= 1 for e in v),
         "a list of epoch numbers >= 1",

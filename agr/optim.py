@@ -1,9 +1,10 @@
-"""The optimizer registry behind the configs: AdamW and Adan, each with and without AGR.
+"""The optimizer registry behind the configs: AdamW, Adan and SGD, each with and without AGR.
 
 ``build_optimizer("adamw_agr", model, lr=1e-3)`` returns a plain ``torch.optim.AdamW``
 with AGR attached as a step pre-hook (``agr.handle_of(optimizer)`` gives the handle).
 Every name takes the same keyword arguments, so a config switches optimizers by name
-alone; the AGR arguments do nothing without AGR and ``no_prox`` does nothing for AdamW.
+alone; the AGR arguments do nothing without AGR, ``no_prox`` only applies to Adan and
+``momentum`` only to SGD (SGD has no betas or eps: leave them None).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class _Family:
     betas: tuple[float, ...]
     eps: float
     impls: tuple[str, ...]
+    momentum: float | None = None
 
 
 _FAMILIES = {
@@ -40,6 +42,9 @@ _FAMILIES = {
     # Adan: the official code's (and timm's) code-convention betas; they are 1 - beta of
     # the paper's notation. Weight decay 0 as in timm and the Table 1 runs.
     "adan": _Family(Adan, 1e-3, 0.0, (0.98, 0.92, 0.99), 1e-8, ("auto", "foreach", "loop")),
+    # torch.optim.SGD with heavy-ball momentum 0.9 (dampening 0, no Nesterov): the update
+    # scales with the gradient, so no normalisation cancels AGR's per-tensor factors.
+    "sgd": _Family(torch.optim.SGD, 1e-2, 0.0, (), 0.0, IMPLS, momentum=0.9),
 }
 
 OPTIMIZERS = {
@@ -47,6 +52,8 @@ OPTIMIZERS = {
     "adamw_agr": ("adamw", True),
     "adan": ("adan", False),
     "adan_agr": ("adan", True),
+    "sgd": ("sgd", False),
+    "sgd_agr": ("sgd", True),
 }
 """name -> (family, AGR attached)."""
 
@@ -60,24 +67,32 @@ def build_optimizer(
     betas: tuple[float, ...] | None = None,
     eps: float | None = None,
     no_prox: bool = False,
+    momentum: float | None = None,
     agr_scope: str = "all",
     agr_until_step: int | None = None,
+    agr_strength: float = 1.0,
+    agr_permuted: bool = False,
+    agr_seed: int = 0,
     impl: str = "auto",
     decay_bias_and_norm: bool = True,
 ) -> torch.optim.Optimizer:
     """Build a registered optimizer.
 
     Args:
-        name: ``adamw``, ``adamw_agr``, ``adan`` or ``adan_agr``.
+        name: ``adamw``, ``adan`` or ``sgd``, each also with ``_agr``.
         params_or_model: a model (its parameter names label the AGR diagnostics), an
             iterable of parameters, or a list of parameter-group dicts.
         lr, weight_decay, betas, eps: None takes the family default (AdamW: 1e-3, 1e-2,
-            (0.9, 0.999), 1e-8; Adan: 1e-3, 0, (0.98, 0.92, 0.99), 1e-8).
+            (0.9, 0.999), 1e-8; Adan: 1e-3, 0, (0.98, 0.92, 0.99), 1e-8; SGD: 1e-2, 0, and
+            no betas or eps).
         no_prox: Adan's weight-decay form: False = proximal (the Adan paper's results),
             True = decoupled as in AdamW.
+        momentum: SGD's heavy-ball momentum (None: 0.9); must be None for AdamW and Adan.
         agr_scope: ``all`` (every parameter with a gradient: the authors' code, the
             default) or ``weights`` (tensors with ndim >= 2: the paper text).
         agr_until_step: AGR applies on optimizer steps 1..N and not after (None: always).
+        agr_strength, agr_permuted, agr_seed: the ablation controls of ``agr.attach``
+            (``strength``, ``permuted``, ``seed``); 1, False: AGR itself.
         impl: ``fused``, ``foreach`` or ``loop`` (Adan has no fused kernel); ``auto``
             takes the fastest for the parameters' device: AdamW fused on CPU and CUDA,
             Adan foreach on CUDA and loop on CPU.
@@ -94,6 +109,7 @@ def build_optimizer(
     betas = family.betas if betas is None else tuple(betas)
     eps = family.eps if eps is None else eps
     _validate(name, family, lr, weight_decay, betas, eps, impl, agr_scope, agr_until_step)
+    momentum = _momentum(name, family, momentum)
     if not isinstance(no_prox, bool) or not isinstance(decay_bias_and_norm, bool):
         raise ValueError("no_prox and decay_bias_and_norm must be True or False")
 
@@ -105,14 +121,27 @@ def build_optimizer(
         kwargs.update(fused=impl == "fused", foreach=impl == "foreach")
         if impl == "fused":
             kwargs.pop("foreach")
-    else:
+    elif family_name == "adan":
         kwargs.update(no_prox=no_prox, foreach=impl == "foreach")
+    else:
+        kwargs = dict(lr=lr, weight_decay=weight_decay, momentum=momentum)
+        kwargs.update(fused=impl == "fused", foreach=impl == "foreach")
+        if impl == "fused":
+            kwargs.pop("foreach")
     names = params_or_model if isinstance(params_or_model, torch.nn.Module) else None
     # The AGR arm is the very optimizer of the baseline with the hook in front of its step,
     # so a pair differs by AGR alone (with AGR a no-op, the two are identical bit for bit).
     optimizer = family.cls(groups, **kwargs)
     if with_agr:
-        attach(optimizer, scope=agr_scope, until_step=agr_until_step, names=names)
+        attach(
+            optimizer,
+            scope=agr_scope,
+            until_step=agr_until_step,
+            names=names,
+            strength=agr_strength,
+            permuted=agr_permuted,
+            seed=agr_seed,
+        )
     return optimizer
 
 
@@ -141,6 +170,19 @@ def _validate(name, family, lr, weight_decay, betas, eps, impl, agr_scope, agr_u
         or agr_until_step < 0
     ):
         raise ValueError(f"{name}: agr_until_step must be None or an integer >= 0")
+
+
+def _momentum(name: str, family: _Family, momentum: float | None) -> float | None:
+    if family.momentum is None:
+        if momentum is not None:
+            raise ValueError(f"{name}: momentum applies to SGD only; leave it unset (None)")
+        return None
+    momentum = family.momentum if momentum is None else momentum
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
+        raise ValueError(f"{name}: momentum must be a number in [0, 1), got {momentum!r}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"{name}: momentum must be a number in [0, 1), got {momentum!r}")
+    return float(momentum)
 
 
 def param_groups(
@@ -184,6 +226,6 @@ def _device_of(groups: list[dict[str, Any]]) -> torch.device:
 def _resolve_impl(family_name: str, impl: str, device: torch.device) -> str:
     if impl != "auto":
         return impl
-    if family_name == "adamw":
+    if family_name in ("adamw", "sgd"):
         return "fused" if device.type in ("cpu", "cuda") else "foreach"
     return "foreach" if device.type == "cuda" else "loop"

@@ -5,6 +5,11 @@ For each gradient tensor ``G`` (one tensor at a time)::
     alpha = |G| / sum(|G|)      # sum over all elements of the tensor, so sum(alpha) == 1
     G    <- G - alpha * G
 
+Two controls generalise the operator (both for ablations; the defaults are AGR itself):
+``strength`` k scales the damping, ``G <- G - min(1, k*alpha) * G`` (no factor below 0), and
+``permuted`` shuffles the per-element factors within each tensor before applying them, so the
+same amount of damping lands with no link to |G| (a null control).
+
 This module depends on torch alone, so it can be copied into any training loop.
 ``attach(optimizer)`` runs the operator as a step pre-hook: once per optimizer step,
 on the gradients the optimizer is about to use (after backward, the DDP all-reduce,
@@ -13,6 +18,7 @@ GradScaler's unscale and gradient clipping).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -24,7 +30,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["SCOPES", "BACKENDS", "AGRStats", "AGRHandle", "regularize_", "attach", "handle_of"]
+__all__ = [
+    "SCOPES",
+    "BACKENDS",
+    "Variant",
+    "AGRStats",
+    "AGRHandle",
+    "regularize_",
+    "attach",
+    "handle_of",
+]
 
 SCOPES = ("all", "weights")
 """``all`` (the default): every tensor with a gradient, biases and norm weights included, as
@@ -44,8 +59,29 @@ _log = logging.getLogger("agr")
 # --------------------------------------------------------------------------- the operator
 
 
+@dataclass(frozen=True)
+class Variant:
+    """How the factors are made: ``strength`` k (1 is AGR) and ``permuted`` (the null
+    control, its permutations drawn from ``seed``, the step and the tensor's position)."""
+
+    strength: float = 1.0
+    permuted: bool = False
+    seed: int = 0
+
+    @property
+    def plain(self) -> bool:
+        return self.strength == 1.0 and not self.permuted
+
+
+AGR = Variant()
+
+
 def regularize_(
-    tensors: Iterable[torch.Tensor], *, scope: str = "all", backend: str = "auto"
+    tensors: Iterable[torch.Tensor],
+    *,
+    scope: str = "all",
+    backend: str = "auto",
+    strength: float = 1.0,
 ) -> None:
     """Apply AGR in place to each gradient tensor in ``tensors``.
 
@@ -53,13 +89,25 @@ def regularize_(
     rescaled in float32. With ``scope="all"`` (the default, the authors' code) every tensor
     is transformed (a one-element tensor then has alpha = 1 and becomes zero); with
     ``scope="weights"`` tensors with fewer than two dimensions are left unchanged.
+    ``strength`` k != 1 applies ``g <- g - min(1, k*alpha) * g`` (a dose-response control).
     """
     _check_choice("scope", scope, SCOPES)
     _check_choice("backend", backend, BACKENDS)
+    _check_strength(strength)
     tensors = list(tensors)
     for index, tensor in enumerate(tensors):
         _check_tensor(tensor, f"tensor {index}")
-    _apply([t for t in tensors if _in_scope(t, scope)], backend, want_stats=False)
+    in_scope = [t for t in tensors if _in_scope(t, scope)]
+    _apply(in_scope, backend, want_stats=False, variant=Variant(strength=float(strength)))
+
+
+def _check_strength(strength: Any) -> None:
+    if (
+        isinstance(strength, bool)
+        or not isinstance(strength, (int, float))
+        or not (0 <= strength < math.inf)
+    ):
+        raise ValueError(f"AGR strength must be a finite number >= 0, got {strength!r}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -91,11 +139,22 @@ def _in_scope(tensor: torch.Tensor, scope: str) -> bool:
 
 
 @torch.no_grad()
-def _apply(grads: list[torch.Tensor], backend: str, want_stats: bool) -> torch.Tensor | None:
+def _apply(
+    grads: list[torch.Tensor],
+    backend: str,
+    want_stats: bool,
+    variant: Variant = AGR,
+    step: int = 0,
+) -> torch.Tensor | None:
     """Transform ``grads`` in place. Returns, when asked, a float64 [n, 3] tensor per grad:
-    sum|g|, sum g^2 and max|g| before the update (possibly on the grads' device)."""
+    sum|g|, the L1 mass removed (sum of (1 - factor)*|g|) and max|g| before the update
+    (possibly on the grads' device). AGR itself takes the fast routes; the controls
+    (``variant`` not plain) the per-tensor torch route."""
     if not grads:
         return torch.zeros(0, 3, dtype=torch.float64) if want_stats else None
+    if not variant.plain:
+        rows = [_variant_(g, variant, step, i, want_stats) for i, g in enumerate(grads)]
+        return torch.stack([r.to(grads[0].device) for r in rows]) if want_stats else None
     routes: dict[str, list[int]] = {"kernel": [], "foreach": [], "torch": []}
     for index, grad in enumerate(grads):
         routes[_route(grad, backend)].append(index)
@@ -105,7 +164,8 @@ def _apply(grads: list[torch.Tensor], backend: str, want_stats: bool) -> torch.T
             continue
         chosen = [grads[i] for i in indices]
         if route == "kernel":
-            rows = _kernel_module().agr_inplace(chosen)
+            rows = _kernel_module().agr_inplace(chosen)  # sum|g|, sum g^2, max|g|
+            rows[:, 1] = _removed_mass(rows[:, 0], rows[:, 1])
             for row, i in enumerate(indices):
                 stats[i] = rows[row]
         elif route == "foreach":
@@ -140,6 +200,11 @@ def _route(grad: torch.Tensor, backend: str) -> str:
     return backend
 
 
+def _removed_mass(l1: torch.Tensor, l2sq: torch.Tensor) -> torch.Tensor:
+    """AGR removes sum(alpha*|g|) = sum(g^2)/sum|g| of a tensor's L1 mass (0 when sum|g| = 0)."""
+    return l2sq / l1.masked_fill(l1 == 0, math.inf)
+
+
 def _torch_(grad: torch.Tensor, want_stats: bool) -> torch.Tensor | None:
     """Per-tensor AGR with torch ops: one full-size temporary (alpha), no host sync."""
     full = grad.dtype in _FULL_PRECISION
@@ -148,7 +213,7 @@ def _torch_(grad: torch.Tensor, want_stats: bool) -> torch.Tensor | None:
     row = None
     if want_stats:
         flat = alpha.reshape(-1)
-        row = torch.stack([l1, torch.dot(flat, flat), alpha.max()])
+        row = torch.stack([l1, _removed_mass(l1, torch.dot(flat, flat)), alpha.max()])
     # |g| / inf == 0: a tensor with sum |g| == 0 stays unchanged, without a sync.
     alpha.div_(l1.masked_fill(l1 == 0, math.inf))
     if full:
@@ -178,12 +243,51 @@ def _foreach_(grads: list[torch.Tensor], want_stats: bool) -> list[torch.Tensor 
         if want_stats:
             l2 = torch.stack(torch._foreach_norm(group, 2))
             mx = torch.stack(torch._foreach_norm(group, math.inf))
-            for k, row in zip(indices, torch.stack([l1, l2 * l2, mx], dim=1)):
+            removed = _removed_mass(l1, l2 * l2)
+            for k, row in zip(indices, torch.stack([l1, removed, mx], dim=1)):
                 rows[k] = row
         alphas = torch._foreach_abs(group)
         torch._foreach_div_(alphas, list(l1.masked_fill(l1 == 0, math.inf).unbind()))
         torch._foreach_addcmul_(group, group, alphas, value=-1.0)
     return rows
+
+
+def _variant_(
+    grad: torch.Tensor, variant: Variant, step: int, index: int, want_stats: bool
+) -> torch.Tensor | None:
+    """A control: ``g <- g - d * g`` with d = min(1, k * |g|/sum|g|), its elements permuted
+    within the tensor when ``variant.permuted``; computed in float32 or float64."""
+    full = grad.dtype in _FULL_PRECISION
+    magnitude = grad.abs() if full else grad.float().abs_()
+    l1 = magnitude.sum()
+    damping = magnitude / l1.masked_fill(l1 == 0, math.inf)
+    if variant.strength != 1.0:
+        damping.mul_(variant.strength).clamp_(max=1.0)
+    if variant.permuted:
+        order = torch.randperm(
+            damping.numel(),
+            generator=_permutation_generator(variant.seed, step, index, grad.device),
+            device=grad.device,
+        )
+        damping = damping.reshape(-1)[order].reshape(grad.shape)
+    row = None
+    if want_stats:
+        removed = torch.dot(damping.reshape(-1), magnitude.reshape(-1))
+        row = torch.stack([l1, removed, magnitude.max()]).double()
+    if full:
+        grad.addcmul_(grad, damping, value=-1.0)
+    else:
+        grad.copy_(damping.mul_(grad).neg_().add_(grad))
+    return row
+
+
+def _permutation_generator(seed: int, step: int, index: int, device: torch.device):
+    """A generator for one tensor on one step: the permutation depends on (seed, step,
+    tensor position) alone, so a resumed run draws the ones the uninterrupted run drew."""
+    digest = hashlib.blake2b(f"agr-permuted:{seed}:{step}:{index}".encode(), digest_size=8)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
+    return generator
 
 
 # --------------------------------------------------------------------------- the CPU kernel
@@ -270,10 +374,12 @@ class AGRHandle:
         names: Mapping[int, str],
         backend: str,
         track_stats: bool,
+        variant: Variant = AGR,
     ) -> None:
         self.optimizer = optimizer
         self.scope = scope
         self.until_step = until_step
+        self.variant = variant
         self.backend = backend
         self.track_stats = track_stats
         self.enabled = True
@@ -300,9 +406,8 @@ class AGRHandle:
             step, names, moments = self._pending
             self._pending = None
             moments = moments.double().cpu()
-            l1, l2sq, maxabs = moments.unbind(dim=1)
+            l1, removed, maxabs = moments.unbind(dim=1)
             live = l1 > 0
-            removed = torch.where(live, l2sq / l1.clamp_min(1e-300), torch.zeros_like(l1))
             total = float(l1.sum())
             per_param = {
                 name: r / mass if mass > 0 else 0.0
@@ -330,21 +435,30 @@ class AGRHandle:
             "enabled": self.enabled,
             "scope": self.scope,
             "until_step": self.until_step,
+            "strength": self.variant.strength,
+            "permuted": self.variant.permuted,
+            "seed": self.variant.seed,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore the step counter and switches. ``scope`` and ``until_step`` come from the
-        checkpoint, so a resumed run stops AGR at the same step as the original."""
+        """Restore the step counter and switches. ``scope``, ``until_step`` and the variant
+        come from the checkpoint, so a resumed run continues exactly as the original."""
         self.steps = int(state["steps"])
         self.enabled = bool(state["enabled"])
         self.scope = state.get("scope", self.scope)
         self.until_step = state.get("until_step", self.until_step)
+        self.variant = Variant(
+            strength=float(state.get("strength", self.variant.strength)),
+            permuted=bool(state.get("permuted", self.variant.permuted)),
+            seed=int(state.get("seed", self.variant.seed)),
+        )
 
     def __repr__(self) -> str:
         until = "never" if self.until_step is None else f"after step {self.until_step}"
+        variant = "" if self.variant == AGR else f", {self.variant}"
         return (
             f"AGRHandle(scope={self.scope!r}, steps={self.steps}, stops={until}, "
-            f"enabled={self.enabled}, backend={self.backend!r})"
+            f"enabled={self.enabled}, backend={self.backend!r}{variant})"
         )
 
     # -- hooks ------------------------------------------------------------------------
@@ -364,7 +478,7 @@ class AGRHandle:
         apply = self.active
         self.steps += 1
         if apply:
-            self._regularize(optimizer)
+            self._regularize(optimizer, step=self.steps)
         return replaced
 
     def _skipped_by_scaler(self, optimizer) -> bool:
@@ -374,7 +488,7 @@ class AGRHandle:
         found_inf = getattr(optimizer, "found_inf", None)
         return self.until_step is not None and found_inf is not None and bool(found_inf.item())
 
-    def _regularize(self, optimizer) -> None:
+    def _regularize(self, optimizer, step: int) -> None:
         grads, names = [], []
         for group_index, group in enumerate(optimizer.param_groups):
             for param_index, param in enumerate(group["params"]):
@@ -386,7 +500,9 @@ class AGRHandle:
                 if _in_scope(grad, self.scope):
                     grads.append(grad)
                     names.append(name)
-        moments = _apply(grads, self.backend, want_stats=self.track_stats)
+        moments = _apply(
+            grads, self.backend, want_stats=self.track_stats, variant=self.variant, step=step
+        )
         if moments is not None:
             self._record(names, moments)
 
@@ -437,6 +553,9 @@ def attach(
     names: Any = None,
     backend: str = "auto",
     track_stats: bool = True,
+    strength: float = 1.0,
+    permuted: bool = False,
+    seed: int = 0,
 ) -> AGRHandle:
     """Run AGR on ``optimizer``'s gradients at the start of every ``optimizer.step()``.
 
@@ -448,6 +567,11 @@ def attach(
 
     The gradients are changed in place: after ``step()``, ``p.grad`` holds the AGR'd
     gradient the optimizer used.
+
+    Controls for ablations (the defaults are AGR): ``strength`` k damps by
+    ``min(1, k*alpha)`` instead of alpha; ``permuted=True`` applies each tensor's factors in
+    a random order (a new permutation per tensor and step, drawn from ``seed``, the step
+    number and the tensor's position, so runs and resumed runs repeat exactly).
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"attach() needs a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -457,6 +581,11 @@ def attach(
         isinstance(until_step, bool) or not isinstance(until_step, int) or until_step < 0
     ):
         raise ValueError(f"AGR until_step must be None or an integer >= 0, got {until_step!r}")
+    _check_strength(strength)
+    if not isinstance(permuted, bool):
+        raise ValueError(f"AGR permuted must be True or False, got {permuted!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"AGR seed must be an integer, got {seed!r}")
     if handle_of(optimizer) is not None:
         raise ValueError("this optimizer already has AGR attached; call handle.remove() first")
     handle = AGRHandle(
@@ -466,6 +595,7 @@ def attach(
         names=_parameter_names(names),
         backend=backend,
         track_stats=track_stats,
+        variant=Variant(strength=float(strength), permuted=permuted, seed=seed),
     )
     optimizer._agr_handle = handle
     return handle

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import agr
     from agr.engine import checkpoint
+    from agr.engine.optimizer_config import build_from_config
     from agr.tasks import build_task
     from agr.update_change import ShadowStep, parameter_kinds
 
@@ -53,17 +54,20 @@ def main(argv: list[str] | None = None) -> int:
     model = parts.model
     state = checkpoint.load(ckpt, map_location="cpu")
     model.load_state_dict(state["model"])
-    hparams = {k: v for k, v in cfg["optimizer"].items() if k not in ("name", "agr_until_epoch")}
-    if hparams.get("betas") is not None:
-        hparams["betas"] = tuple(hparams["betas"])
     name = cfg["optimizer"]["name"]
     name = name if name.endswith("_agr") else f"{name}_agr"  # measure AGR on a baseline run too
-    optimizer = agr.build_optimizer(name, model, **hparams)
+    optimizer = build_from_config(
+        {**cfg["optimizer"], "agr_until_epoch": None},
+        model,
+        steps_per_epoch=1,
+        seed=int(cfg.get("seed", 0)),
+        name=name,
+    )
     saved = dict(state["optimizer"])
     saved.pop("agr", None)  # AGR on, whatever the run's schedule had reached
     optimizer.load_state_dict(saved)
     for group in optimizer.param_groups:  # the schedule may have reached 0 at the checkpoint
-        group["lr"] = float(hparams["lr"])
+        group["lr"] = float(cfg["optimizer"]["lr"])
 
     torch.manual_seed(int(cfg.get("seed", 0)))
     loader = DataLoader(

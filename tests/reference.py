@@ -19,3 +19,13 @@ def agr_reference(g: torch.Tensor, scope: str = "all") -> torch.Tensor:
         return g.clone()
     alpha = work.abs() / total
     return (work - alpha * work).to(g.dtype)
+
+
+def damped_reference(g: torch.Tensor, strength: float) -> torch.Tensor:
+    """The dose-response control: G <- G * max(0, 1 - k * |G| / sum|G|), in float64."""
+    work = g.double()
+    total = work.abs().sum()
+    if total == 0:
+        return g.clone()
+    factor = (1 - strength * work.abs() / total).clamp(min=0)
+    return (work * factor).to(g.dtype)

@@ -21,7 +21,9 @@ DEVICES = ["cpu", "cuda"]  # cuda: skipped without a GPU; scripts/gpu_check.sh r
 HP = {
     "adamw": {"lr": 3e-2, "weight_decay": 0.05, "betas": (0.9, 0.99), "eps": 1e-8},
     "adan": {"lr": 3e-2, "weight_decay": 0.05, "betas": (0.98, 0.92, 0.99), "eps": 1e-8},
+    "sgd": {"lr": 3e-2, "weight_decay": 0.05, "momentum": 0.9},
 }
+FAMILIES = list(HP)
 STEPS = 100
 
 
@@ -71,7 +73,7 @@ def device_or_skip(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("family", ["adamw", "adan"])
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("noop", ["weights-scope-on-vectors", "until-step-0"])
 def test_pair_is_bitwise_identical_when_agr_is_a_noop(device, family, noop):
     device_or_skip(device)
@@ -89,7 +91,7 @@ def test_pair_is_bitwise_identical_when_agr_is_a_noop(device, family, noop):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("family", ["adamw", "adan"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_pair_differs_when_agr_acts(device, family):
     device_or_skip(device)
     torch.manual_seed(0)
@@ -99,7 +101,7 @@ def test_pair_differs_when_agr_acts(device, family):
     assert any(not torch.equal(a, b) for a, b in zip(base, with_agr))
 
 
-@pytest.mark.parametrize("family", ["adamw", "adan"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_agr_arm_runs_the_baselines_optimizer(family):
     """Same class and the same step flags (fused/foreach) in both arms."""
     model = Mixed()
@@ -111,7 +113,7 @@ def test_agr_arm_runs_the_baselines_optimizer(family):
     assert agr.handle_of(base) is None and agr.handle_of(with_agr).scope == "all"
 
 
-@pytest.mark.parametrize("family", ["adamw", "adan"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_engine_runs_of_a_pair_are_bitwise_identical_with_agr_a_noop(tmp_path, family):
     """Through the whole engine (data order, schedule, AGR diagnostics on the logging
     steps): `<family>_agr` with AGR suspended from step 0 ends on exactly the weights and

@@ -108,7 +108,7 @@ def test_every_dataset_model_optimizer_combination_composes():
 
 
 def test_agr_variants_only_switch_agr_on():
-    for base in ("adamw", "adan"):
+    for base in ("adamw", "adan", "sgd"):
         plain = resolved([f"optimizer={base}"])["optimizer"]
         with_agr = resolved([f"optimizer={base}_agr"])["optimizer"]
         assert {k: v for k, v in with_agr.items() if k != "name"} == {
@@ -133,6 +133,9 @@ def test_slurm_launcher_selects_submitit():
         ("trainer.epochs=abc", "trainer.epochs"),
         ("trainer.precision=fp8", "trainer.precision"),
         ("optimizer.betas=[0.9,1.5]", "optimizer.betas"),
+        ("optimizer.agr_strength=-1", "optimizer.agr_strength"),
+        ("optimizer.agr_permuted=1", "optimizer.agr_permuted"),
+        ("optimizer=sgd optimizer.momentum=1.0", "optimizer.momentum"),
         ("model=ddpm_small metrics.sample_from=best", "metrics.sample_from"),
         ("model=ddpm_small metrics.num_samples=1", "metrics.num_samples"),
         ("model=ddpm_small trainer.eval_at=[0]", "trainer.eval_at"),

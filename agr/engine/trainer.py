@@ -24,6 +24,7 @@ from ..tasks import build_task
 from ..tasks.base import EvalContext, EvalOutput
 from . import checkpoint, distributed
 from .loggers import Progress, make_logger
+from .optimizer_config import build_from_config
 from .run_folder import RunFolder, environment
 from .schedule import build_scheduler
 
@@ -148,15 +149,9 @@ class _Run:
         self.steps_per_epoch = math.ceil(self.train_batches / self.accumulate)
         self.epochs = int(trainer["epochs"])
 
-        hparams = {
-            k: v for k, v in cfg["optimizer"].items() if k not in ("name", "agr_until_epoch")
-        }
-        if hparams.get("betas") is not None:
-            hparams["betas"] = tuple(hparams["betas"])
-        until_epoch = cfg["optimizer"].get("agr_until_epoch")
-        if until_epoch is not None:
-            hparams["agr_until_step"] = int(round(float(until_epoch) * self.steps_per_epoch))
-        self.optimizer = agr.build_optimizer(cfg["optimizer"]["name"], model, **hparams)
+        self.optimizer = build_from_config(
+            cfg["optimizer"], model, steps_per_epoch=self.steps_per_epoch, seed=cfg["seed"]
+        )
         self.agr_handle = agr.handle_of(self.optimizer)
         self.param_names = {id(p): n for n, p in model.named_parameters()}
         self.param_kinds = update_change.parameter_kinds(model)
