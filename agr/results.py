@@ -559,6 +559,18 @@ def _verdict_section(table: Table) -> list[str]:
     ]
     if reasons:
         lines += ["", "Margins: " + "; ".join(reasons) + "."]
+    plans = [
+        f"`{m.key}` needs {m.seeds_for_margin} seeds for its margin at an assumed paired sd of "
+        f"{m.paired_sd:g} ({m.paired_sd_reason})"
+        for m in table.spec.metrics
+        if m.seeds_for_margin is not None
+    ]
+    if plans:
+        lines += [
+            "",
+            f"Power plan (80% power, two-sided 5%; this table ran {len(table.spec.seeds)} "
+            "seeds): " + "; ".join(plans) + ".",
+        ]
     return lines
 
 

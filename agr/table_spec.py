@@ -24,6 +24,10 @@ The format, with every key (see experiments/table2.yaml for a full example)::
         margin: 0.5          # optional: the equivalence margin of a paired difference, in
                              # the metric's units (TOST; see agr/verdicts.py)
         margin_reason: ...   # why that margin (printed under the table)
+        paired_sd: 0.4       # optional: the assumed sd of the paired differences (the power
+        paired_sd_reason: .. #   plan's basis; with margin and its reason)
+        seeds_for_margin: 8  # with paired_sd: the seeds that detect `margin` with 80% power
+                             # (checked against agr.verdicts.seeds_needed on load)
         chance_key: null     # optional: a run metric holding the accuracy of always
                              # predicting the evaluated set's majority label (m); the cells
                              # are then also judged against the band [100 - m, m] that a
@@ -44,7 +48,8 @@ The format, with every key (see experiments/table2.yaml for a full example)::
         runs_subdir: ""      # under paths.runs; the mini scale uses "mini"
         results_subdir: ""   # under results/
         cost: {unit: GPU-hours (...), per_run: 1.0, per_launch: 0.0}
-        metric_labels: {}    # relabel metrics at this scale (e.g. digits-CNN FID)
+        metrics:             # optional: per-metric settings at this scale (label, margin,
+          fid: {label: ...}  #   margin_reason, paired_sd, paired_sd_reason, seeds_for_margin)
         columns: [AdamW, AdamW(AGR)]   # optional: run only these columns at this scale
         column_overrides: {AdamW(AGR): [...]}  # optional: added to a column at this scale
         notes: [...]
@@ -89,6 +94,9 @@ class Metric:
     chance_key: str | None = None  # run metric: majority-label accuracy of the evaluated set
     margin: float | None = None  # equivalence margin of a paired difference (metric units)
     margin_reason: str | None = None
+    paired_sd: float | None = None  # assumed sd of paired differences: the power plan's basis
+    paired_sd_reason: str | None = None
+    seeds_for_margin: int | None = None  # seeds that detect `margin` with 80% power
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,19 @@ class TableSpec:
     def runs(self) -> list[tuple[int, int]]:
         """(group index, seed) for every run of the table, in a stable order."""
         return [(g, seed) for g in range(len(self.groups)) for seed in self.seeds]
+
+    def cost_of(self, seeds: int) -> tuple[int, float]:
+        """(runs, cost in the scale's unit) of the whole table with ``seeds`` seeds."""
+        return len(self.groups) * seeds, seeds * sum(g.cost for g in self.groups) + (
+            self.cost.per_launch
+        )
+
+    @property
+    def planned_seeds(self) -> int | None:
+        """The seeds the power plan asks for: enough for every metric's margin (None when
+        no metric states an assumed paired sd)."""
+        wanted = [m.seeds_for_margin for m in self.metrics if m.seeds_for_margin is not None]
+        return max(wanted) if wanted else None
 
 
 def override_key(override: str) -> str:
@@ -255,6 +276,49 @@ def _margin(value: Any, path: Path, where: str) -> float | None:
     return margin
 
 
+SCALE_METRIC_KEYS = (
+    "label",
+    "margin",
+    "margin_reason",
+    "paired_sd",
+    "paired_sd_reason",
+    "seeds_for_margin",
+)
+
+
+def _power_plan(
+    item: dict, margin: float | None, path: Path, where: str
+) -> tuple[float | None, int | None]:
+    """The assumed paired sd and the seeds it implies for the margin: both declared, and
+    the seeds checked against the power calculation so the spec cannot drift from it."""
+    from .verdicts import seeds_needed
+
+    keys = ("paired_sd", "paired_sd_reason", "seeds_for_margin")
+    given = [item.get(k) is not None for k in keys]
+    if not any(given):
+        return None, None
+    if not all(given) or margin is None:
+        raise _fail(
+            path,
+            where,
+            "paired_sd, paired_sd_reason and seeds_for_margin go together, with a margin",
+        )
+    sd = _number(item["paired_sd"], path, f"{where}.paired_sd")
+    if not sd > 0:
+        raise _fail(path, f"{where}.paired_sd", f"{sd!r}: an sd is a number > 0")
+    needed = seeds_needed(margin, sd)
+    if needed is None:
+        raise _fail(path, where, f"margin {margin:g} with paired sd {sd:g} needs too many seeds")
+    if item["seeds_for_margin"] != needed:
+        raise _fail(
+            path,
+            f"{where}.seeds_for_margin",
+            f"{item['seeds_for_margin']!r}, but margin {margin:g} with paired sd {sd:g} needs "
+            f"{needed} seeds for 80% power (two-sided 5%); write {needed}",
+        )
+    return sd, needed
+
+
 def _parse(
     raw: Any, path: Path, scale: str, seeds: list[int] | None, extra: list[str]
 ) -> TableSpec:
@@ -265,12 +329,23 @@ def _parse(
         raise _fail(path, "scales", f"no scale {scale!r}; it has: {', '.join(scales) or 'none'}")
     scaled = scales[scale] or {}
 
-    labels = scaled.get("metric_labels") or {}
+    scaled_metrics = scaled.get("metrics") or {}
+    if not isinstance(scaled_metrics, dict):
+        raise _fail(path, f"scales.{scale}.metrics", "a mapping of metric key -> settings")
     metrics = []
     for i, item in enumerate(raw.get("metrics") or []):
         where = f"metrics[{i}]"
         if not isinstance(item, dict) or "key" not in item:
             raise _fail(path, where, "each metric needs a `key`")
+        at_scale = scaled_metrics.get(item["key"]) or {}
+        unknown = set(at_scale) - set(SCALE_METRIC_KEYS)
+        if unknown:
+            raise _fail(
+                path,
+                f"scales.{scale}.metrics.{item['key']}",
+                f"unknown {sorted(unknown)}; a scale may set {', '.join(SCALE_METRIC_KEYS)}",
+            )
+        item = {**item, **at_scale}
         select = item.get("select", "final")
         if select not in SELECTS:
             raise _fail(path, where, f"select={select!r}; choose one of {', '.join(SELECTS)}")
@@ -283,20 +358,28 @@ def _parse(
         reason = item.get("margin_reason")
         if (reason is None) != (item.get("margin") is None):
             raise _fail(path, where, "margin and margin_reason go together")
+        margin = _margin(item.get("margin"), path, f"{where}.margin")
+        paired_sd, seeds_for_margin = _power_plan(item, margin, path, where)
         metrics.append(
             Metric(
                 key=item["key"],
-                label=labels.get(item["key"], item.get("label", item["key"])),
+                label=str(item.get("label", item["key"])),
                 select=select,
                 higher_is_better=bool(item.get("higher_is_better", True)),
                 decimals=decimals,
                 chance=_number(item.get("chance"), path, f"{where}.chance"),
                 chance_basis=None if basis is None else str(basis),
                 chance_key=None if item.get("chance_key") is None else str(item["chance_key"]),
-                margin=_margin(item.get("margin"), path, f"{where}.margin"),
+                margin=margin,
                 margin_reason=None if reason is None else str(reason),
+                paired_sd=paired_sd,
+                paired_sd_reason=item.get("paired_sd_reason"),
+                seeds_for_margin=seeds_for_margin,
             )
         )
+    unknown = set(scaled_metrics) - {m.key for m in metrics}
+    if unknown:
+        raise _fail(path, f"scales.{scale}.metrics", f"no metric {sorted(unknown)}")
     keys = [m.key for m in metrics]
     if len(set(keys)) != len(keys):
         raise _fail(path, "metrics", f"each metric key once: {keys}")

@@ -120,6 +120,27 @@ def print_dry_run(spec: TableSpec, planned: list[PlannedRun], statuses: list[str
         print(f"{status:9s} seed={run.seed} {' '.join(own)}  -> {where}")
 
 
+def power_plan(spec: TableSpec) -> list[str]:
+    """The runs and cost of the seeds the spec's margins need, beside those of its seeds."""
+    planned = spec.planned_seeds
+    if planned is None:
+        return []
+    lines = [f"# power plan for {spec.name}, scale {spec.scale} (80% power, two-sided 5%):"]
+    for m in spec.metrics:
+        if m.seeds_for_margin is not None:
+            lines.append(
+                f"#   {m.key}: margin {m.margin:g} with an assumed paired sd of {m.paired_sd:g} "
+                f"needs {m.seeds_for_margin} seeds ({m.paired_sd_reason})"
+            )
+    for label, seeds in (
+        (f"{planned}-seed power plan", planned),
+        (f"{len(spec.seeds)}-seed plan (this command)", len(spec.seeds)),
+    ):
+        runs, cost = spec.cost_of(seeds)
+        lines.append(f"#   the {label}: {runs} runs, {cost:g} {spec.cost.unit}")
+    return lines
+
+
 def estimate(spec: TableSpec, planned: list[PlannedRun], pending: list[PlannedRun]) -> str:
     total = sum(spec.groups[run.group].cost for run in pending)
     if pending:
@@ -204,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         statuses = [run_status(run) for run in planned]
         if args.dry_run:
             print_dry_run(spec, planned, statuses)
+            print("\n".join(power_plan(spec)))
         errors = {run.group: run.error for run in planned if run.error}
         for group, error in errors.items():
             cells = ", ".join(spec.groups[group].cells)

@@ -208,3 +208,73 @@ def test_a_tiny_sweep_through_submitit_local_runs_and_is_aggregated(tmp_path, ca
     assert reproduce.main([*args, "--launcher", "submitit_local"]) == 0
     assert "every run already completed" in capsys.readouterr().out
     assert [(folder / "results.json").stat().st_mtime_ns for folder in folders] == stamps
+
+
+POWER_SPEC = """
+title: Power plan
+seeds: [0, 1, 2]
+metrics:
+  - {key: top1, label: Top-1 (%), margin: 1.0, margin_reason: one point}
+columns:
+  - {name: AdamW, overrides: [optimizer=adamw]}
+  - {name: AdamW(AGR), overrides: [optimizer=adamw_agr]}
+scales:
+  paper:
+    cost: {unit: GPU-hours, per_run: 2.0, per_launch: 1.0}
+    metrics:
+      top1: {paired_sd: 1.0, paired_sd_reason: a guess, seeds_for_margin: SEEDS}
+    rows:
+      - {name: digits / ResNet-18, overrides: [dataset=digits, model=resnet18]}
+"""
+
+
+def seeds_for_80_percent_power(effect: float, sd: float) -> int:
+    """The fewest pairs n whose two-sided 5% paired t-test has power >= 0.8 at `effect`,
+    from scipy's noncentral t directly."""
+    from scipy import stats
+
+    n = 2
+    while True:
+        df, shift = n - 1, effect / (sd / n**0.5)
+        crit = stats.t.ppf(0.975, df)
+        if stats.nct.sf(crit, df, shift) + stats.nct.cdf(-crit, df, shift) >= 0.8:
+            return n
+        n += 1
+
+
+def test_dry_run_prints_the_power_plan_beside_the_specs_seeds(tmp_path, capsys):
+    needed = seeds_for_80_percent_power(1.0, 1.0)  # 10
+    spec = tmp_path / "power.yaml"
+    spec.write_text(POWER_SPEC.replace("SEEDS", str(needed)))
+    code = reproduce.main([str(spec), "--dry-run", "--runs-dir", str(tmp_path / "r")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"needs {needed} seeds (a guess)" in out
+    # two columns x one row; 2 GPU-hours a run and 1 per launch
+    assert f"the {needed}-seed power plan: {2 * needed} runs, {4 * needed + 1:g} GPU-hours" in out
+    assert "the 3-seed plan (this command): 6 runs, 13 GPU-hours" in out
+
+
+def test_a_power_plan_that_disagrees_with_the_calculation_is_refused(tmp_path, capsys):
+    needed = seeds_for_80_percent_power(1.0, 1.0)
+    spec = tmp_path / "power.yaml"
+    spec.write_text(POWER_SPEC.replace("SEEDS", str(needed - 1)))
+    code = reproduce.main([str(spec), "--dry-run", "--runs-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"needs {needed} seeds" in err and "seeds_for_margin" in err
+    spec.write_text(POWER_SPEC.replace(", seeds_for_margin: SEEDS", ""))
+    assert reproduce.main([str(spec), "--dry-run"]) == 2
+    assert "go together" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("table", ["table1", "table2", "table3", "ablation_agr"])
+def test_every_paper_scale_margin_has_a_power_plan(table):
+    from agr.table_spec import load_spec
+
+    spec = load_spec(table, "paper")
+    for metric in spec.metrics:
+        if metric.margin is not None:
+            assert metric.paired_sd is not None and metric.paired_sd_reason, metric.key
+            assert metric.seeds_for_margin == seeds_for_80_percent_power(
+                metric.margin, metric.paired_sd
+            )
