@@ -253,9 +253,11 @@ def table_sentences(table: CsvTable, metrics: dict[str, Metric]) -> list[str]:
                 f"{column} equals {baseline} exactly in every seed: {'; '.join(groups)}."
             )
 
+    # a cell compared with two baselines has a CSV line for each comparison: count it once
+    cells = list({(c.metric, c.row, c.column): c for c in table.cells}.values())
     levels = []
     for key, metric in metrics.items():
-        counted = [c for c in table.cells if c.metric == key and c.cell.n > 0]
+        counted = [c for c in cells if c.metric == key and c.cell.n > 0]
         if not counted:
             levels.append(f"`{key}` has no value yet")
             continue
@@ -276,7 +278,7 @@ def table_sentences(table: CsvTable, metrics: dict[str, Metric]) -> list[str]:
     for key, metric in metrics.items():
         cells = [
             (f"{c.row} / {c.column}", summarize(c.values, interval=True), c.values, c.band)
-            for c in table.cells
+            for c in cells
             if c.metric == key
         ]
         note = chance_note(metric, cells)

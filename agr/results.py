@@ -150,7 +150,7 @@ class Table:
     spec: TableSpec
     records: dict[tuple[int, int], RunRecord]
     cells: dict[tuple[str, str, str], CellResult]  # (row, column, metric key)
-    paired: dict[tuple[str, str, str], PairedResult]  # (row, column, metric key)
+    paired: dict[tuple[str, str, str, str], PairedResult]  # (row, column, baseline, metric)
 
 
 def aggregate(spec: TableSpec, planned: list[PlannedRun]) -> Table:
@@ -189,7 +189,7 @@ def aggregate(spec: TableSpec, planned: list[PlannedRun]) -> Table:
                 treated = cells[(row.name, column, metric.key)]
                 base = cells[(row.name, baseline, metric.key)].values
                 differences = {s: v - base[s] for s, v in treated.values.items() if s in base}
-                paired[(row.name, column, metric.key)] = PairedResult(
+                paired[(row.name, column, baseline, metric.key)] = PairedResult(
                     treated.cell,
                     metric,
                     baseline,
@@ -493,7 +493,9 @@ def render_markdown(table: Table) -> str:
                     line.append("n/p" if paper is None else format_number(paper, metric.decimals))
             if metric.chance is not None:
                 line.append(format_number(metric.chance, metric.decimals))
-            line += [format_paired(table.paired[(row.name, c, metric.key)]) for c, _ in spec.pairs]
+            line += [
+                format_paired(table.paired[(row.name, c, b, metric.key)]) for c, b in spec.pairs
+            ]
             body.append(line)
         lines += _table_lines(header, body)
         if with_paper:
@@ -535,7 +537,7 @@ def _verdict_section(table: Table) -> list[str]:
     header = ["metric", "setting", "comparison", "difference", "MDE (80%)", "margin"]
     header += ["seeds for margin", "p difference", "p equivalence", "verdict"]
     body = []
-    for (row, column, key), result in table.paired.items():
+    for (row, column, _, key), result in table.paired.items():
         verdict, m = result.verdict, result.metric
         body.append(
             [
@@ -728,46 +730,54 @@ def write_csv(table: Table, path: Path) -> None:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for (row, column, key), result in table.cells.items():
-            paired = table.paired.get((row, column, key))
-            s = result.summary
-            writer.writerow(
-                {
-                    "table": spec.name,
-                    "scale": spec.scale,
-                    "metric": key,
-                    "select": "epoch"
-                    if result.cell.row.epoch is not None
-                    else result.metric.select,
-                    "row": row,
-                    "epoch": "" if result.cell.row.epoch is None else result.cell.row.epoch,
-                    "column": column,
-                    "n": s.n,
-                    "mean": _csv_number(s.mean),
-                    "std": _csv_number(s.std),
-                    "values": " ".join(f"{k}:{v!r}" for k, v in result.values.items()),
-                    "nan_seeds": _seed_list(result.nan),
-                    "not_evaluated_seeds": _seed_list(result.absent),
-                    "missing_seeds": _seed_list(result.not_done.get(MISSING, [])),
-                    "failed_seeds": _seed_list(result.not_done.get(FAILED, [])),
-                    "running_seeds": _seed_list(result.not_done.get(RUNNING, [])),
-                    "not_composed_seeds": _seed_list(result.not_done.get(NOT_COMPOSED, [])),
-                    "paper": _csv_number(result.paper),
-                    "diff_vs": paired.baseline if paired else "",
-                    "diff_n": paired.summary.n if paired else "",
-                    "diff_mean": _csv_number(paired.summary.mean) if paired else "",
-                    "diff_ci_low": _csv_number(paired.summary.low) if paired else "",
-                    "diff_ci_high": _csv_number(paired.summary.high) if paired else "",
-                    "diff_values": " ".join(f"{k}:{v!r}" for k, v in paired.differences.items())
-                    if paired
-                    else "",
-                    "ci_low": _csv_number(s.low),
-                    "ci_high": _csv_number(s.high),
-                    "chance": _csv_number(result.metric.chance),
-                    "chance_low": _csv_number(band[0]) if (band := result.chance_band) else "",
-                    "chance_high": _csv_number(band[1]) if band else "",
-                    **_verdict_fields(paired),
-                }
-            )
+            # one line per comparison the cell is the compared arm of (one line when none)
+            comparisons = [
+                table.paired[(row, column, baseline, key)]
+                for treated, baseline in spec.pairs
+                if treated == column
+            ]
+            for paired in comparisons or [None]:
+                _write_csv_line(writer, spec, row, column, key, result, paired)
+
+
+def _write_csv_line(writer, spec, row, column, key, result, paired) -> None:
+    s = result.summary
+    writer.writerow(
+        {
+            "table": spec.name,
+            "scale": spec.scale,
+            "metric": key,
+            "select": "epoch" if result.cell.row.epoch is not None else result.metric.select,
+            "row": row,
+            "epoch": "" if result.cell.row.epoch is None else result.cell.row.epoch,
+            "column": column,
+            "n": s.n,
+            "mean": _csv_number(s.mean),
+            "std": _csv_number(s.std),
+            "values": " ".join(f"{k}:{v!r}" for k, v in result.values.items()),
+            "nan_seeds": _seed_list(result.nan),
+            "not_evaluated_seeds": _seed_list(result.absent),
+            "missing_seeds": _seed_list(result.not_done.get(MISSING, [])),
+            "failed_seeds": _seed_list(result.not_done.get(FAILED, [])),
+            "running_seeds": _seed_list(result.not_done.get(RUNNING, [])),
+            "not_composed_seeds": _seed_list(result.not_done.get(NOT_COMPOSED, [])),
+            "paper": _csv_number(result.paper),
+            "diff_vs": paired.baseline if paired else "",
+            "diff_n": paired.summary.n if paired else "",
+            "diff_mean": _csv_number(paired.summary.mean) if paired else "",
+            "diff_ci_low": _csv_number(paired.summary.low) if paired else "",
+            "diff_ci_high": _csv_number(paired.summary.high) if paired else "",
+            "diff_values": " ".join(f"{k}:{v!r}" for k, v in paired.differences.items())
+            if paired
+            else "",
+            "ci_low": _csv_number(s.low),
+            "ci_high": _csv_number(s.high),
+            "chance": _csv_number(result.metric.chance),
+            "chance_low": _csv_number(band[0]) if (band := result.chance_band) else "",
+            "chance_high": _csv_number(band[1]) if band else "",
+            **_verdict_fields(paired),
+        }
+    )
 
 
 def _verdict_fields(paired: PairedResult | None) -> dict[str, Any]:

@@ -56,7 +56,11 @@ def power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
         return 1.0 if effect > 0 else alpha
     df, critical = n - 1, stats.t.ppf(1 - alpha / 2, n - 1)
     nc = abs(effect) * math.sqrt(n) / sd
-    return float(stats.nct.sf(critical, df, nc) + stats.nct.cdf(-critical, df, nc))
+    lower = float(stats.nct.cdf(-critical, df, nc))
+    # scipy returns NaN for this far tail at a large shift (one or two pairs), where it is
+    # below 1e-15 of the total
+    lower = lower if math.isfinite(lower) else 0.0
+    return float(stats.nct.sf(critical, df, nc)) + lower
 
 
 def minimum_detectable_effect(sd: float, n: int, target: float = POWER) -> float:

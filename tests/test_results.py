@@ -253,7 +253,7 @@ def test_rows_with_an_epoch_read_the_history_and_share_runs(tmp_path):
     assert first.values == {0: 2.2} and first.nan == [1]
     assert table.cells[("epoch 2", "Adan(AGR)", "is_mean")].absent == [1]
     assert table.cells[("epoch 3", "Adan", "is_mean")].absent == [0, 1]
-    paired = table.paired[("epoch 2", "Adan(AGR)", "is_mean")]
+    paired = table.paired[("epoch 2", "Adan(AGR)", "Adan", "is_mean")]
     assert paired.differences == {0: pytest.approx(0.5)}
     text = write_outputs(table, tmp_path / "results")[0].read_text()
     assert "| epoch 1 | 2.25 ± 0.35 (2) | 4.31 | 2.20 (1; 1 NaN) |" in text
@@ -447,9 +447,9 @@ def test_verdicts_section_and_margin_checks(tmp_path):
             write_run(runs / f"digits-resnet18-{opt}" / f"seed{seed}", metrics=metrics)
     spec = load_spec(str(spec_file))
     table = aggregate(spec, plan_runs(spec, tmp_path / "runs"))
-    verdict = table.paired[("ResNet", "AGR", "mlm_loss")].verdict
+    verdict = table.paired[("ResNet", "AGR", "Base", "mlm_loss")].verdict
     assert verdict.text == "equivalent (±0.01)"
-    no_margin = table.paired[("ResNet", "AGR", "sop_acc")].verdict
+    no_margin = table.paired[("ResNet", "AGR", "Base", "sop_acc")].verdict
     assert no_margin.text == "inconclusive (no margin declared)"
     md_path, csv_path, _ = write_outputs(table, tmp_path / "results")
     text = md_path.read_text()
@@ -462,3 +462,42 @@ def test_verdicts_section_and_margin_checks(tmp_path):
         spec_file.write_text(with_margin.replace(bad, "" if "reason" in bad else "margin: 0"))
         with pytest.raises(SpecError, match=message):
             load_spec(str(spec_file))
+
+
+def test_a_column_compared_with_two_baselines_gets_a_csv_line_for_each(tmp_path):
+    """The ablation compares AGR with AdamW and with its permuted null control."""
+    spec_file = tmp_path / "two.yaml"
+    spec_file.write_text(
+        """
+title: Two baselines
+seeds: [0, 1]
+metrics: [{key: top1, label: Top-1}]
+columns:
+  - {name: Base, overrides: [optimizer=adamw]}
+  - {name: AGR, overrides: [optimizer=adamw_agr]}
+  - {name: Control, overrides: [optimizer=sgd_agr]}
+pairs: [[AGR, Base], [Control, Base], [AGR, Control]]
+scales:
+  paper:
+    overrides: [experiment_name=two, dataset=digits]
+    rows: [{name: ResNet, overrides: [model=resnet18]}]
+"""
+    )
+    runs = tmp_path / "runs" / "two"
+    top1 = {"adamw": [50.0, 52.0], "adamw_agr": [53.0, 56.0], "sgd_agr": [51.0, 51.5]}
+    for opt, values in top1.items():
+        for seed, value in enumerate(values):
+            write_run(runs / f"digits-resnet18-{opt}" / f"seed{seed}", metrics={"top1": value})
+    spec = load_spec(str(spec_file))
+    table = aggregate(spec, plan_runs(spec, tmp_path / "runs"))
+    csv_path = next(p for p in write_outputs(table, tmp_path / "results") if p.suffix == ".csv")
+    lines = list(csv.DictReader(csv_path.open()))
+    got = {(line["column"], line["diff_vs"]): line["diff_values"] for line in lines}
+    assert got == {
+        ("Base", ""): "",
+        ("AGR", "Base"): "0:3.0 1:4.0",
+        ("AGR", "Control"): "0:2.0 1:4.5",
+        ("Control", "Base"): "0:1.0 1:-0.5",
+    }
+    text = (tmp_path / "results" / "two.md").read_text()
+    assert "AGR − Control" in text and "AGR − Base" in text

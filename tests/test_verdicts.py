@@ -56,6 +56,19 @@ def test_power_at_the_mde_is_80_percent_by_simulation():
     assert power(effect, sd, n) == pytest.approx(0.8, abs=1e-9)
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_mde_with_two_or_three_pairs_by_simulation(n):
+    """With one or two degrees of freedom the MDE is many sds, where scipy's noncentral t
+    has no value in the far lower tail; the power must still be right."""
+    effect = minimum_detectable_effect(1.0, n)
+    assert math.isfinite(effect) and effect > 3.0
+    rng = np.random.default_rng(1)
+    samples = rng.normal(effect, 1.0, size=(200_000, n))
+    t = samples.mean(1) / (samples.std(1, ddof=1) / math.sqrt(n))
+    rejected = np.mean(np.abs(t) > stats.t.ppf(0.975, n - 1))
+    assert rejected == pytest.approx(0.8, abs=0.005)
+
+
 def test_seeds_needed_inverts_the_mde():
     for n in (3, 5, 12, 40):
         mde = minimum_detectable_effect(1.3, n)
