@@ -28,9 +28,18 @@ from .regularizer import AGRHandle
 
 KINDS = ("conv_linear", "norm", "bias", "embedding", "other")
 """Parameter kinds the summaries are grouped by: conv/linear weights (ndim >= 2), norm
-weights, biases, embedding tables, anything else (e.g. a ViT's class token is ``other``)."""
+weights, biases, embeddings (embedding tables, and a module's own position embeddings and
+class/mask tokens such as a ViT's ``pos_embed`` and ``cls_token``), anything else."""
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+
+
+def _is_layer_free_embedding(module: nn.Module, name: str) -> bool:
+    """A parameter a model holds itself (not inside a Linear/Conv) named like an embedding
+    or a token: timm's ``pos_embed``, ``cls_token``, ``dist_token``, ``mask_token``."""
+    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+        return False
+    return "embed" in name or name.endswith("token")
 
 
 def parameter_kinds(model: nn.Module) -> dict[str, str]:
@@ -44,6 +53,8 @@ def parameter_kinds(model: nn.Module) -> dict[str, str]:
                 kind = "embedding" if param.dim() >= 2 else ("bias" if name == "bias" else "other")
             elif name == "bias":
                 kind = "bias"
+            elif _is_layer_free_embedding(module, name):
+                kind = "embedding"
             elif isinstance(module, _NORMS) or "norm" in kind_name:
                 kind = "norm"
             elif param.dim() >= 2:

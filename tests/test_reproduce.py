@@ -278,3 +278,23 @@ def test_every_paper_scale_margin_has_a_power_plan(table):
             assert metric.seeds_for_margin == seeds_for_80_percent_power(
                 metric.margin, metric.paired_sd
             )
+
+
+def test_the_readmes_power_plan_and_run_count_are_the_specs():
+    from agr.table_spec import load_spec
+
+    readme = (ROOT / "README.md").read_text()
+    total = 0
+    for table in ("table1", "table2", "table3", "ablation_agr"):
+        spec = load_spec(table, "paper")
+        total += len(spec.groups) * len(spec.seeds)
+        runs3, cost3 = len(spec.groups) * 3, 3 * sum(g.cost for g in spec.groups)
+        for m in spec.metrics:
+            n = seeds_for_80_percent_power(m.margin, m.paired_sd)
+            runs, cost = len(spec.groups) * n, n * sum(g.cost for g in spec.groups)
+            line = (
+                f"| {table} | `{m.key}` | ±{m.margin:g} | {m.paired_sd:g} | {n} | "
+                f"{runs} runs, {cost:g} GPU-hours | {runs3} runs, {cost3:g} GPU-hours |"
+            )
+            assert line in readme
+    assert f"at paper scale lists {total} runs" in readme

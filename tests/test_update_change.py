@@ -41,6 +41,22 @@ def test_parameter_kinds():
     }
 
 
+def test_parameter_kinds_of_a_vit_put_its_position_embedding_and_token_with_embeddings():
+    """timm's ViT holds pos_embed (1, N, D) and cls_token (1, 1, D) itself; the patch
+    embedding is a conv."""
+    from agr.models import build_model
+
+    kinds = parameter_kinds(
+        build_model(
+            "vit", num_classes=10, image_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2
+        )
+    )
+    assert kinds["pos_embed"] == "embedding" and kinds["cls_token"] == "embedding"
+    assert kinds["patch_embed.proj.weight"] == "conv_linear"
+    assert kinds["head.weight"] == "conv_linear" and kinds["head.bias"] == "bias"
+    assert {k for k, v in kinds.items() if v == "norm"} >= {"norm.weight", "blocks.0.norm1.weight"}
+
+
 def grads_for(model, seed):
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, 20, (8, 5), generator=gen)
