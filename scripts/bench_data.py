@@ -1,0 +1,137 @@
+"""Images per second of the training input pipelines, per CPU core, side by side in one process.
+
+On CIFAR-shaped data (random uint8 images, 32x32x3; the real CIFAR needs no network here but
+the pixels do not change the work): the torchvision pipeline the suite uses without a device
+loader (PIL images, RandomCrop(32, padding=4) -> RandomHorizontalFlip -> RandomRotation(15)
+-> ToTensor -> Normalize, one image at a time through a DataLoader in the main process) and
+agr.data.device_loader.DeviceLoader (the same augmentation batched on the tensors' device,
+here the CPU), each with and without augmentation. One thread, no workers: images/s per
+core. The pipelines take turns epoch by epoch, so both see the same machine load; medians
+and the speed-up of the augmenting device loader over torchvision go to
+results/bench/data_pipeline.json.
+
+    python scripts/bench_data.py [--images 10000] [--rounds 5] [--smoke] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from agr.data.device_loader import Augment, DeviceLoader  # noqa: E402
+from agr.engine.run_folder import environment  # noqa: E402
+
+MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)  # CIFAR-100's
+BATCH = 128
+
+
+class PilImages(Dataset):
+    """uint8 HWC arrays as PIL images through a transform, as torchvision's CIFAR does."""
+
+    def __init__(self, data: np.ndarray, labels: np.ndarray, transform) -> None:
+        self.data, self.labels, self.transform = data, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.transform(Image.fromarray(self.data[index])), int(self.labels[index])
+
+
+def pipelines(data: np.ndarray, labels: np.ndarray) -> dict:
+    train_tf = T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.RandomRotation(15),
+            T.ToTensor(),
+            T.Normalize(MEAN, STD),
+        ]
+    )
+    test_tf = T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])
+    images = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
+    targets = torch.from_numpy(labels)
+
+    def torchvision_loader(transform):
+        return DataLoader(PilImages(data, labels, transform), batch_size=BATCH, shuffle=True)
+
+    def device_loader(augment):
+        return DeviceLoader(
+            images, targets, batch_size=BATCH, shuffle=True, augment=augment, mean=MEAN, std=STD
+        )
+
+    return {
+        "torchvision_augmented": torchvision_loader(train_tf),
+        "device_augmented": device_loader(Augment(pad=4, hflip=True, degrees=15.0)),
+        "torchvision_plain": torchvision_loader(test_tf),
+        "device_plain": device_loader(Augment()),
+    }
+
+
+def one_epoch(loader, epoch: int) -> float:
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    start, seen = time.perf_counter(), 0
+    for images, _ in loader:
+        seen += images.shape[0]
+    return seen / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check it runs")
+    parser.add_argument("--out", default=str(ROOT / "results" / "bench" / "data_pipeline.json"))
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.images, args.rounds = 256, 1
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, size=(args.images, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 100, size=args.images).astype(np.int64)
+    loaders = pipelines(data, labels)
+    rates: dict[str, list[float]] = {name: [] for name in loaders}
+    for loader in loaders.values():  # warm-up
+        one_epoch(loader, 0)
+    for epoch in range(args.rounds):
+        for name, loader in loaders.items():
+            rates[name].append(one_epoch(loader, epoch + 1))
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    result = {
+        "what": "training input pipeline throughput on CIFAR-shaped uint8 data, one CPU "
+        "thread, no DataLoader workers (images/s per core); median over rounds",
+        "images": args.images,
+        "batch_size": BATCH,
+        "rounds": args.rounds,
+        "images_per_s_per_core": medians,
+        "speedup_vs_torchvision": medians["device_augmented"] / medians["torchvision_augmented"],
+        "speedup_vs_torchvision_plain": medians["device_plain"] / medians["torchvision_plain"],
+        "environment": environment(torch.device("cpu")),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for name, value in medians.items():
+        print(f"{name:24s} {value:10.0f} images/s per core")
+    print(f"speed-up of the augmenting device loader: {result['speedup_vs_torchvision']:.1f}x")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
