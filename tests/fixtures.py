@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from torchvision.datasets import CIFAR10
 
 
@@ -115,3 +116,46 @@ def accept_fixture_checksums(monkeypatch, cls: type[CIFAR10], root: Path) -> Non
     monkeypatch.setattr(cls, "test_list", [[n, _md5(folder / n)] for n, _ in cls.test_list])
     meta = dict(cls.meta, md5=_md5(folder / cls.meta["filename"]))
     monkeypatch.setattr(cls, "meta", meta)
+
+
+# ----------------------------------------------------------------------- TinyImageNet
+
+WNIDS = ["n09193705", "n01443537", "n02085620"]  # wnids.txt order is not sorted, as upstream
+
+
+def save_jpeg(path: Path, seed: int, mode: str = "RGB") -> None:
+    rng = np.random.default_rng(seed)
+    shape = (64, 64, 3) if mode == "RGB" else (64, 64)
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path, format="JPEG")
+
+
+def write_tinyimagenet(data_dir: Path) -> dict[str, str]:
+    """The official zip's layout under ``data_dir/tiny-imagenet-200``; returns val file -> wnid."""
+    root = data_dir / "tiny-imagenet-200"
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "test" / "images").mkdir(parents=True)
+    (root / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
+    (root / "words.txt").write_text("".join(f"{w}\tthing {w}\n" for w in WNIDS))
+    seed = 0
+    for wnid in WNIDS:
+        (root / "train" / wnid / "images").mkdir(parents=True)
+        boxes = []
+        for i in range(2):
+            seed += 1
+            # one grayscale JPEG, as the real train split has: the reader must give 3 channels
+            save_jpeg(
+                root / "train" / wnid / "images" / f"{wnid}_{i}.JPEG",
+                seed,
+                "L" if seed == 1 else "RGB",
+            )
+            boxes.append(f"{wnid}_{i}.JPEG\t0\t0\t63\t63\n")
+        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text("".join(boxes))
+    annotations, lines = {}, []
+    for k in range(6):
+        filename, wnid = f"val_{k}.JPEG", WNIDS[(k * 2) % 3]
+        save_jpeg(root / "val" / "images" / filename, 100 + k)
+        annotations[filename] = wnid
+        lines.append(f"{filename}\t{wnid}\t{k}\t{k + 1}\t{k + 40}\t{k + 50}\n")
+    (root / "val" / "val_annotations.txt").write_text("".join(lines))
+    save_jpeg(root / "test" / "images" / "test_0.JPEG", 200)
+    return annotations

@@ -19,8 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision.datasets.utils as tv_utils
-from fixtures import accept_fixture_checksums, write_cifar
-from PIL import Image
+from fixtures import WNIDS, accept_fixture_checksums, save_jpeg, write_cifar, write_tinyimagenet
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torchvision import transforms as T
@@ -106,46 +105,6 @@ def test_cifar_extracts_a_placed_tarball_without_downloading(tmp_path, monkeypat
 
 # ----------------------------------------------------------------------- TinyImageNet fixture
 
-WNIDS = ["n09193705", "n01443537", "n02085620"]  # wnids.txt order is not sorted, as upstream
-
-
-def _save_jpeg(path: Path, seed: int, mode: str = "RGB") -> None:
-    rng = np.random.default_rng(seed)
-    shape = (64, 64, 3) if mode == "RGB" else (64, 64)
-    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path, format="JPEG")
-
-
-def _write_tiny(data_dir: Path) -> dict[str, str]:
-    """The official zip's layout under ``data_dir/tiny-imagenet-200``; returns val file -> wnid."""
-    root = data_dir / "tiny-imagenet-200"
-    (root / "val" / "images").mkdir(parents=True)
-    (root / "test" / "images").mkdir(parents=True)
-    (root / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
-    (root / "words.txt").write_text("".join(f"{w}\tthing {w}\n" for w in WNIDS))
-    seed = 0
-    for wnid in WNIDS:
-        (root / "train" / wnid / "images").mkdir(parents=True)
-        boxes = []
-        for i in range(2):
-            seed += 1
-            # one grayscale JPEG, as the real train split has: the reader must give 3 channels
-            _save_jpeg(
-                root / "train" / wnid / "images" / f"{wnid}_{i}.JPEG",
-                seed,
-                "L" if seed == 1 else "RGB",
-            )
-            boxes.append(f"{wnid}_{i}.JPEG\t0\t0\t63\t63\n")
-        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text("".join(boxes))
-    annotations, lines = {}, []
-    for k in range(6):
-        filename, wnid = f"val_{k}.JPEG", WNIDS[(k * 2) % 3]
-        _save_jpeg(root / "val" / "images" / filename, 100 + k)
-        annotations[filename] = wnid
-        lines.append(f"{filename}\t{wnid}\t{k}\t{k + 1}\t{k + 40}\t{k + 50}\n")
-    (root / "val" / "val_annotations.txt").write_text("".join(lines))
-    _save_jpeg(root / "test" / "images" / "test_0.JPEG", 200)
-    return annotations
-
 
 def _tree(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
@@ -164,7 +123,7 @@ def _check_tiny(train, test, annotations: dict[str, str]) -> None:
 
 
 def test_tinyimagenet_reorganises_val_once(tmp_path):
-    annotations = _write_tiny(tmp_path)
+    annotations = write_tinyimagenet(tmp_path)
     root = tmp_path / "tiny-imagenet-200"
 
     train, test, info = build_datasets("tinyimagenet", data_dir=tmp_path, augment=False)
@@ -191,7 +150,7 @@ def test_tinyimagenet_reorganises_val_once(tmp_path):
 
 
 def test_tinyimagenet_reorganise_resumes_and_keeps_unlisted_files(tmp_path):
-    annotations = _write_tiny(tmp_path)
+    annotations = write_tinyimagenet(tmp_path)
     val = tmp_path / "tiny-imagenet-200" / "val"
     # an interrupted earlier run had moved one file; the user keeps a note among the images
     (val / "n09193705").mkdir()
@@ -207,7 +166,7 @@ def test_tinyimagenet_reorganise_resumes_and_keeps_unlisted_files(tmp_path):
 @pytest.mark.parametrize("how", ["placed", "downloaded"])
 def test_tinyimagenet_from_the_zip(tmp_path, monkeypatch, how):
     staging, data_dir = tmp_path / "staging", tmp_path / "data"
-    annotations = _write_tiny(staging)
+    annotations = write_tinyimagenet(staging)
     archive = tmp_path / "tiny-imagenet-200.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for path in sorted((staging / "tiny-imagenet-200").rglob("*")):
@@ -451,7 +410,7 @@ def test_cifar_digest_is_the_loaded_pixels_and_labels(tmp_path, monkeypatch, nam
 
 
 def test_tinyimagenet_digest_is_the_file_list_with_sizes(tmp_path):
-    _write_tiny(tmp_path)
+    write_tinyimagenet(tmp_path)
     train, test, _ = build_datasets("tinyimagenet", data_dir=tmp_path, augment=False)
     first = tiny_module.data_sha256(train, test)
     assert len(first) == 64
@@ -463,6 +422,6 @@ def test_tinyimagenet_digest_is_the_file_list_with_sizes(tmp_path):
     second = tiny_module.data_sha256(train, test)
     assert second != first
     wnid = WNIDS[0]
-    _save_jpeg(tmp_path / "tiny-imagenet-200" / "train" / wnid / "images" / "extra.JPEG", 7)
+    save_jpeg(tmp_path / "tiny-imagenet-200" / "train" / wnid / "images" / "extra.JPEG", 7)
     train, test, _ = build_datasets("tinyimagenet", data_dir=tmp_path, augment=False)
     assert tiny_module.data_sha256(train, test) not in (first, second)

@@ -142,3 +142,85 @@ def test_normalisation_and_no_augmentation_reproduce_the_test_transform():
         want = tf(Image.fromarray(images[i].permute(1, 2, 0).numpy()))
         assert torch.equal(x[i], want)
     assert y.tolist() == list(range(5))
+
+
+# ------------------------------------------------------------------ the suite's datasets
+
+
+def unaugmented_batch(split):
+    dl = DeviceLoader(
+        split.images,
+        split.labels,
+        batch_size=len(split.labels),
+        shuffle=False,
+        mean=split.mean,
+        std=split.std,
+    )
+    return next(iter(dl))
+
+
+def assert_same_as_dataset(split, dataset):
+    x, y = unaugmented_batch(split)
+    for i in range(len(dataset)):
+        image, label = dataset[i]
+        assert torch.equal(x[i], image) and int(y[i]) == label
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_split_is_the_torchvision_dataset(tmp_path, monkeypatch, name):
+    from fixtures import accept_fixture_checksums, write_cifar
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    from agr.data import build_datasets
+    from agr.data.device_data import device_split
+
+    write_cifar(tmp_path / name, name)
+    accept_fixture_checksums(
+        monkeypatch, {"cifar10": CIFAR10, "cifar100": CIFAR100}[name], tmp_path / name
+    )
+    plain_train, test, _ = build_datasets(name, data_dir=tmp_path, augment=False)
+    assert_same_as_dataset(device_split(test), test)
+    assert_same_as_dataset(device_split(plain_train), plain_train)
+    train, _, _ = build_datasets(name, data_dir=tmp_path, augment=True)
+    assert device_split(train).augment == CIFAR  # the paper's crop, flip and rotation
+
+
+def test_digits_split_is_the_digits_dataset():
+    from agr.data import build_datasets
+    from agr.data.device_data import device_split
+
+    train, test, _ = build_datasets("digits", data_dir=".", augment=True)
+    assert_same_as_dataset(device_split(test), test)
+    assert device_split(train).augment == Augment(pad=2, degrees=10.0, interpolation="bilinear")
+
+
+def test_generation_split_keeps_the_images_in_minus_one_one():
+    from agr.data.device_data import device_split
+    from agr.data.generation import build_generation_datasets
+
+    train, _, _ = build_generation_datasets("digits", data_dir=".", hflip=False)
+    assert_same_as_dataset(device_split(train), train)
+
+
+def test_a_transform_without_a_device_equivalent_is_refused():
+    from agr.data.device_data import NotOnDevice, augment_of
+
+    with pytest.raises(NotOnDevice, match="ColorJitter"):
+        augment_of(T.Compose([T.ColorJitter(0.1), T.ToTensor()]))
+    with pytest.raises(NotOnDevice, match="order"):
+        augment_of(T.Compose([T.RandomHorizontalFlip(), T.RandomCrop(32, padding=4)]))
+
+
+def test_tinyimagenet_split_is_the_image_folder(tmp_path):
+    """Decoded once to uint8 (a grayscale JPEG among them, as in the real train split)."""
+    from fixtures import write_tinyimagenet
+
+    from agr.data import build_datasets
+    from agr.data.device_data import device_split
+
+    write_tinyimagenet(tmp_path)
+    train, test, _ = build_datasets("tinyimagenet", data_dir=tmp_path, augment=False)
+    assert_same_as_dataset(device_split(train), train)
+    assert_same_as_dataset(device_split(test), test)
+    augmented, _, _ = build_datasets("tinyimagenet", data_dir=tmp_path, augment=True)
+    assert device_split(augmented).augment == Augment(pad=4, hflip=True)

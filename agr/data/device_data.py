@@ -1,0 +1,117 @@
+"""A dataset's images as tensors for :class:`agr.data.device_loader.DeviceLoader`.
+
+:func:`device_split` reads the images, labels and transform of a dataset the suite builds
+(torchvision's CIFAR, the TinyImageNet ImageFolder, the digits, the generation images) and
+turns the transform into the loader's :class:`Augment` and normalisation. The transform is
+the one source of truth: the device path replicates exactly the torchvision pipeline the
+CPU path runs, and refuses a transform it cannot replicate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision import transforms as T
+
+from .device_loader import Augment
+
+__all__ = ["DeviceSplit", "device_split", "augment_of"]
+
+
+@dataclass(frozen=True)
+class DeviceSplit:
+    """Images [N, C, H, W] (uint8, scaled by 1/255 when loaded, or float), int64 labels, the
+    training augmentation and the normalisation after scaling."""
+
+    images: Tensor
+    labels: Tensor
+    augment: Augment
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+class NotOnDevice(ValueError):
+    """The dataset or its transform has no device-loader equivalent."""
+
+
+def augment_of(transform) -> tuple[Augment, tuple[float, ...], tuple[float, ...], bool]:
+    """(augment, mean, std, scales uint8) of a torchvision pipeline made of RandomCrop with
+    zero padding, RandomHorizontalFlip(0.5), RandomRotation(d) without expansion or fill,
+    ToTensor and Normalize, in that order; NotOnDevice for anything else."""
+    steps = list(transform.transforms) if isinstance(transform, T.Compose) else [transform]
+    pad, hflip, degrees, interpolation = 0, False, 0.0, "nearest"
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    scales = False
+    order = []
+    for step in steps:
+        if isinstance(step, T.RandomCrop):
+            padding = step.padding
+            if not isinstance(padding, int) or step.fill != 0 or step.padding_mode != "constant":
+                raise NotOnDevice(f"RandomCrop with padding {padding!r}, fill {step.fill!r}")
+            pad = padding
+        elif isinstance(step, T.RandomHorizontalFlip):
+            if step.p != 0.5:
+                raise NotOnDevice(f"RandomHorizontalFlip(p={step.p})")
+            hflip = True
+        elif isinstance(step, T.RandomRotation):
+            low, high = step.degrees
+            if low != -high or step.expand or step.center is not None or step.fill not in (0, None):
+                raise NotOnDevice(f"RandomRotation({step.degrees}, ...) beyond a plain rotation")
+            degrees, interpolation = float(high), step.interpolation.value
+            if interpolation not in ("nearest", "bilinear"):
+                raise NotOnDevice(f"RandomRotation with {interpolation} interpolation")
+        elif isinstance(step, T.ToTensor):
+            scales = True
+        elif isinstance(step, T.Normalize):
+            mean, std = tuple(map(float, step.mean)), tuple(map(float, step.std))
+        else:
+            raise NotOnDevice(f"{type(step).__name__} has no device equivalent")
+        order.append(type(step).__name__)
+    expected = [
+        n
+        for n in ("RandomCrop", "RandomHorizontalFlip", "RandomRotation", "ToTensor", "Normalize")
+        if n in order
+    ]
+    if order != expected:
+        raise NotOnDevice(f"transforms in the order {order}; the device loader applies {expected}")
+    return Augment(pad, hflip, degrees, interpolation), mean, std, scales
+
+
+def device_split(dataset) -> DeviceSplit:
+    """The images of ``dataset`` as tensors with its transform as an :class:`Augment`."""
+    from torchvision.datasets import CIFAR10, ImageFolder
+
+    from .digits import DigitsDataset
+    from .generation import ImageTensors
+
+    if isinstance(dataset, ImageTensors):  # generation images, already in [-1, 1]
+        augment = Augment(hflip=dataset.hflip)
+        return DeviceSplit(dataset.images, dataset.labels, augment, (0.0,), (1.0,))
+    if isinstance(dataset, DigitsDataset):  # floats in [0, 1]; the transform acts on tensors
+        augment, mean, std, _ = augment_of(dataset.transform)
+        return DeviceSplit(dataset.images, dataset.labels, augment, mean, std)
+    if isinstance(dataset, CIFAR10):  # CIFAR-100 too: uint8 [N, H, W, C]
+        images = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2)
+        labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
+        return _pil_split(images.contiguous(), labels, dataset.transform)
+    if isinstance(dataset, ImageFolder):  # TinyImageNet: decoded once, 64x64 RGB
+        images = torch.stack([_decoded(dataset, path) for path, _ in dataset.samples])
+        labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
+        return _pil_split(images, labels, dataset.transform)
+    raise NotOnDevice(f"{type(dataset).__name__} has no device-loader reader")
+
+
+def _pil_split(images: Tensor, labels: Tensor, transform) -> DeviceSplit:
+    augment, mean, std, scales = augment_of(transform)
+    if not scales:
+        raise NotOnDevice("a PIL pipeline without ToTensor")
+    return DeviceSplit(images, labels, augment, mean, std)
+
+
+def _decoded(dataset, path: str) -> Tensor:
+    image = dataset.loader(path)  # PIL, RGB
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
