@@ -1,0 +1,71 @@
+"""Checks of the machine a run needs, before any work starts and before any file of an
+existing run is touched: the run folder can be written, the device is there.
+Each raises :class:`agr.errors.ConfigError` (exit code 2 from ``run.py``).
+
+:class:`RunFolderCheck` is a Hydra callback (``hydra.callbacks`` in configs/config.yaml): Hydra
+creates the run folder before it calls ``run.py``'s main, so the folder check runs there.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, exit_on_user_error
+
+
+def check_writable(path: str | os.PathLike, setting: str = "paths.runs") -> None:
+    """Create the folder ``path`` (and its parents) and a file in it; ConfigError naming the
+    ``setting`` that chose it, the folder and why it cannot be written otherwise. Leaves no
+    file behind."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        existing = next((p for p in [folder, *folder.parents] if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            where = f"{existing} is a file, not a folder"
+        elif existing is not None and existing != folder:
+            where = f"cannot create a folder in {existing}"
+        else:
+            where = f"cannot write in {folder}"
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(
+            f"{setting}: cannot write the run folder {folder}: {where} ({reason}). Choose a "
+            "folder this user can write: paths.runs=... or the AGR_RUNS_DIR variable."
+        ) from None
+
+
+def check_device(devices: str) -> None:
+    """ConfigError when ``trainer.devices`` asks for a GPU this machine does not have."""
+    from .engine.distributed import resolve_device
+
+    resolve_device(devices)
+
+
+def preflight(cfg: dict[str, Any], is_main: bool = True) -> None:
+    """Every machine check a resolved run config needs, in the order a user would fix them."""
+    check_device((cfg.get("trainer") or {}).get("devices", "auto"))
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover - Hydra is a dependency of the suite
+    Callback = object
+
+
+class RunFolderCheck(Callback):
+    """Hydra callback: the run folder (``hydra.run.dir``) or the sweep folder
+    (``hydra.sweep.dir``) must be writable before Hydra creates it; exit code 2 otherwise."""
+
+    def on_run_start(self, config, **kwargs: Any) -> None:
+        with exit_on_user_error():
+            check_writable(config.hydra.run.dir, f"paths.runs={config.paths.runs}")
+
+    def on_multirun_start(self, config, **kwargs: Any) -> None:
+        with exit_on_user_error():
+            check_writable(config.hydra.sweep.dir, f"paths.runs={config.paths.runs}")
