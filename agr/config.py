@@ -1,7 +1,7 @@
 """Checks of a composed run config before any work starts: wrong types and impossible
 values stop the run with a message naming the key. (Unknown keys are already refused by
 Hydra's struct mode; unknown group choices by Hydra's list of options.) Checks of the
-machine a run needs (its folder, device) are in :mod:`agr.preflight`; both raise
+machine a run needs (its folder, device, W&B login) are in :mod:`agr.preflight`; both raise
 :class:`ConfigError`, which ``run.py`` reports with exit code 2 (:mod:`agr.errors`)."""
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ DDIM_VARIANTS = ("ddim", "authors")
 # AdamW (beta1, beta2), Adan (beta1, beta2, beta3)); tests/test_errors.py checks these
 # against the optimizers agr.build_optimizer returns.
 BETAS_PER_FAMILY = {"adamw": 2, "adan": 3}
+WANDB_MODES = ("online", "offline", "disabled", "shared")
 
 
 def _number(value: Any) -> bool:
@@ -60,6 +61,10 @@ _RULES: dict[str, tuple] = {
     ),
     "trainer.deterministic": (lambda v: isinstance(v, bool), "true or false"),
     "optimizer.name": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
+    "logger.mode": (
+        lambda v: v is None or v in WANDB_MODES,
+        "null (W&B decides) or one of " + ", ".join(WANDB_MODES),
+    ),
     "optimizer.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
     "optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "optimizer.eps": (lambda v: _number(v) and v >= 0, "a number >= 0"),

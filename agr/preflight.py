@@ -1,5 +1,5 @@
 """Checks of the machine a run needs, before any work starts and before any file of an
-existing run is touched: the run folder can be written, the device is there.
+existing run is touched: the run folder can be written, the device is there, W&B can log.
 Each raises :class:`agr.errors.ConfigError` (exit code 2 from ``run.py``).
 
 :class:`RunFolderCheck` is a Hydra callback (``hydra.callbacks`` in configs/config.yaml): Hydra
@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, exit_on_user_error
+
+WANDB_OFFLINE_MODES = ("offline", "dryrun", "disabled")
 
 
 def check_writable(path: str | os.PathLike, setting: str = "paths.runs") -> None:
@@ -47,9 +49,46 @@ def check_device(devices: str) -> None:
     resolve_device(devices)
 
 
+def wandb_mode(settings: dict[str, Any]) -> str:
+    """The mode a W&B run of this logger config gets: ``logger.mode`` when set, else W&B's own
+    choice (WANDB_MODE, a `wandb offline` settings file, else online)."""
+    import wandb
+
+    explicit = settings.get("mode")
+    if explicit:
+        return str(explicit)
+    return str(wandb.setup().settings.mode)
+
+
+def check_wandb(settings: dict[str, Any]) -> None:
+    """With ``logger=wandb`` in an online mode, W&B must find credentials (WANDB_API_KEY,
+    ``wandb login``'s netrc entry, an identity token file); else a ConfigError saying the
+    three ways on. Never prompts and never reaches the network."""
+    if settings.get("name") != "wandb":
+        return
+    mode = wandb_mode(settings)
+    if mode in WANDB_OFFLINE_MODES:
+        return
+    import wandb
+
+    if settings.get("mode"):  # logger.mode=online overrides WANDB_MODE for this check too
+        wandb.setup(settings=wandb.Settings(mode=settings["mode"]))
+    if wandb.login(prompt=False, verify=False):
+        return
+    raise ConfigError(
+        f"logger=wandb logs online (mode {mode!r}), but W&B has no API key on this machine "
+        "(no WANDB_API_KEY, no `wandb login` entry in ~/.netrc). Log in once with `wandb "
+        "login` (or set WANDB_API_KEY); or log offline with WANDB_MODE=offline (or "
+        "logger.mode=offline) and upload later with `wandb sync`; or turn W&B off with "
+        "logger=none."
+    )
+
+
 def preflight(cfg: dict[str, Any], is_main: bool = True) -> None:
     """Every machine check a resolved run config needs, in the order a user would fix them."""
     check_device((cfg.get("trainer") or {}).get("devices", "auto"))
+    if is_main:  # only the main process logs to W&B
+        check_wandb(cfg.get("logger") or {})
 
 
 try:

@@ -13,6 +13,7 @@ from fixtures import accept_fixture_checksums, write_cifar
 from PIL import Image
 from test_run import resolved, run_cli
 from torchvision.datasets import CIFAR10
+from wandb_records import offline_runs
 
 from agr.config import DDIM_VARIANTS, FEATURES, SAMPLE_FROM
 from agr.data.generation import build_generation_datasets
@@ -214,42 +215,23 @@ def test_cli_missing_inception_weights_exits_2_with_the_fix(tmp_path):
     assert "metrics.inception_weights" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_sample_grids_go_to_wandb_as_images(tmp_path, monkeypatch):
-    """The engine hands each grid to the W&B logger, which logs it as a wandb.Image (wandb.init
-    rebinds wandb.log to its run, so the logger's module handle is what gets watched)."""
-    import wandb
-
-    from agr.engine import loggers
-
-    logged = []
-
-    class RecordingWandb:
-        Image = wandb.Image
-
-        def __getattr__(self, name):
-            return getattr(wandb, name)
-
-        def log(self, data, step=None):
-            logged.append((data, step))
-
-    real_init = loggers.WandbLogger.__init__
-
-    def init(self, *args, **kwargs):
-        real_init(self, *args, **kwargs)
-        self._wandb = RecordingWandb()
-
-    monkeypatch.setattr(loggers.WandbLogger, "__init__", init)
+def test_sample_grids_go_to_wandb_as_images(tmp_path):
+    """The real wandb, offline: the grid of each evaluation is an image in the run's history at
+    the optimizer step of the evaluation, beside the numbers (and only the numbers)."""
     cfg = _cfg(
         tmp_path,
         "dataset=digits",
         "trainer.epochs=1",
         "trainer.limit_batches=2",
         "logger=wandb",
-        "logger.mode=disabled",
+        "logger.mode=offline",
     )
     train(cfg, tmp_path / "run")
-    images = [(data["samples"], step) for data, step in logged if "samples" in data]
-    assert len(images) == 1 and isinstance(images[0][0], wandb.Image)
-    assert images[0][1] == 2  # logged at the optimizer step of the evaluation
-    metrics = [data for data, _ in logged if "fid" in data]
+    (run,) = offline_runs(tmp_path / "run")
+    images = [row for row in run.history if "samples/_type" in row]  # an image's fields
+    assert len(images) == 1 and images[0]["samples/_type"] == "image-file"
+    assert images[0]["_step"] == 2  # logged at the optimizer step of the evaluation
+    with Image.open(run.folder / "files" / images[0]["samples/path"]) as grid:
+        assert grid.size == (images[0]["samples/width"], images[0]["samples/height"])
+    metrics = [row for row in run.history if "fid" in row]
     assert len(metrics) == 1 and "sample_from" not in metrics[0]  # numbers only

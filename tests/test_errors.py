@@ -1,6 +1,6 @@
 """Bad input is a message and exit code 2, from one place (agr.errors), before any work and
 without touching an earlier run: a run folder that cannot be written, a GPU the machine does
-not have, optimizer options the optimizer refuses."""
+not have, optimizer options the optimizer refuses. (W&B without a key: tests/test_wandb.py.)"""
 
 from __future__ import annotations
 
@@ -101,6 +101,7 @@ def test_betas_per_family_are_what_the_optimizers_take():
     [
         (["optimizer=adan", "optimizer.betas=[0.9,0.99]"], "adan takes 3 betas, got 2"),
         (["optimizer=adan_agr", "optimizer.impl=fused"], "optimizer: adan_agr: impl='fused'"),
+        (["logger=wandb", "logger.mode=onlin"], "logger.mode='onlin'"),
     ],
 )
 def test_options_the_run_would_refuse_later_are_config_errors_now(overrides, message):
