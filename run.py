@@ -6,12 +6,14 @@ so a restarted or requeued job finds and resumes its own checkpoint. `python run
 lists the config groups and their choices.
 
 Exit codes: 0 done (or already completed), 2 bad input (a message, no traceback, nothing of
-an earlier run touched: agr.errors), 1 a run that failed (results.json says why).
+an earlier run touched: agr.errors), 1 a run that failed (results.json says why; a diverged
+run's message says at which epoch and step).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import hydra
@@ -19,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from agr.config import validate
-from agr.engine import RunFolder, train
+from agr.engine import DivergedError, RunFolder, train
 from agr.errors import exit_on_user_error
 from agr.preflight import preflight
 
@@ -44,7 +46,16 @@ def main(cfg: DictConfig) -> dict | None:
         if _is_main_process():
             folder.path.mkdir(parents=True, exist_ok=True)
             folder.config.write_text(OmegaConf.to_yaml(resolved))
-        return train(resolved, folder.path)
+        try:
+            return train(resolved, folder.path)
+        except DivergedError as error:
+            print(
+                f"run failed: {error}\n{folder.results}: status failed (the tables list this "
+                "run with its reason, never averaging it)",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,10 @@ _RULES: dict[str, tuple] = {
         "null or an integer >= 1",
     ),
     "trainer.deterministic": (lambda v: isinstance(v, bool), "true or false"),
+    "trainer.divergence_factor": (
+        lambda v: v is None or (_number(v) and v > 1),
+        "null or a number > 1",
+    ),
     "optimizer.name": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
     "logger.mode": (
         lambda v: v is None or v in WANDB_MODES,

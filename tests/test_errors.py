@@ -102,6 +102,7 @@ def test_betas_per_family_are_what_the_optimizers_take():
         (["optimizer=adan", "optimizer.betas=[0.9,0.99]"], "adan takes 3 betas, got 2"),
         (["optimizer=adan_agr", "optimizer.impl=fused"], "optimizer: adan_agr: impl='fused'"),
         (["logger=wandb", "logger.mode=onlin"], "logger.mode='onlin'"),
+        (["trainer.divergence_factor=1"], "trainer.divergence_factor=1"),
     ],
 )
 def test_options_the_run_would_refuse_later_are_config_errors_now(overrides, message):

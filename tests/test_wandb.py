@@ -13,7 +13,7 @@ import pytest
 from test_run import FAST, TINY_MODELS, resolved, run_cli, tree_digest
 from wandb_records import offline_runs
 
-from agr.engine import train
+from agr.engine import DivergedError, train
 
 TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
 FOLDER = Path("default") / "digits-vit-adamw_agr" / "seed0"
@@ -71,6 +71,15 @@ def test_an_explicit_logger_mode_overrides_wandb_mode(tmp_path):
     assert run.run.project == "agr-suite" and run.config["logger"]["mode"] == "offline"
     assert run.exit_code == 0 and results["status"] == "completed"
     assert any("top1" in row for row in run.history)
+
+
+def test_a_diverged_run_finishes_its_wandb_run_as_failed(tmp_path):
+    cfg = resolved([*TINY, "logger=wandb", "logger.mode=offline", "optimizer.lr=1e6"])
+    with pytest.raises(DivergedError):
+        train(cfg, tmp_path)
+    (run,) = offline_runs(tmp_path)
+    assert run.exit_code == 1
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
 
 
 @pytest.mark.parametrize(
