@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from test_run import resolved, run_cli
 from torchvision.datasets import CIFAR10
 from wandb_records import offline_runs
 
+import agr.engine.trainer as trainer_module
 from agr.config import DDIM_VARIANTS, FEATURES, SAMPLE_FROM
 from agr.data.generation import build_generation_datasets
 from agr.diffusion import DDIM_VARIANTS as DIFFUSION_DDIM_VARIANTS
@@ -22,6 +24,7 @@ from agr.engine import train
 from agr.engine.checkpoint import load
 from agr.metrics.generation import InceptionWeightsMissingError
 from agr.tasks import diffusion as diffusion_task
+from agr.tasks.base import EvalOutput
 
 # A UNet of a few thousand parameters, few samples and DDIM steps: seconds per run.
 TINY_UNET = [
@@ -235,3 +238,59 @@ def test_sample_grids_go_to_wandb_as_images(tmp_path):
         assert grid.size == (images[0]["samples/width"], images[0]["samples/height"])
     metrics = [row for row in run.history if "fid" in row]
     assert len(metrics) == 1 and "sample_from" not in metrics[0]  # numbers only
+
+
+def test_limit_batches_caps_the_generation_evaluation(tmp_path, capsys):
+    """A smoke run samples at most limit_batches x the evaluation batch (trainer.batch_size 8,
+    below metrics.batch_size 12): 2 x 8 = 16 of the 1,000 samples asked for."""
+    cfg = _cfg(
+        tmp_path,
+        "dataset=digits",
+        "trainer.epochs=1",
+        "trainer.limit_batches=2",
+        "metrics.num_samples=1000",
+    )
+    results = train(cfg, tmp_path / "run")
+    assert results["metrics"]["num_samples"] == 16
+    protocol = results["info"]["generation_metrics"]
+    assert protocol["num_samples"] == 16
+    assert protocol["num_samples_capped_by"] == "trainer.limit_batches=2"
+    assert 0 < results["eval_estimate_s"] < 3600 and "warning:" not in capsys.readouterr().err
+
+
+def test_an_evaluation_of_hours_is_announced_when_the_run_starts(tmp_path, monkeypatch, capsys):
+    """10 million samples x 1000 DDIM steps: hours on any device. The estimate times the real
+    UNet; the evaluation itself is replaced by a stub so that the test ends."""
+    real_build = trainer_module.build_task
+
+    def build(name, cfg):
+        # the task sees no limit_batches (it would cap the samples), the engine's loop does
+        parts = real_build(name, {**cfg, "trainer": {**cfg["trainer"], "limit_batches": None}})
+        parts.evaluate = lambda model, ctx: EvalOutput({"fid": 1.0, "is_mean": 1.0, "is_std": 0})
+        return parts
+
+    monkeypatch.setattr(trainer_module, "build_task", build)
+    cfg = _cfg(
+        tmp_path,
+        "dataset=digits",
+        "trainer.epochs=1",
+        "trainer.limit_batches=1",
+        "metrics.num_samples=10000000",
+        "metrics.steps=1000",
+    )
+    results = train(cfg, tmp_path / "run")
+    warning = capsys.readouterr().err
+    assert "warning: each evaluation of this run will take about" in warning
+    assert "trainer.limit_batches caps it" in warning
+    # Beside an independent timing of the same UNet: one image per forward pass at most.
+    parts = real_build("diffusion", cfg)
+    parts.model.eval()
+    x, t = torch.randn(12, 1, 16, 16), torch.full((12,), 500)
+    with torch.no_grad():
+        parts.model(x, t)
+        started = time.perf_counter()
+        parts.model(x, t)
+        per_image = (time.perf_counter() - started) / 12
+    expected = per_image * 10_000_000 * 1000
+    assert results["eval_estimate_s"] > 3600
+    assert expected / 10 < results["eval_estimate_s"] < expected * 10

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ from .run_folder import RunFolder, environment
 from .schedule import build_scheduler
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# A task's evaluation estimated to take longer than this on the run's device is announced
+# with a warning when the run starts (TaskParts.estimate_eval_s).
+SLOW_EVAL_WARNING_S = 3600.0
 
 
 class DivergedError(FloatingPointError):
@@ -252,6 +256,8 @@ class _Run:
             self.results.update(
                 info=self.parts.info, environment=environment(self.device, self.ctx.world_size)
             )
+            if main and start_epoch < self.epochs:
+                self._announce_eval_cost()
             self._write_results(start_epoch, time.time() - started)
             for epoch in range(start_epoch, self.epochs):
                 record = self._train_epoch(epoch)
@@ -423,6 +429,28 @@ class _Run:
             raise self._diverged(
                 epoch, self.global_step, "the weights or the optimizer state became NaN/inf"
             )
+
+    def _announce_eval_cost(self) -> None:
+        """Warn when one evaluation would take more than SLOW_EVAL_WARNING_S here (the task
+        times a few forward passes; see TaskParts.estimate_eval_s)."""
+        if self.parts.estimate_eval_s is None:
+            return
+        cuda = [self.device] if self.device.type == "cuda" else []
+        training = self.model.training
+        self.model.eval()
+        try:
+            with torch.random.fork_rng(devices=cuda), torch.no_grad():
+                seconds, how = self.parts.estimate_eval_s(self.model, self._eval_context(0))
+        finally:
+            self.model.train(training)
+        self.results["eval_estimate_s"] = seconds
+        if seconds > SLOW_EVAL_WARNING_S:
+            message = (
+                f"warning: each evaluation of this run will take about {seconds / 3600:.1f} h "
+                f"on {self.device} ({how}). trainer.limit_batches caps it for a smoke run; "
+                "fewer samples or steps (metrics.num_samples, metrics.steps) shorten it."
+            )
+            print(message, file=sys.stderr, flush=True)
 
     def _evaluates(self, epoch: int) -> bool:
         """Evaluate after every ``eval_every``-th epoch, the epochs in ``eval_at``, and the last."""
