@@ -8,6 +8,8 @@ A training step is what the engine does per batch: diffusion loss under autocast
 grad-norm clip 1.0, Adan(AGR) step, EMA update. Medians over ``--steps`` timed steps after
 ``--warmup`` untimed ones; sampling is one batch of ``--sample-batch`` images over
 ``--sample-steps`` DDIM steps (median of ``--rounds``). Writes results/bench/diffusion.json.
+``--smoke``: one step and one sampling step at batch 1 (a check that the script still runs,
+timing nothing), written to a temporary folder unless ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -111,8 +114,16 @@ def main() -> None:
     parser.add_argument("--sample-batch", type=int, default=16)
     parser.add_argument("--sample-steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default="results/bench/diffusion.json")
+    parser.add_argument("--out", default=None, help="default: results/bench/diffusion.json")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few steps at tiny sizes, to a temporary folder"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.batch_small = args.batch_ddpm = args.sample_batch = 1
+        args.warmup, args.steps, args.sample_steps, args.rounds = 0, 1, 1, 1
+        args.out = args.out or str(Path(tempfile.mkdtemp(prefix="bench_smoke_")) / "diff.json")
+    args.out = args.out or "results/bench/diffusion.json"
     device = torch.device(args.device)
     batches = {"ddpm_small": args.batch_small, "ddpm": args.batch_ddpm}
     rows = [bench_model(name, batches[name], args, device) for name in args.models.split(",")]
