@@ -30,7 +30,8 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path, script):
     result = subprocess.run(
         [sys.executable, str(script), "--smoke"],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # this checkout's agr, whichever one the environment has installed
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=600,

@@ -20,11 +20,12 @@ FOLDER = Path("default") / "digits-vit-adamw_agr" / "seed0"
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    """The test process's environment without any W&B setting or credential: HOME and the W&B
-    config folder are empty folders (no ~/.netrc, no `wandb login` entry)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "NETRC"}
+    """The test process's environment without any W&B setting or credential: the netrc file
+    (where `wandb login` writes the key) and the W&B config folder are in an empty folder.
+    (HOME stays: the built AGR kernel is cached under it.)"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     home.mkdir(parents=True, exist_ok=True)
-    env.update(HOME=str(home), WANDB_CONFIG_DIR=str(home / ".config" / "wandb"), **extra)
+    env.update(NETRC=str(home / "netrc"), WANDB_CONFIG_DIR=str(home / "wandb_config"), **extra)
     return env
 
 
