@@ -4,10 +4,15 @@ Composes the Hydra config (configs/), validates it, and hands it to the engine. 
 folder is derived from the config (paths.runs/experiment_name/dataset-model-optimizer/seedN),
 so a restarted or requeued job finds and resumes its own checkpoint. `python run.py --help`
 lists the config groups and their choices.
+
+Exit codes: 0 done (or already completed), 2 bad input (a message, no traceback, nothing of
+an earlier run touched: agr.errors), 1 a run that failed (results.json says why; a diverged
+run's message says at which epoch and step).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -15,46 +20,42 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from agr.config import ConfigError, validate
-from agr.engine import CheckpointError, RunFolder, train
-
-# Errors whose message says what to do: shown without a traceback, exit code 2.
-try:
-    from agr.data import DatasetMissingError
-except ImportError:  # pragma: no cover - the data package is part of the suite
-    DatasetMissingError = FileNotFoundError
-
-from agr.metrics.generation import InceptionWeightsMissingError
-
-USER_ERRORS = (ConfigError, CheckpointError, DatasetMissingError, InceptionWeightsMissingError)
+from agr.config import validate
+from agr.engine import DivergedError, RunFolder, train
+from agr.errors import exit_on_user_error
+from agr.preflight import preflight
 
 
 def _is_main_process() -> bool:
-    import os
-
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict | None:
-    try:
+    with exit_on_user_error():
         resolved = OmegaConf.to_container(cfg, resolve=True)
         validate(resolved)
         folder = RunFolder(HydraConfig.get().runtime.output_dir)
-        if folder.status() == "completed":
-            if not resolved["overwrite"]:
-                print(f"{folder.path}: already completed; skipping (overwrite=true reruns it)")
-                return folder.read_results()
-            if _is_main_process():
-                stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-                folder.path.rename(folder.path.with_name(f"{folder.path.name}.replaced-{stamp}"))
+        if folder.status() == "completed" and not resolved["overwrite"]:
+            print(f"{folder.path}: already completed; skipping (overwrite=true reruns it)")
+            return folder.read_results()
+        preflight(resolved, is_main=_is_main_process())
+        if folder.status() == "completed" and _is_main_process():  # overwrite=true
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+            folder.path.rename(folder.path.with_name(f"{folder.path.name}.replaced-{stamp}"))
         if _is_main_process():
             folder.path.mkdir(parents=True, exist_ok=True)
             folder.config.write_text(OmegaConf.to_yaml(resolved))
-        return train(resolved, folder.path)
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        try:
+            return train(resolved, folder.path)
+        except DivergedError as error:
+            print(
+                f"run failed: {error}\n{folder.results}: status failed (the tables list this "
+                "run with its reason, never averaging it)",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,30 @@
 """Checks of a composed run config before any work starts: wrong types and impossible
 values stop the run with a message naming the key. (Unknown keys are already refused by
-Hydra's struct mode; unknown group choices by Hydra's list of options.)"""
+Hydra's struct mode; unknown group choices by Hydra's list of options.) Checks of the
+machine a run needs (its folder, device, W&B login) are in :mod:`agr.preflight`; both raise
+:class:`ConfigError`, which ``run.py`` reports with exit code 2 (:mod:`agr.errors`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .engine.trainer import PRECISIONS
-from .optim import IMPLS
+from .errors import ConfigError
+from .optim import IMPLS, OPTIMIZERS
 from .regularizer import SCOPES
 from .tasks import TASKS
+
+__all__ = ["ConfigError", "validate"]
 
 FEATURES = ("auto", "inception", "digits_cnn")
 SAMPLE_FROM = ("raw", "ema")
 DDIM_VARIANTS = ("ddim", "authors")
 
-
-class ConfigError(ValueError):
-    pass
+# How many betas each optimizer family takes (its reference implementation's defaults:
+# AdamW (beta1, beta2), Adan (beta1, beta2, beta3)); tests/test_errors.py checks these
+# against the optimizers agr.build_optimizer returns.
+BETAS_PER_FAMILY = {"adamw": 2, "adan": 3}
+WANDB_MODES = ("online", "offline", "disabled", "shared")
 
 
 def _number(value: Any) -> bool:
@@ -53,6 +60,15 @@ _RULES: dict[str, tuple] = {
         "null or an integer >= 1",
     ),
     "trainer.deterministic": (lambda v: isinstance(v, bool), "true or false"),
+    "trainer.divergence_factor": (
+        lambda v: v is None or (_number(v) and v > 1),
+        "null or a number > 1",
+    ),
+    "optimizer.name": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
+    "logger.mode": (
+        lambda v: v is None or v in WANDB_MODES,
+        "null (W&B decides) or one of " + ", ".join(WANDB_MODES),
+    ),
     "optimizer.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
     "optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "optimizer.eps": (lambda v: _number(v) and v >= 0, "a number >= 0"),
@@ -160,5 +176,34 @@ def validate(cfg: dict[str, Any]) -> None:
         problems.append(
             f"  model.hidden_size={hidden} must be a multiple of model.num_attention_heads={heads}"
         )
+    optimizer = cfg.get("optimizer") or {}
+    betas, family = optimizer.get("betas"), OPTIMIZERS.get(optimizer.get("name"), (None,))[0]
+    if isinstance(betas, list) and family in BETAS_PER_FAMILY:
+        if len(betas) != BETAS_PER_FAMILY[family]:
+            problems.append(
+                f"  optimizer.betas={betas!r}: {optimizer['name']} takes "
+                f"{BETAS_PER_FAMILY[family]} betas, got {len(betas)}"
+            )
+    if not problems and optimizer.get("name") in OPTIMIZERS:
+        problem = _optimizer_problem(optimizer)
+        if problem:
+            problems.append(f"  optimizer: {problem}")
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(problems))
+
+
+def _optimizer_problem(optimizer: dict[str, Any]) -> str | None:
+    """What agr.build_optimizer refuses in these options (the engine passes them the same
+    way), tried on one CPU parameter; None when it accepts them."""
+    import torch
+
+    from .optim import build_optimizer
+
+    options = {k: v for k, v in optimizer.items() if k not in ("name", "agr_until_epoch")}
+    if isinstance(options.get("betas"), list):
+        options["betas"] = tuple(options["betas"])
+    try:
+        build_optimizer(optimizer["name"], [torch.nn.Parameter(torch.zeros(1))], **options)
+    except (TypeError, ValueError) as error:
+        return str(error)
+    return None

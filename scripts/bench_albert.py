@@ -15,7 +15,10 @@ position onto the vocabulary. Output: results/bench/albert_tokens.json (with --d
 
     python scripts/bench_albert.py [--models albert_tiny,albert_base] [--batch-size 8]
         [--seq-len 128] [--steps 3] [--rounds 3] [--warmup 2] [--heads masked]
-        [--device cpu|cuda] [--precision fp32|bf16] [--agr] [--threads N]
+        [--device cpu|cuda] [--precision fp32|bf16] [--agr] [--threads N] [--smoke]
+
+``--smoke``: one step per model at batch 1 and 16 tokens, both heads (a check that the script
+still runs, timing nothing), written to a temporary folder unless ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -130,7 +134,14 @@ def main() -> None:
     parser.add_argument("--agr", action="store_true", help="attach AGR to the AdamW")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--out", default=None, help="default: results/bench/albert_tokens*.json")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few steps at tiny sizes, to a temporary folder"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.batch_size, args.seq_len, args.heads = 1, 16, "masked,full"
+        args.steps, args.rounds, args.warmup = 1, 1, 0
+        args.out = args.out or str(Path(tempfile.mkdtemp(prefix="bench_smoke_")) / "albert.json")
     if args.threads:
         torch.set_num_threads(args.threads)
 

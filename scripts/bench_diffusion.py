@@ -8,6 +8,8 @@ A training step is what the engine does per batch: diffusion loss under autocast
 grad-norm clip 1.0, Adan(AGR) step, EMA update. Medians over ``--steps`` timed steps after
 ``--warmup`` untimed ones; sampling is one batch of ``--sample-batch`` images over
 ``--sample-steps`` DDIM steps (median of ``--rounds``). Writes results/bench/diffusion.json.
+``--smoke``: the small UNet, one step and one sampling step at batch 1 (a check that the script
+still runs, timing nothing), written to a temporary folder unless ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -103,7 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--models", default="ddpm_small,ddpm")
+    parser.add_argument("--models", default=None, help="default: ddpm_small,ddpm")
     parser.add_argument("--batch-small", type=int, default=64)
     parser.add_argument("--batch-ddpm", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
@@ -111,8 +114,18 @@ def main() -> None:
     parser.add_argument("--sample-batch", type=int, default=16)
     parser.add_argument("--sample-steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default="results/bench/diffusion.json")
+    parser.add_argument("--out", default=None, help="default: results/bench/diffusion.json")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few steps at tiny sizes, to a temporary folder"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.models = args.models or "ddpm_small"  # the paper's UNet: 36M parameters on a CPU
+        args.batch_small = args.batch_ddpm = args.sample_batch = 1
+        args.warmup, args.steps, args.sample_steps, args.rounds = 0, 1, 1, 1
+        args.out = args.out or str(Path(tempfile.mkdtemp(prefix="bench_smoke_")) / "diff.json")
+    args.out = args.out or "results/bench/diffusion.json"
+    args.models = args.models or "ddpm_small,ddpm"
     device = torch.device(args.device)
     batches = {"ddpm_small": args.batch_small, "ddpm": args.batch_ddpm}
     rows = [bench_model(name, batches[name], args, device) for name in args.models.split(",")]

@@ -5,7 +5,10 @@ and each optimizer implementation, the plain and the AGR optimizer (and AGR alon
 backend) take turns step by step, so both see the same machine load; the medians and
 their ratio are written to results/bench/optimizer_step.json.
 
-    python scripts/bench_optimizer.py [--steps 30] [--warmup 5] [--device cpu|cuda]
+    python scripts/bench_optimizer.py [--steps 30] [--warmup 5] [--device cpu|cuda] [--smoke]
+
+``--smoke``: one step without warm-up (a check that the script still runs, timing nothing),
+written to a temporary folder unless ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -149,7 +153,13 @@ def main() -> None:
     parser.add_argument(
         "--out", default=None, help="default: results/bench/optimizer_step[_cuda].json"
     )
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few steps at tiny sizes, to a temporary folder"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.steps, args.warmup = 1, 0
+        args.out = args.out or str(Path(tempfile.mkdtemp(prefix="bench_smoke_")) / "step.json")
     torch.manual_seed(0)
     if args.device == "cpu":
         regularizer._kernel_available()  # build or load the kernel before timing

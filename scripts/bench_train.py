@@ -21,7 +21,10 @@ load; the medians and their ratio (engine / bare) go to results/bench/train_thro
 
     python scripts/bench_train.py [--models resnet18,vgg11] [--batch-size 64] [--batches 10]
         [--rounds 3] [--num-workers 0] [--device cpu|cuda] [--precision fp32|bf16]
-        [--channels-last] [--compile] [--sync-variant]
+        [--channels-last] [--compile] [--sync-variant] [--smoke] [--out FILE]
+
+``--smoke``: one round of one batch of 2 images per loop and model (a check that the script
+still runs, timing nothing), written to a temporary folder unless ``--out`` is given.
 
 ``--sync-variant`` adds a third loop: the bare loop plus the engine's per-step host syncs
 (the ``torch.isfinite(loss)`` check and ``loss.item()``), to price them on a GPU.
@@ -194,7 +197,8 @@ class BareLoop:
         self.label_smoothing = float(cfg["trainer"].get("label_smoothing", 0.0) or 0.0)
 
     def build_model(self) -> torch.nn.Module:
-        options = {k: v for k, v in self.cfg["model"].items() if k != "name"}
+        # as agr.tasks.classification builds it: the config's options but its name and task
+        options = {k: v for k, v in self.cfg["model"].items() if k not in ("name", "task")}
         return build_model(
             self.cfg["model"]["name"],
             num_classes=self.info.num_classes,
@@ -320,7 +324,14 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=2048)
     parser.add_argument("--test-images", type=int, default=256)
     parser.add_argument("--out", default=None, help="default: results/bench/train_throughput*.json")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few steps at tiny sizes, to a temporary folder"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.batch_size, args.batches, args.rounds = 2, 1, 1
+        args.train_images, args.test_images = 8, 4
+        args.out = args.out or str(Path(tempfile.mkdtemp(prefix="bench_smoke_")) / "train.json")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but no CUDA device is visible")
     if args.device == "cpu":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -13,7 +14,9 @@ from fixtures import accept_fixture_checksums, write_cifar
 from PIL import Image
 from test_run import resolved, run_cli
 from torchvision.datasets import CIFAR10
+from wandb_records import offline_runs
 
+import agr.engine.trainer as trainer_module
 from agr.config import DDIM_VARIANTS, FEATURES, SAMPLE_FROM
 from agr.data.generation import build_generation_datasets
 from agr.diffusion import DDIM_VARIANTS as DIFFUSION_DDIM_VARIANTS
@@ -21,6 +24,7 @@ from agr.engine import train
 from agr.engine.checkpoint import load
 from agr.metrics.generation import InceptionWeightsMissingError
 from agr.tasks import diffusion as diffusion_task
+from agr.tasks.base import EvalOutput
 
 # A UNet of a few thousand parameters, few samples and DDIM steps: seconds per run.
 TINY_UNET = [
@@ -214,42 +218,79 @@ def test_cli_missing_inception_weights_exits_2_with_the_fix(tmp_path):
     assert "metrics.inception_weights" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_sample_grids_go_to_wandb_as_images(tmp_path, monkeypatch):
-    """The engine hands each grid to the W&B logger, which logs it as a wandb.Image (wandb.init
-    rebinds wandb.log to its run, so the logger's module handle is what gets watched)."""
-    import wandb
-
-    from agr.engine import loggers
-
-    logged = []
-
-    class RecordingWandb:
-        Image = wandb.Image
-
-        def __getattr__(self, name):
-            return getattr(wandb, name)
-
-        def log(self, data, step=None):
-            logged.append((data, step))
-
-    real_init = loggers.WandbLogger.__init__
-
-    def init(self, *args, **kwargs):
-        real_init(self, *args, **kwargs)
-        self._wandb = RecordingWandb()
-
-    monkeypatch.setattr(loggers.WandbLogger, "__init__", init)
+def test_sample_grids_go_to_wandb_as_images(tmp_path):
+    """The real wandb, offline: the grid of each evaluation is an image in the run's history at
+    the optimizer step of the evaluation, beside the numbers (and only the numbers)."""
     cfg = _cfg(
         tmp_path,
         "dataset=digits",
         "trainer.epochs=1",
         "trainer.limit_batches=2",
         "logger=wandb",
-        "logger.mode=disabled",
+        "logger.mode=offline",
     )
     train(cfg, tmp_path / "run")
-    images = [(data["samples"], step) for data, step in logged if "samples" in data]
-    assert len(images) == 1 and isinstance(images[0][0], wandb.Image)
-    assert images[0][1] == 2  # logged at the optimizer step of the evaluation
-    metrics = [data for data, _ in logged if "fid" in data]
+    (run,) = offline_runs(tmp_path / "run")
+    images = [row for row in run.history if "samples/_type" in row]  # an image's fields
+    assert len(images) == 1 and images[0]["samples/_type"] == "image-file"
+    assert images[0]["_step"] == 2  # logged at the optimizer step of the evaluation
+    with Image.open(run.folder / "files" / images[0]["samples/path"]) as grid:
+        assert grid.size == (images[0]["samples/width"], images[0]["samples/height"])
+    metrics = [row for row in run.history if "fid" in row]
     assert len(metrics) == 1 and "sample_from" not in metrics[0]  # numbers only
+
+
+def test_limit_batches_caps_the_generation_evaluation(tmp_path, capsys):
+    """A smoke run samples at most limit_batches x the evaluation batch (trainer.batch_size 8,
+    below metrics.batch_size 12): 2 x 8 = 16 of the 1,000 samples asked for."""
+    cfg = _cfg(
+        tmp_path,
+        "dataset=digits",
+        "trainer.epochs=1",
+        "trainer.limit_batches=2",
+        "metrics.num_samples=1000",
+    )
+    results = train(cfg, tmp_path / "run")
+    assert results["metrics"]["num_samples"] == 16
+    protocol = results["info"]["generation_metrics"]
+    assert protocol["num_samples"] == 16
+    assert protocol["num_samples_capped_by"] == "trainer.limit_batches=2"
+    assert 0 < results["eval_estimate_s"] < 3600 and "warning:" not in capsys.readouterr().err
+
+
+def test_an_evaluation_of_hours_is_announced_when_the_run_starts(tmp_path, monkeypatch, capsys):
+    """10 million samples x 1000 DDIM steps: hours on any device. The estimate times the real
+    UNet; the evaluation itself is replaced by a stub so that the test ends."""
+    real_build = trainer_module.build_task
+
+    def build(name, cfg):
+        # the task sees no limit_batches (it would cap the samples), the engine's loop does
+        parts = real_build(name, {**cfg, "trainer": {**cfg["trainer"], "limit_batches": None}})
+        parts.evaluate = lambda model, ctx: EvalOutput({"fid": 1.0, "is_mean": 1.0, "is_std": 0})
+        return parts
+
+    monkeypatch.setattr(trainer_module, "build_task", build)
+    cfg = _cfg(
+        tmp_path,
+        "dataset=digits",
+        "trainer.epochs=1",
+        "trainer.limit_batches=1",
+        "metrics.num_samples=10000000",
+        "metrics.steps=1000",
+    )
+    results = train(cfg, tmp_path / "run")
+    warning = capsys.readouterr().err
+    assert "warning: each evaluation of this run will take about" in warning
+    assert "trainer.limit_batches caps it" in warning
+    # Beside an independent timing of the same UNet: one image per forward pass at most.
+    parts = real_build("diffusion", cfg)
+    parts.model.eval()
+    x, t = torch.randn(12, 1, 16, 16), torch.full((12,), 500)
+    with torch.no_grad():
+        parts.model(x, t)
+        started = time.perf_counter()
+        parts.model(x, t)
+        per_image = (time.perf_counter() - started) / 12
+    expected = per_image * 10_000_000 * 1000
+    assert results["eval_estimate_s"] > 3600
+    assert expected / 10 < results["eval_estimate_s"] < expected * 10

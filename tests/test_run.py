@@ -58,8 +58,11 @@ def resolved(overrides: list[str]) -> dict:
     return OmegaConf.to_container(compose_cfg(overrides), resolve=True)
 
 
-def run_cli(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, **kwargs
+) -> subprocess.CompletedProcess:
+    """``python run.py ARGS`` in ``cwd``, in this process's environment (or ``env``)."""
+    env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, str(ROOT / "run.py"), *args],
         cwd=cwd,
@@ -272,34 +275,6 @@ def test_corrupt_checkpoint_is_a_clear_error_and_stays(tmp_path):
         load(folder / "checkpoints" / "last.pt")
 
 
-def test_non_finite_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    cfg = resolved([*FAST, "trainer.epochs=3", "model=vit", *TINY_MODELS["vit"]])
-    real_build = trainer_module.build_task
-    calls = {"n": 0}
-
-    def build_with_a_diverging_loss(name, cfg):
-        parts = real_build(name, cfg)
-        real_loss = parts.loss
-
-        def loss(model, batch):
-            calls["n"] += 1
-            value = real_loss(model, batch)
-            return value * float("nan") if calls["n"] > 3 else value  # epoch 2, second batch
-
-        parts.loss = loss
-        return parts
-
-    monkeypatch.setattr(trainer_module, "build_task", build_with_a_diverging_loss)
-    with pytest.raises(trainer_module.NonFiniteLossError):
-        train(cfg, tmp_path)
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert results["status"] == "failed" and "nan" in results["error"].lower()
-    assert results["epochs_completed"] == 1
-    state = load(tmp_path / "checkpoints" / "last.pt")
-    assert state["epoch"] == 1
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
-
-
 # ------------------------------------------------------------------------- distributed
 
 
@@ -348,54 +323,6 @@ def test_two_process_ddp_run_evaluates_every_example_once(tmp_path):
     assert len(parts.eval_set) == 360
     assert results["metrics"]["top1"] == pytest.approx(single["top1"], abs=1e-4)
     assert results["metrics"]["loss"] == pytest.approx(single["loss"], rel=1e-4)
-
-
-def test_wandb_logger_gets_the_config_and_always_finishes(tmp_path, monkeypatch):
-    import wandb
-
-    seen = {}
-    real_init, real_finish = wandb.init, wandb.finish
-
-    def init(**kwargs):
-        seen["init"] = kwargs
-        return real_init(**kwargs)
-
-    def finish(*args, **kwargs):
-        seen["finished"] = True
-        return real_finish(*args, **kwargs)
-
-    monkeypatch.setattr(wandb, "init", init)
-    monkeypatch.setattr(wandb, "finish", finish)
-    cfg = resolved(
-        [
-            *FAST,
-            "trainer.epochs=1",
-            "model=vit",
-            *TINY_MODELS["vit"],
-            "logger=wandb",
-            "logger.mode=disabled",
-            "experiment_name=study",
-        ]
-    )
-    train(cfg, tmp_path)
-    assert seen["finished"]
-    assert seen["init"]["config"]["optimizer"]["name"] == "adamw_agr"
-    assert seen["init"]["group"] == "study" and seen["init"]["mode"] == "disabled"
-    assert seen["init"]["name"] == "digits-vit-adamw_agr-seed0"
-
-    # A run that fails after W&B started still finishes its W&B run.
-    seen.clear()
-    real_build = trainer_module.build_task
-
-    def build_with_a_nan_loss(name, cfg):
-        parts = real_build(name, cfg)
-        parts.loss = lambda model, batch: model(batch[0]).sum() * float("nan")
-        return parts
-
-    monkeypatch.setattr(trainer_module, "build_task", build_with_a_nan_loss)
-    with pytest.raises(trainer_module.NonFiniteLossError):
-        train(cfg, tmp_path / "failing")
-    assert "init" in seen and seen["finished"]
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])

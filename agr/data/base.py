@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -19,5 +21,5 @@ class DatasetInfo:
     test_size: int
 
 
-class DatasetMissingError(FileNotFoundError):
+class DatasetMissingError(UserError, FileNotFoundError):
     """The dataset's files are absent (or corrupted) and could not be downloaded."""

@@ -3,6 +3,6 @@ nothing of images or text (tasks do)."""
 
 from .checkpoint import CheckpointError
 from .run_folder import RunFolder
-from .trainer import NonFiniteLossError, train
+from .trainer import DivergedError, train
 
-__all__ = ["CheckpointError", "NonFiniteLossError", "RunFolder", "train"]
+__all__ = ["CheckpointError", "DivergedError", "RunFolder", "train"]

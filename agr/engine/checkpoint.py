@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read; the file is left where it is."""
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -25,11 +27,26 @@ class DistContext:
         return self.world_size > 1
 
 
-def _resolve_device(devices: str, local_rank: int) -> torch.device:
+def resolve_device(devices: str, local_rank: int = 0) -> torch.device:
+    """The device of this process for ``trainer.devices`` (auto: a GPU when there is one);
+    ConfigError when the config asks for a GPU this machine does not have."""
     if devices not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"trainer.devices={devices!r} is not valid; choose auto, cpu or cuda")
+        raise ConfigError(f"trainer.devices={devices!r} is not valid; choose auto, cpu or cuda")
     if devices == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("trainer.devices=cuda but no CUDA device is visible; use devices=cpu")
+        why = (
+            "this torch build has no CUDA support"
+            if torch.version.cuda is None
+            else f"torch (built for CUDA {torch.version.cuda}) sees no CUDA device"
+            + (
+                f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r})"
+                if "CUDA_VISIBLE_DEVICES" in os.environ
+                else ""
+            )
+        )
+        raise ConfigError(
+            f"trainer.devices=cuda, but this machine has no GPU: {why}. Use trainer.devices=cpu "
+            "(or auto, which takes a GPU when there is one), or run on a machine with a GPU."
+        )
     if devices != "cpu" and torch.cuda.is_available():
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
@@ -46,7 +63,7 @@ def setup(devices: str = "auto") -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _resolve_device(devices, local_rank)
+    device = resolve_device(devices, local_rank)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":

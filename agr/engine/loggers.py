@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -19,21 +20,30 @@ class NullLogger:
         pass
 
 
+DEFAULT_PROJECT = "agr-suite"
+
+
 class WandbLogger:
-    """W&B run with the resolved config; resumes the same W&B run after a restart."""
+    """W&B run with the resolved config; resumes the same W&B run after a restart.
+
+    W&B's own environment variables work as everywhere: a ``logger.*`` value left null is
+    W&B's (``mode``: WANDB_MODE or `wandb offline`, else online; ``entity``: WANDB_ENTITY or
+    the account's default; ``project``: WANDB_PROJECT, else agr-suite; ``dir``: WANDB_DIR,
+    else the run folder; the key: WANDB_API_KEY or `wandb login`). A value set in the config
+    (``logger.mode=offline``) overrides the environment."""
 
     def __init__(self, cfg: dict[str, Any], settings: dict[str, Any], run_dir, run_id=None):
         import wandb
 
         self._wandb = wandb
         self.run = wandb.init(
-            project=settings.get("project") or "agr-suite",
+            project=settings.get("project") or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
             entity=settings.get("entity"),
             group=settings.get("group"),
             name=settings.get("run_name"),
             tags=list(settings.get("tags") or []),
-            mode=settings.get("mode") or "online",
-            dir=str(run_dir),
+            mode=settings.get("mode"),
+            dir=str(settings.get("dir") or os.environ.get("WANDB_DIR") or run_dir),
             config=cfg,
             id=run_id,
             resume="allow" if run_id else None,

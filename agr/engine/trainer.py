@@ -3,12 +3,19 @@
 batch -> loss -> backward -> [unscale, clip] -> optimizer step (AGR inside) -> LR step;
 evaluation every ``eval_every`` epochs; ``last.pt`` (and ``best.pt``) after every epoch;
 ``history.jsonl`` and ``results.json`` in the run folder. Rank 0 writes; every rank trains.
+
+Divergence: a training loss or evaluation metric that is NaN/inf, a training loss above
+``trainer.divergence_factor`` x the run's first loss, or weights/optimizer state that became
+NaN/inf end the run with :class:`DivergedError` (``results.json`` status ``failed``, error
+``diverged at epoch E step S: ...``) before any checkpoint of the bad state is written, so
+``last.pt`` stays the last good one. Every rank reaches the same verdict.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +36,14 @@ from .run_folder import RunFolder, environment
 from .schedule import build_scheduler
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# A task's evaluation estimated to take longer than this on the run's device is announced
+# with a warning when the run starts (TaskParts.estimate_eval_s).
+SLOW_EVAL_WARNING_S = 3600.0
 
 
-class NonFiniteLossError(FloatingPointError):
-    pass
+class DivergedError(FloatingPointError):
+    """The run diverged: ``diverged at epoch E step S: <what>`` (E 1-based, S the optimizer
+    step: the one being computed for a training loss, the last one taken otherwise)."""
 
 
 class ShardSampler(Sampler[int]):
@@ -177,6 +188,7 @@ class _Run:
             "best": self.best,
             "agr_removed": self.agr_removed,
             "agr_update_change": self.agr_update_change,
+            "reference_loss": self.reference_loss,
             "history": self.history,
             "rng": checkpoint.rng_state(),
             "wandb_id": getattr(self.logger, "run_id", None),
@@ -197,6 +209,7 @@ class _Run:
         self.agr_removed = list(state.get("agr_removed") or [])
         self.agr_update_change = list(state.get("agr_update_change") or [])
         self.history = list(state.get("history") or [])
+        self.reference_loss = state.get("reference_loss")
         self.wandb_id = state.get("wandb_id")
         if self.parts.state is not None:
             if state.get("task_state") is None:
@@ -216,6 +229,7 @@ class _Run:
         if main:
             folder.path.mkdir(parents=True, exist_ok=True)
         self.global_step, self.best, self.agr_removed, self.wandb_id = 0, {}, [], None
+        self.reference_loss: float | None = None  # the run's first training loss
         self.agr_update_change: list[dict[str, dict[str, float]]] = []  # per logging step
         self.history: list[dict[str, Any]] = []
         self.results: dict[str, Any] = {"status": "running", "seed": int(self.cfg["seed"])}
@@ -237,10 +251,14 @@ class _Run:
             self.results.update(
                 info=self.parts.info, environment=environment(self.device, self.ctx.world_size)
             )
+            if main and start_epoch < self.epochs:
+                self._announce_eval_cost()
             self._write_results(start_epoch, time.time() - started)
             for epoch in range(start_epoch, self.epochs):
                 record = self._train_epoch(epoch)
                 metrics = self._evaluate(epoch + 1) if self._evaluates(epoch + 1) else {}
+                self._check_metrics(epoch, metrics)
+                self._check_state(epoch)
                 record.update(metrics)
                 self._end_epoch(epoch, record, metrics, time.time() - started)
             self.results["status"] = "completed"
@@ -248,7 +266,8 @@ class _Run:
             return self.results
         except BaseException as error:
             self.results["status"] = "failed"
-            self.results["error"] = f"{type(error).__name__}: {error}"
+            diverged = isinstance(error, DivergedError)  # its message starts "diverged at"
+            self.results["error"] = str(error) if diverged else f"{type(error).__name__}: {error}"
             if main and folder.path.exists():
                 self._write_results(self.results.get("epochs_completed", 0), time.time() - started)
             raise
@@ -277,13 +296,8 @@ class _Run:
                     self.train_batches - (index // self.accumulate) * self.accumulate,
                 )
                 self.scaler.scale(loss / group).backward()
-            value = loss.item()  # the one host sync per batch: divergence check and progress
-            if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"the training loss became {value} at epoch {epoch + 1}, step "
-                    f"{self.global_step + 1}. The last good checkpoint is kept; lower "
-                    "optimizer.lr, set trainer.grad_clip, or use trainer.precision=fp32."
-                )
+            value = self._loss_value(loss)  # the one host sync per batch
+            self._check_loss(epoch, value)
             size = self.parts.batch_size(batch)
             loss_sum += value * size
             samples += size
@@ -344,6 +358,95 @@ class _Run:
                     step=self.global_step,
                 )
 
+    # ------------------------------------------------------------------ divergence
+    def _loss_value(self, loss: torch.Tensor) -> float:
+        """The batch loss as a float; under DDP the mean over the ranks, so that every rank
+        sees the same value and stops at the same step."""
+        if not self.ctx.distributed:
+            return loss.item()
+        value = loss.detach().float().clone()
+        torch.distributed.all_reduce(value)
+        return value.item() / self.ctx.world_size
+
+    def _any_rank(self, flag: bool) -> bool:
+        if not self.ctx.distributed:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+        return bool(value.item())
+
+    def _diverged(self, epoch: int, step: int, what: str) -> DivergedError:
+        kept = (
+            f"checkpoints/last.pt of epoch {epoch} is kept"
+            if epoch
+            else "no epoch finished, so no checkpoint was written"
+        )
+        return DivergedError(
+            f"diverged at epoch {epoch + 1} step {step}: {what}. The last good state stays: "
+            f"{kept}. Lower optimizer.lr or set trainer.grad_clip (with fp16/bf16, try "
+            "trainer.precision=fp32)."
+        )
+
+    def _check_loss(self, epoch: int, value: float) -> None:
+        step = self.global_step + 1
+        if not math.isfinite(value):
+            raise self._diverged(epoch, step, f"the training loss is {value}")
+        if self.reference_loss is None:
+            self.reference_loss = value
+        factor = self.trainer.get("divergence_factor")
+        if factor and self.reference_loss > 0 and value > float(factor) * self.reference_loss:
+            raise self._diverged(
+                epoch,
+                step,
+                f"the training loss {value:.4g} exceeds trainer.divergence_factor={factor:g} "
+                f"x the run's first loss {self.reference_loss:.4g}",
+            )
+
+    def _check_metrics(self, epoch: int, metrics: dict[str, Any]) -> None:
+        bad = {
+            k: v
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isfinite(v)
+        }
+        if self._any_rank(bool(bad)):
+            shown = ", ".join(f"{k} = {v}" for k, v in bad.items()) or "on another rank"
+            raise self._diverged(epoch, self.global_step, f"evaluation metric not finite: {shown}")
+
+    def _check_state(self, epoch: int) -> None:
+        """Before a checkpoint is written: the weights and the optimizer state are finite (a
+        last step of an epoch can break them with a finite loss, and an epoch without an
+        evaluation would not notice)."""
+        tensors = [p.detach() for p in self.model.parameters()]
+        for state in self.optimizer.state.values():
+            tensors += [v for v in state.values() if torch.is_tensor(v) and v.is_floating_point()]
+        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all().item()
+        if self._any_rank(not finite):
+            raise self._diverged(
+                epoch, self.global_step, "the weights or the optimizer state became NaN/inf"
+            )
+
+    def _announce_eval_cost(self) -> None:
+        """Warn when one evaluation would take more than SLOW_EVAL_WARNING_S here (the task
+        times a few forward passes; see TaskParts.estimate_eval_s)."""
+        if self.parts.estimate_eval_s is None:
+            return
+        cuda = [self.device] if self.device.type == "cuda" else []
+        training = self.model.training
+        self.model.eval()
+        try:
+            with torch.random.fork_rng(devices=cuda), torch.no_grad():
+                seconds, how = self.parts.estimate_eval_s(self.model, self._eval_context(0))
+        finally:
+            self.model.train(training)
+        self.results["eval_estimate_s"] = seconds
+        if seconds > SLOW_EVAL_WARNING_S:
+            message = (
+                f"warning: each evaluation of this run will take about {seconds / 3600:.1f} h "
+                f"on {self.device} ({how}). trainer.limit_batches caps it for a smoke run; "
+                "fewer samples or steps (metrics.num_samples, metrics.steps) shorten it."
+            )
+            print(message, file=sys.stderr, flush=True)
+
     def _evaluates(self, epoch: int) -> bool:
         """Evaluate after every ``eval_every``-th epoch, the epochs in ``eval_at``, and the last."""
         extra = {int(e) for e in self.trainer.get("eval_at") or []}
@@ -361,20 +464,22 @@ class _Run:
         with torch.random.fork_rng(devices=cuda), torch.no_grad():
             return self._evaluate_now(epoch)
 
+    def _eval_context(self, epoch: int) -> EvalContext:
+        return EvalContext(
+            device=self.device,
+            epoch=epoch,
+            run_dir=self.folder.path,
+            seed=int(self.cfg["seed"]),
+            rank=self.ctx.rank,
+            world_size=self.ctx.world_size,
+            autocast=self._autocast,
+            gather=lambda tensor: distributed.gather_to_main(tensor, self.ctx),
+        )
+
     def _evaluate_now(self, epoch: int) -> dict[str, Any]:
         self.model.eval()
         if self.parts.evaluate is not None:
-            context = EvalContext(
-                device=self.device,
-                epoch=epoch,
-                run_dir=self.folder.path,
-                seed=int(self.cfg["seed"]),
-                rank=self.ctx.rank,
-                world_size=self.ctx.world_size,
-                autocast=self._autocast,
-                gather=lambda tensor: distributed.gather_to_main(tensor, self.ctx),
-            )
-            output: EvalOutput = self.parts.evaluate(self.model, context)
+            output: EvalOutput = self.parts.evaluate(self.model, self._eval_context(epoch))
             if output.images:
                 self.logger.log_images(output.images, step=self.global_step)
             return dict(output.metrics)

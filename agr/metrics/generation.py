@@ -34,6 +34,8 @@ import torch
 from scipy import linalg
 from torch import Tensor
 
+from ..errors import UserError
+
 __all__ = [
     "INCEPTION_FEATURE_NAMES",
     "INCEPTION_WEIGHTS_FILENAME",
@@ -179,7 +181,7 @@ CONFIG_KEY = "metrics.inception_weights"
 OFFLINE_ENV = "AGR_OFFLINE"  # "1": never try to download (fail at once instead)
 
 
-class InceptionWeightsMissingError(FileNotFoundError):
+class InceptionWeightsMissingError(UserError, FileNotFoundError):
     """torch-fidelity's Inception-v3 weights are neither staged locally nor downloadable."""
 
 

@@ -87,3 +87,7 @@ class TaskParts:
     state: TaskState | None = None
     collate: Callable[[list[Any]], Any] | None = None
     """The DataLoaders' ``collate_fn`` (None: PyTorch's default)."""
+    estimate_eval_s: Callable[[torch.nn.Module, EvalContext], tuple[float, str]] | None = None
+    """Seconds one ``evaluate`` will take on this device and how that was estimated (e.g. a
+    few timed forward passes); called once when the run starts, on the main process, in eval
+    mode without gradients. The engine warns when it is over an hour."""

@@ -7,6 +7,11 @@ Evaluation (``TaskParts.evaluate``): every process samples its share of ``metric
 images from the raw or the EMA weights (``metrics.sample_from``), the main process gathers them,
 writes ``samples_epoch<N>.png`` and computes FID against the training set's feature statistics
 (cached under ``paths.data_dir/fid_stats``) and IS over ``metrics.is_splits`` splits.
+
+A smoke run (``trainer.limit_batches=K``) samples at most K batches of the evaluation batch size
+(``trainer.eval_batch_size``, else ``trainer.batch_size``, at most ``metrics.batch_size``), as
+the classification evaluation reads at most K batches. ``estimate_eval_s`` times a few forward
+passes of the UNet so that the engine can say when an evaluation will take hours.
 """
 
 from __future__ import annotations
@@ -99,6 +104,42 @@ class Scorer:
         return self.metrics.compute(images)
 
 
+def seconds_per_image_step(
+    model: nn.Module,
+    ctx: EvalContext,
+    image_size: int,
+    channels: int,
+    max_batch: int,
+    timesteps: int,
+    budget_s: float = 0.25,
+) -> float:
+    """Seconds of one UNet forward pass per image (one DDIM step of one sample): after a
+    warm-up pass, batches of 1, 2, 4, ... images until a pass takes ``budget_s`` or the batch
+    reaches ``max_batch``, the sampling batch (a GPU is only efficient at large batches)."""
+    generator = torch.Generator().manual_seed(0)
+
+    def timed(batch: int) -> float:
+        x = torch.randn(batch, channels, image_size, image_size, generator=generator)
+        t = torch.full((batch,), timesteps // 2, dtype=torch.long)
+        x, t = x.to(ctx.device), t.to(ctx.device)
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize(ctx.device)
+        started = time.perf_counter()
+        with ctx.autocast():
+            model(x, t)
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize(ctx.device)
+        return time.perf_counter() - started
+
+    timed(1)
+    batch = 1
+    while True:
+        elapsed = timed(batch)
+        if elapsed >= budget_s or batch >= max_batch:
+            return elapsed / batch
+        batch = min(2 * batch, max_batch)
+
+
 def build(cfg: dict[str, Any]) -> TaskParts:
     data, model_cfg, settings = cfg["dataset"], cfg["model"], cfg["metrics"]
     data_dir = Path(cfg["paths"]["data_dir"]).expanduser().resolve()
@@ -131,6 +172,16 @@ def build(cfg: dict[str, Any]) -> TaskParts:
     ema = EMAState(float(model_cfg.get("ema_decay", 0.9999)))
     score = Scorer(kind, settings, reference_set, data["name"], data_dir)
     num_samples, steps, eta = int(settings["num_samples"]), int(settings["steps"]), settings["eta"]
+    sample_batch = int(settings["batch_size"])
+    limit, capped = (cfg.get("trainer") or {}).get("limit_batches"), False
+    if limit is not None:  # a smoke run: at most `limit` evaluation batches of samples
+        trainer = cfg["trainer"]
+        eval_batch = int(trainer.get("eval_batch_size") or trainer["batch_size"])
+        sample_batch = min(sample_batch, eval_batch)
+        # at least one sample per IS split and two for FID's covariance
+        cap = max(int(limit) * sample_batch, int(settings["is_splits"]), 2)
+        capped = cap < num_samples
+        num_samples = min(num_samples, cap)
     sampler = f"DDIM ({settings['ddim_variant']}), {steps} steps, eta {eta}"
     protocol: dict[str, Any] = {
         "metric": "FID (digits-CNN features)" if kind == "digits_cnn" else "FID (Inception-v3)",
@@ -138,6 +189,7 @@ def build(cfg: dict[str, Any]) -> TaskParts:
         "features": kind,
         "implementation": GenerationMetrics.implementation,
         "num_samples": num_samples,
+        **({"num_samples_capped_by": f"trainer.limit_batches={limit}"} if capped else {}),
         "reference_set": f"{data['name']} train ({len(reference_set)} images)",
         "sampler": sampler,
         "sample_from": sample_from,
@@ -168,7 +220,7 @@ def build(cfg: dict[str, Any]) -> TaskParts:
                     steps=steps,
                     eta=float(eta),
                     generator=generator,
-                    batch_size=int(settings["batch_size"]),
+                    batch_size=sample_batch,
                 )
         finally:
             if sample_from == "ema":
@@ -193,6 +245,16 @@ def build(cfg: dict[str, Any]) -> TaskParts:
         }
         return EvalOutput(metrics, images={"samples": grid})
 
+    def estimate_eval_s(model: nn.Module, ctx: EvalContext) -> tuple[float, str]:
+        count = len(range(ctx.rank, num_samples, ctx.world_size))
+        per_image_step = seconds_per_image_step(
+            model, ctx, info.image_size, info.channels, sample_batch, diffusion.num_train_timesteps
+        )
+        return per_image_step * count * steps, (
+            f"{count} samples x {steps} DDIM steps at {per_image_step * 1e3:.3g} ms per image "
+            "per step, timed on a few UNet forward passes"
+        )
+
     return TaskParts(
         model=model,
         train_set=train_set,
@@ -202,6 +264,7 @@ def build(cfg: dict[str, Any]) -> TaskParts:
         primary_metric="fid",
         minimize=True,
         evaluate=evaluate,
+        estimate_eval_s=estimate_eval_s,
         state=ema,
         info={
             "params": count_parameters(model),

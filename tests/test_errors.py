@@ -1,0 +1,111 @@
+"""Bad input is a message and exit code 2, from one place (agr.errors), before any work and
+without touching an earlier run: a run folder that cannot be written, a GPU the machine does
+not have, optimizer options the optimizer refuses. (W&B without a key: tests/test_wandb.py.)"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_run import FAST, TINY_MODELS, resolved, run_cli, tree_digest
+
+import agr
+from agr.config import BETAS_PER_FAMILY, ConfigError, validate
+from agr.data import DatasetMissingError
+from agr.engine import CheckpointError, train
+from agr.errors import UserError
+from agr.metrics.generation import InceptionWeightsMissingError
+from agr.optim import OPTIMIZERS
+
+TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory):
+    """A runs folder holding one completed run of TINY (the folder the CLI cases point at)."""
+    runs = tmp_path_factory.mktemp("finished") / "runs"
+    results = train(resolved(TINY), runs / "default" / "digits-vit-adamw_agr" / "seed0")
+    assert results["status"] == "completed"
+    return runs
+
+
+def _bad_inputs(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    cases = {
+        "unwritable runs": (
+            ["paths.runs=/proc/forbidden"],
+            [
+                "paths.runs=/proc/forbidden: cannot write the run folder "
+                "/proc/forbidden/default/digits-vit-adamw_agr/seed0",
+                "cannot create a folder in /proc",
+            ],
+        ),
+        "runs under a file": (
+            [f"paths.runs={a_file / 'runs'}"],
+            [f"paths.runs={a_file / 'runs'}", f"{a_file} is a file, not a folder"],
+        ),
+        "one beta": (
+            ["optimizer.betas=[0.9]"],
+            ["optimizer.betas=[0.9]: adamw_agr takes 2 betas, got 1"],
+        ),
+    }
+    if not torch.cuda.is_available():
+        cases["no GPU"] = (
+            ["trainer.devices=cuda"],
+            ["trainer.devices=cuda, but this machine has no GPU", "trainer.devices=cpu"],
+        )
+    return cases
+
+
+CASES = ["unwritable runs", "runs under a file", "one beta", "no GPU"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_exits_2_with_the_key_and_why_and_touches_no_run(tmp_path, finished_runs, case):
+    cases = _bad_inputs(tmp_path)
+    if case not in cases:
+        pytest.skip("this machine has a GPU")
+    overrides, expected = cases[case]
+    before = tree_digest(finished_runs)
+    # overwrite=true: a run that went ahead would first move the finished run aside.
+    args = [*TINY, f"paths.runs={finished_runs}", "overwrite=true", *overrides]
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.startswith("error: ")
+    for text in expected:
+        assert text in result.stderr
+    assert tree_digest(finished_runs) == before
+    assert not list(finished_runs.rglob("*.replaced-*"))
+
+
+def test_every_user_error_is_a_user_error_and_keeps_its_builtin_kind():
+    for error, builtin in [
+        (ConfigError, ValueError),
+        (CheckpointError, RuntimeError),
+        (DatasetMissingError, FileNotFoundError),
+        (InceptionWeightsMissingError, FileNotFoundError),
+    ]:
+        assert issubclass(error, UserError) and issubclass(error, builtin)
+
+
+def test_betas_per_family_are_what_the_optimizers_take():
+    """Against the optimizers themselves: torch's AdamW and timm's Adan default betas."""
+    for name, (family, _) in OPTIMIZERS.items():
+        optimizer = agr.build_optimizer(name, [torch.nn.Parameter(torch.zeros(1))])
+        assert len(optimizer.defaults["betas"]) == BETAS_PER_FAMILY[family]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optimizer=adan", "optimizer.betas=[0.9,0.99]"], "adan takes 3 betas, got 2"),
+        (["optimizer=adan_agr", "optimizer.impl=fused"], "optimizer: adan_agr: impl='fused'"),
+        (["logger=wandb", "logger.mode=onlin"], "logger.mode='onlin'"),
+        (["trainer.divergence_factor=1"], "trainer.divergence_factor=1"),
+    ],
+)
+def test_options_the_run_would_refuse_later_are_config_errors_now(overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        validate(resolved(overrides))
+    assert message in str(caught.value)

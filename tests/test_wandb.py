@@ -1,0 +1,107 @@
+"""W&B by its own conventions, with the real ``wandb`` package in offline mode: its environment
+variables choose the mode, project, entity and folder unless the config sets them; without an
+API key an online run stops before any work with exit code 2; what a run logs is read back
+from the files W&B wrote (tests/wandb_records.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from test_run import FAST, TINY_MODELS, resolved, run_cli, tree_digest
+from wandb_records import offline_runs
+
+from agr.engine import DivergedError, train
+
+TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
+FOLDER = Path("default") / "digits-vit-adamw_agr" / "seed0"
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """The test process's environment without any W&B setting or credential: the netrc file
+    (where `wandb login` writes the key) and the W&B config folder are in an empty folder.
+    (HOME stays: the built AGR kernel is cached under it.)"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    home.mkdir(parents=True, exist_ok=True)
+    env.update(NETRC=str(home / "netrc"), WANDB_CONFIG_DIR=str(home / "wandb_config"), **extra)
+    return env
+
+
+def history_rows(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+
+
+def test_wandb_environment_variables_run_offline_without_a_key(tmp_path):
+    wandb_dir = tmp_path / "wandb_files"
+    wandb_dir.mkdir()
+    env = clean_env(
+        tmp_path / "home",
+        WANDB_MODE="offline",
+        WANDB_PROJECT="env-project",
+        WANDB_ENTITY="env-entity",
+        WANDB_DIR=str(wandb_dir),
+    )
+    runs = tmp_path / "runs"
+    result = run_cli([*TINY, "logger=wandb", f"paths.runs={runs}"], cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert not (runs / FOLDER / "wandb").exists()  # WANDB_DIR, not the run folder
+    (run,) = offline_runs(wandb_dir)
+    assert (run.run.project, run.run.entity) == ("env-project", "env-entity")
+    assert run.run.display_name == "digits-vit-adamw_agr-seed0" and run.run.run_group == "default"
+    assert run.config["optimizer"]["name"] == "adamw_agr"
+    assert run.config["logger"]["mode"] is None  # the config left the mode to W&B
+    assert run.exit_code == 0
+    # The epoch's numbers in W&B are the ones in history.jsonl.
+    (epoch,) = history_rows(runs / FOLDER)
+    logged = next(row for row in run.history if "top1" in row)
+    for key in ("train_loss", "top1", "top5", "loss"):
+        assert logged[key] == pytest.approx(epoch[key], rel=1e-12)
+    assert logged["_step"] == epoch["step"]
+
+
+def test_an_explicit_logger_mode_overrides_wandb_mode(tmp_path):
+    """WANDB_MODE=disabled (set for the whole test suite) loses to logger.mode=offline; the
+    W&B files then go to the run folder (no WANDB_DIR)."""
+    assert os.environ["WANDB_MODE"] == "disabled"
+    assert "WANDB_DIR" not in os.environ
+    results = train(resolved([*TINY, "logger=wandb", "logger.mode=offline"]), tmp_path)
+    (run,) = offline_runs(tmp_path)
+    assert run.run.project == "agr-suite" and run.config["logger"]["mode"] == "offline"
+    assert run.exit_code == 0 and results["status"] == "completed"
+    assert any("top1" in row for row in run.history)
+
+
+def test_a_diverged_run_finishes_its_wandb_run_as_failed(tmp_path):
+    cfg = resolved([*TINY, "logger=wandb", "logger.mode=offline", "optimizer.lr=1e6"])
+    with pytest.raises(DivergedError):
+        train(cfg, tmp_path)
+    (run,) = offline_runs(tmp_path)
+    assert run.exit_code == 1
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    "mode_env, override",
+    [(None, None), ("offline", "logger.mode=online")],
+    ids=["no-key-no-mode", "explicit-online-over-WANDB_MODE"],
+)
+def test_no_api_key_online_is_a_message_and_exit_2_before_any_work(tmp_path, mode_env, override):
+    runs = tmp_path / "runs"
+    first = run_cli([*TINY, f"paths.runs={runs}"], cwd=tmp_path)  # a finished run, logger=none
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = tree_digest(runs)
+    env = clean_env(tmp_path / "home", **({"WANDB_MODE": mode_env} if mode_env else {}))
+    args = [*TINY, f"paths.runs={runs}", "logger=wandb", "overwrite=true"]
+    result = run_cli([*args, *([override] if override else [])], cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    message = result.stderr
+    for advice in ("wandb login", "WANDB_MODE=offline", "logger=none"):
+        assert advice in message
+    assert "epoch 1/1" not in result.stdout  # nothing trained
+    # overwrite=true would have moved the finished run aside: the check came first.
+    assert tree_digest(runs) == before
+    assert not list(runs.rglob("*.replaced-*")) and not (tmp_path / "wandb").exists()
