@@ -21,9 +21,9 @@ SAMPLE_FROM = ("raw", "ema")
 DDIM_VARIANTS = ("ddim", "authors")
 
 # How many betas each optimizer family takes (its reference implementation's defaults:
-# AdamW (beta1, beta2), Adan (beta1, beta2, beta3)); tests/test_errors.py checks these
+# AdamW (beta1, beta2), Adan (beta1, beta2, beta3), SGD none); tests/test_errors.py checks these
 # against the optimizers agr.build_optimizer returns.
-BETAS_PER_FAMILY = {"adamw": 2, "adan": 3}
+BETAS_PER_FAMILY = {"adamw": 2, "adan": 3, "sgd": 0}
 WANDB_MODES = ("online", "offline", "disabled", "shared")
 
 
@@ -197,13 +197,12 @@ def _optimizer_problem(optimizer: dict[str, Any]) -> str | None:
     way), tried on one CPU parameter; None when it accepts them."""
     import torch
 
-    from .optim import build_optimizer
+    from .engine.optimizer_config import build_from_config
 
-    options = {k: v for k, v in optimizer.items() if k not in ("name", "agr_until_epoch")}
-    if isinstance(options.get("betas"), list):
-        options["betas"] = tuple(options["betas"])
     try:
-        build_optimizer(optimizer["name"], [torch.nn.Parameter(torch.zeros(1))], **options)
+        build_from_config(
+            optimizer, [torch.nn.Parameter(torch.zeros(1))], steps_per_epoch=1, seed=0
+        )
     except (TypeError, ValueError) as error:
         return str(error)
     return None

@@ -66,6 +66,7 @@ from agr import regularizer  # noqa: E402
 from agr.config import validate  # noqa: E402
 from agr.data import build_datasets  # noqa: E402
 from agr.engine import RunFolder, train  # noqa: E402
+from agr.engine.optimizer_config import build_from_config  # noqa: E402
 from agr.engine.run_folder import environment  # noqa: E402
 from agr.engine.schedule import build_scheduler  # noqa: E402
 from agr.models import build_model, count_parameters  # noqa: E402
@@ -148,17 +149,6 @@ def resolved_config(model: str, data_dir: Path, args: argparse.Namespace) -> dic
     return cfg
 
 
-def optimizer_hparams(cfg: dict[str, Any], steps_per_epoch: int) -> dict[str, Any]:
-    """The keyword arguments the engine passes to agr.build_optimizer."""
-    hparams = {k: v for k, v in cfg["optimizer"].items() if k not in ("name", "agr_until_epoch")}
-    if hparams.get("betas") is not None:
-        hparams["betas"] = tuple(hparams["betas"])
-    until_epoch = cfg["optimizer"].get("agr_until_epoch")
-    if until_epoch is not None:
-        hparams["agr_until_step"] = int(round(float(until_epoch) * steps_per_epoch))
-    return hparams
-
-
 # --------------------------------------------------------------------------- the two loops
 
 
@@ -216,8 +206,8 @@ class BareLoop:
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
         train_model = torch.compile(model) if args.compile else model
-        optimizer = agr.build_optimizer(
-            self.cfg["optimizer"]["name"], model, **optimizer_hparams(self.cfg, args.batches)
+        optimizer = build_from_config(
+            self.cfg["optimizer"], model, steps_per_epoch=args.batches, seed=int(self.cfg["seed"])
         )
         handle = agr.handle_of(optimizer)
         if handle is not None:

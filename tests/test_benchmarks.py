@@ -21,7 +21,7 @@ BENCHMARKS = sorted(ROOT.glob("scripts/bench_*.py"))
 
 def test_the_benchmarks_are_found():
     names = {path.name for path in BENCHMARKS}
-    assert {"bench_optimizer.py", "bench_train.py", "bench_diffusion.py"} <= names
+    assert {"bench_optimizer.py", "bench_train.py", "bench_diffusion.py", "bench_data.py"} <= names
 
 
 @pytest.mark.parametrize("script", BENCHMARKS, ids=[path.stem for path in BENCHMARKS])

@@ -15,7 +15,7 @@ _ENGINE_KEYS = ("name", "agr_until_epoch", "agr_permuted")
 
 def build_from_config(
     optimizer_cfg: Mapping[str, Any],
-    model: torch.nn.Module,
+    model: torch.nn.Module | list[torch.nn.Parameter],
     *,
     steps_per_epoch: int,
     seed: int,
