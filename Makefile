@@ -26,6 +26,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@# the CPU AGR kernel, built once here so that no run pays for the build (about a minute)
+	$(PY) -c "import agr.regularizer as r; print('AGR CPU kernel:', 'built' if r.load_cpu_kernel() else 'not available, torch ops instead')"
 	touch $(STAMP)
 
 test: install  ## run the default (fast) test suite offline

@@ -297,6 +297,12 @@ _kernel: Any = None
 _kernel_error: str | None = None
 
 
+def load_cpu_kernel() -> bool:
+    """Build (first time on a machine, about a minute) or load the CPU kernel now, instead of
+    inside the first AGR step; True when it is available. ``make install`` calls it."""
+    return _kernel_available()
+
+
 def _kernel_available() -> bool:
     if os.environ.get("AGR_CPU_KERNEL", "1") == "0":
         return False

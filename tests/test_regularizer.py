@@ -484,3 +484,36 @@ def test_foreach_backend_matches_formula_in_chunks(monkeypatch, chunk):
     agr.regularize_(grads, backend="foreach")
     for got, want in zip(grads, expected):
         torch.testing.assert_close(got, want)
+
+
+# ------------------------------------------------------------- edge values, every backend
+
+EDGE_BACKENDS = ["kernel", "foreach", "torch"]
+
+
+@pytest.mark.parametrize("backend", EDGE_BACKENDS)
+def test_tiny_sum_whose_reciprocal_overflows_float32(backend):
+    """sum|g| = 6e-40 < 1/FLT_MAX: 1/sum overflows float32; alpha must not."""
+    g = torch.tensor([1e-40, -2e-40, 3e-40], dtype=torch.float32)
+    want = (g.double() * (1 - g.double().abs() / g.double().abs().sum())).float()
+    agr.regularize_([g], backend=backend)
+    assert torch.isfinite(g).all()
+    torch.testing.assert_close(g, want, rtol=0, atol=2e-45)
+
+
+@pytest.mark.parametrize("backend", EDGE_BACKENDS)
+def test_nan_gradient_propagates_to_the_whole_tensor(backend):
+    """sum|g| is NaN, so every alpha is NaN (IEEE); the neighbour tensor is untouched."""
+    g = torch.tensor([1.0, float("nan"), 2.0])
+    other = torch.tensor([1.0, 3.0])
+    agr.regularize_([g, other], backend=backend)
+    assert torch.isnan(g).all()
+    torch.testing.assert_close(other, agr_reference(torch.tensor([1.0, 3.0])))
+
+
+@pytest.mark.parametrize("backend", EDGE_BACKENDS)
+def test_inf_gradient_becomes_nan_and_finite_elements_keep_their_value(backend):
+    """sum|g| = inf: alpha = |g|/inf = 0 for finite g, inf/inf = NaN for the inf one."""
+    g = torch.tensor([1.0, float("inf"), -2.0])
+    agr.regularize_([g], backend=backend)
+    assert g[0] == 1.0 and g[2] == -2.0 and torch.isnan(g[1])

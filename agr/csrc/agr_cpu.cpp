@@ -1,7 +1,7 @@
 // AGR on the CPU in two passes over each gradient, with no temporary tensor.
 //
 //   pass 1: l1 = sum |g|, plus sum g^2 and max |g| for the diagnostics (same read)
-//   pass 2: g <- g - g * (|g| / l1)           (skipped when l1 == 0)
+//   pass 2: g <- g - g * (|g| / l1)           (skipped when l1 == 0; NaN/inf propagate)
 //
 // Eager PyTorch needs about six passes and a full-size temporary for the same work
 // (abs, sum, divide, multiply-add); this is the memory-traffic floor for a separate
@@ -63,11 +63,19 @@ AGR_CLONES Moments moments(const T* g, int64_t n) {
 }
 
 template <typename T>
-AGR_CLONES void rescale(T* g, int64_t n, T l1) {
-  const T inv = T(1) / l1;
+AGR_CLONES void rescale(T* g, int64_t n, T inv) {
 #pragma omp parallel for simd schedule(static) if (n > kParallel)
   for (int64_t i = 0; i < n; ++i) {
     g[i] = g[i] - g[i] * (std::abs(g[i]) * inv);
+  }
+}
+
+// For a sum so small that 1/l1 overflows T (float32: l1 below about 2.9e-39), alpha in double.
+template <typename T>
+void rescale_tiny(T* g, int64_t n, double l1) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double alpha = std::abs(static_cast<double>(g[i])) / l1;
+    g[i] = static_cast<T>(static_cast<double>(g[i]) * (1.0 - alpha));
   }
 }
 
@@ -76,7 +84,16 @@ Moments agr_one(torch::Tensor& grad) {
   T* g = grad.data_ptr<T>();
   const int64_t n = grad.numel();
   Moments m = moments(g, n);
-  if (m.l1 > 0.0) rescale(g, n, static_cast<T>(m.l1));
+  if (m.l1 == 0.0) return m;  // all zeros: unchanged
+  // A NaN or inf element makes l1 NaN or inf; the rescale then propagates it as the torch
+  // and foreach paths do (1/inf = 0: an inf element becomes NaN, finite ones stay; 1/NaN:
+  // every element NaN), so the engine's divergence check sees it on every backend.
+  const T inv = T(1) / static_cast<T>(m.l1);
+  if (std::isinf(inv)) {
+    rescale_tiny(g, n, m.l1);
+  } else {
+    rescale(g, n, inv);
+  }
   return m;
 }
 

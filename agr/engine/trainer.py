@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 import agr
-from agr import update_change
+from agr import regularizer, update_change
 
 from ..tasks import build_task
 from ..tasks.base import EvalContext, EvalOutput
@@ -164,6 +164,8 @@ class _Run:
             cfg["optimizer"], model, steps_per_epoch=self.steps_per_epoch, seed=cfg["seed"]
         )
         self.agr_handle = agr.handle_of(self.optimizer)
+        if self.agr_handle is not None and self.device.type == "cpu":
+            regularizer.load_cpu_kernel()  # a first build here, not inside epoch 1's timing
         self.param_names = {id(p): n for n, p in model.named_parameters()}
         self.param_kinds = update_change.parameter_kinds(model)
         self.scheduler = build_scheduler(
