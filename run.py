@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agr.config import validate
 from agr.engine import DivergedError, RunFolder, train
-from agr.errors import exit_on_user_error
+from agr.errors import ConfigError, exit_on_user_error
 from agr.preflight import preflight
 
 
@@ -58,5 +58,34 @@ def main(cfg: DictConfig) -> dict | None:
             sys.exit(1)
 
 
+def check_composes(argv: list[str]) -> None:
+    """Compose the config of the command line's overrides (a sweep's first value of each swept
+    key) before Hydra runs: an unknown group choice or key, or a malformed override, is bad
+    input and exits 2 with Hydra's message, where Hydra itself would exit 1."""
+    if any(arg.startswith("-") and arg not in ("-m", "--multirun") for arg in argv):
+        return  # --help, --cfg, --config-dir ...: Hydra's own modes
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = [arg for arg in argv if not arg.startswith("-")]
+    with exit_on_user_error():
+        try:
+            parsed = OverridesParser.create().parse_overrides(overrides)
+            first = [
+                f"{o.get_key_element()}={next(o.sweep_string_iterator())}"
+                if o.is_sweep_override()
+                else o.input_line
+                for o in parsed
+            ]
+            configs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+            with initialize_config_dir(config_dir=configs, version_base="1.3"):
+                compose("config", overrides=first, return_hydra_config=True)
+        except (HydraException, OmegaConfBaseException) as error:
+            raise ConfigError(f"{error}\n`python run.py --help` lists the choices") from None
+
+
 if __name__ == "__main__":
+    check_composes(sys.argv[1:])
     main()

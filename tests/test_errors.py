@@ -49,6 +49,12 @@ def _bad_inputs(tmp_path):
             ["optimizer.betas=[0.9]: adamw_agr takes 2 betas, got 1"],
         ),
     }
+    cases["unknown choice"] = (
+        ["optimizer=adamw_agrr"],
+        ["Could not find 'optimizer/adamw_agrr'", "adamw_agr", "python run.py --help"],
+    )
+    cases["unknown key"] = (["optimizer.momentun=0.9"], ["Could not override 'optimizer.momentun'"])
+    cases["bad override"] = (["seed=1=2"], ["override_grammar"])
     if not torch.cuda.is_available():
         cases["no GPU"] = (
             ["trainer.devices=cuda"],
@@ -57,7 +63,15 @@ def _bad_inputs(tmp_path):
     return cases
 
 
-CASES = ["unwritable runs", "runs under a file", "one beta", "no GPU"]
+CASES = [
+    "unwritable runs",
+    "runs under a file",
+    "one beta",
+    "no GPU",
+    "unknown choice",
+    "unknown key",
+    "bad override",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
