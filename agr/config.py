@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .engine.loaders import LOADERS
 from .engine.trainer import PRECISIONS
 from .errors import ConfigError
 from .optim import IMPLS, OPTIMIZERS
@@ -93,6 +94,7 @@ _RULES: dict[str, tuple] = {
         "a list of epoch numbers >= 1",
     ),
     "dataset.download": (lambda v: isinstance(v, bool), "true or false"),
+    "dataset.loader": (lambda v: v in LOADERS, "one of " + ", ".join(LOADERS)),
     "dataset.hflip": (lambda v: isinstance(v, bool), "true or false"),
     "scheduler.warmup_steps": (lambda v: v is None or (_int(v) and v >= 0), "null or an int >= 0"),
     "model.ema_decay": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),

@@ -224,3 +224,39 @@ def test_tinyimagenet_split_is_the_image_folder(tmp_path):
     assert_same_as_dataset(device_split(test), test)
     augmented, _, _ = build_datasets("tinyimagenet", data_dir=tmp_path, augment=True)
     assert device_split(augmented).augment == Augment(pad=4, hflip=True)
+
+
+# ------------------------------------------------------------------ in the engine
+
+
+def test_engine_with_the_device_loader_trains_and_resumes_exactly(tmp_path):
+    """dataset.loader=device on the CPU, digits with their augmentation: a run stopped after
+    epoch 1 and resumed ends on the weights and metrics of an uninterrupted run."""
+    from engine_runs import tiny_run
+
+    device = ["dataset.loader=device", "dataset.augment=true", "optimizer.lr=3e-3"]
+    straight, weights = tiny_run(tmp_path / "straight", device)
+    assert straight["status"] == "completed"
+    tiny_run(tmp_path / "resumed", [*device, "trainer.epochs=1"])
+    resumed, resumed_weights = tiny_run(tmp_path / "resumed", device)
+    assert resumed["metrics"] == straight["metrics"]
+    assert all(torch.equal(weights[k], resumed_weights[k]) for k in weights)
+
+
+def test_auto_keeps_the_dataloader_on_cpu_and_device_is_refused_for_text():
+    from torch.utils.data import DataLoader
+
+    from agr.data import build_datasets
+    from agr.engine.loaders import build_train_loader
+    from agr.errors import ConfigError
+
+    train, _, _ = build_datasets("digits", data_dir=".", augment=True)
+    cfg = {"seed": 0, "trainer": {"batch_size": 8}, "dataset": {"loader": "auto"}}
+    args = dict(cfg=cfg, device=torch.device("cpu"), rank=0, world_size=1, collate=None)
+    loader, _ = build_train_loader(train, **args)
+    assert isinstance(loader, DataLoader)
+    cfg["dataset"]["loader"] = "device"
+    loader, sampler = build_train_loader(train, **args)
+    assert isinstance(loader, DeviceLoader) and sampler is loader
+    with pytest.raises(ConfigError, match="not images and labels"):
+        build_train_loader(train, **{**args, "collate": lambda items: items})

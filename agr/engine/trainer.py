@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Sampler
 
 import agr
 from agr import regularizer, update_change
@@ -30,6 +30,7 @@ from agr import regularizer, update_change
 from ..tasks import build_task
 from ..tasks.base import EvalContext, EvalOutput
 from . import checkpoint, distributed
+from .loaders import build_train_loader
 from .loggers import Progress, make_logger
 from .optimizer_config import build_from_config
 from .run_folder import RunFolder, environment
@@ -121,23 +122,13 @@ class _Run:
 
         batch_size = int(trainer["batch_size"])
         workers = int(trainer.get("num_workers", 0))
-        self.sampler = DistributedSampler(
+        self.train_loader, self.sampler = build_train_loader(
             self.parts.train_set,
-            num_replicas=ctx.world_size,
+            cfg=cfg,
+            device=self.device,
             rank=ctx.rank,
-            shuffle=True,
-            seed=seed,
-        )
-        self.loader_generator = torch.Generator()
-        self.train_loader = DataLoader(
-            self.parts.train_set,
-            batch_size=batch_size,
-            sampler=self.sampler,
-            num_workers=workers,
-            pin_memory=self.device.type == "cuda",
-            generator=self.loader_generator,
-            drop_last=False,
-            collate_fn=self.parts.collate,
+            world_size=ctx.world_size,
+            collate=self.parts.collate,
         )
         limit = trainer.get("limit_batches")
         self.train_batches = (
@@ -281,7 +272,8 @@ class _Run:
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         self.sampler.set_epoch(epoch)
-        self.loader_generator.manual_seed(int(self.cfg["seed"]) * 100_003 + epoch)
+        if isinstance(self.train_loader, DataLoader):  # its workers' seeds
+            self.train_loader.generator.manual_seed(int(self.cfg["seed"]) * 100_003 + epoch)
         self.train_model.train()
         self.progress.start_epoch(epoch, self.train_batches)
         loss_sum, samples, started = 0.0, 0, time.time()

@@ -1,0 +1,68 @@
+"""The training loader of a run: torch's DataLoader over the task's dataset, or the
+device-resident loader (agr.data.device_loader) over the same images and transform.
+
+``dataset.loader``: ``torch`` (DataLoader + DistributedSampler, CPU workers), ``device``
+(the whole split on the run's device, augmented there batch by batch), or ``auto``: device on
+CUDA for the image datasets that have it, torch otherwise (so CPU runs keep their numbers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..data.device_data import NotOnDevice, device_split
+from ..data.device_loader import DeviceLoader
+from ..errors import ConfigError
+
+LOADERS = ("auto", "torch", "device")
+
+
+def build_train_loader(
+    train_set, *, cfg: dict[str, Any], device: torch.device, rank: int, world_size: int, collate
+) -> tuple[Any, Any]:
+    """(loader, sampler): iterate the loader; call ``sampler.set_epoch(e)`` each epoch."""
+    trainer, seed = cfg["trainer"], int(cfg["seed"])
+    batch_size = int(trainer["batch_size"])
+    choice = (cfg.get("dataset") or {}).get("loader", "auto")
+    if choice in ("auto", "device") and collate is None:
+        try:
+            split = device_split(train_set)
+        except NotOnDevice as error:
+            if choice == "device":
+                raise ConfigError(
+                    f"dataset.loader=device: {error}. Use dataset.loader=torch for this data."
+                ) from None
+            split = None
+        if split is not None and (choice == "device" or device.type == "cuda"):
+            loader = DeviceLoader(
+                split.images.to(device),
+                split.labels.to(device),
+                batch_size=batch_size,
+                shuffle=True,
+                augment=split.augment,
+                mean=split.mean,
+                std=split.std,
+                seed=seed,
+                rank=rank,
+                world_size=world_size,
+            )
+            return loader, loader
+    elif choice == "device":
+        raise ConfigError("dataset.loader=device: this task's batches are not images and labels")
+    sampler = DistributedSampler(
+        train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=int(trainer.get("num_workers", 0)),
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator(),
+        drop_last=False,
+        collate_fn=collate,
+    )
+    return loader, sampler
