@@ -5,12 +5,19 @@ runs the same code against a real Slurm (make test-slurm)."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from agr import slurm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts import reproduce  # noqa: E402
 
 
 @pytest.fixture
@@ -151,3 +158,66 @@ def test_a_requeue_exit_leaves_the_run_running_and_resumable(tmp_path, monkeypat
     assert results["epochs_completed"] == 1
     monkeypatch.setattr(trainer_module, "build_task", real_build)
     assert train(cfg, tmp_path)["status"] == "completed"  # and it resumes
+
+
+SPEC = """
+title: Tiny
+seeds: [0, 1]
+metrics:
+  - {key: top1, label: Top-1 (%), select: final}
+columns:
+  - {name: AdamW, overrides: [optimizer=adamw]}
+scales:
+  mini:
+    runs_subdir: mini
+    overrides: [experiment_name=tiny, dataset=digits, model=vit]
+    rows:
+      - {name: digits / ViT, overrides: []}
+"""
+
+
+def test_reproduce_does_not_submit_runs_that_are_still_queued(tmp_path, fake_squeue, monkeypatch):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC)
+    args = [str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "runs")]
+    args += ["--results-dir", str(tmp_path / "results")]
+    launched = []
+    monkeypatch.setattr(reproduce, "launch", lambda pending, *a: launched.append(pending) or 0)
+    plan = reproduce.plan(reproduce.parse_args(args))
+    ((spec_, planned),) = plan
+    # An earlier launch submitted seed 0 as task 4_0: the multirun's own override first.
+    registry = tmp_path / "runs" / "mini" / "tiny" / ".submitit" / "submitted.jsonl"
+    seed0 = next(run for run in planned if run.seed == 0)
+    slurm.record_submission(registry, [("4_0", ["launcher=slurm", *seed0.overrides])], "x", 1)
+
+    fake_squeue({"4_0": ("PENDING", "N/A")})
+    assert reproduce.main([*args, "--dry-run"]) == 0
+    assert reproduce.main([*args, "--launcher", "slurm"]) == 0
+    (slurm_launch,) = launched  # the Slurm launcher gets both; it waits for 4_0
+    assert sorted(run.seed for run in slurm_launch) == [0, 1]
+    launched.clear()
+    assert reproduce.main([*args, "--launcher", "local"]) == 0
+    (local_launch,) = launched  # a local launch leaves the queued run to Slurm
+    assert [run.seed for run in local_launch] == [1]
+
+    fake_squeue({"4_0": ("CANCELLED", "t")})  # no longer queued: submitted again
+    launched.clear()
+    assert reproduce.main([*args, "--launcher", "local"]) == 0
+    assert sorted(run.seed for run in launched[0]) == [0, 1]
+
+
+def test_reproduce_dry_run_shows_queued_runs(tmp_path, fake_squeue, capsys):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC)
+    args = [str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "runs"), "--dry-run"]
+    ((_, planned),) = reproduce.plan(reproduce.parse_args(args))
+    registry = tmp_path / "runs" / "mini" / "tiny" / ".submitit" / "submitted.jsonl"
+    seed1 = next(run for run in planned if run.seed == 1)
+    slurm.record_submission(registry, [("8_1", ["launcher=slurm", *seed1.overrides])], "x", 1)
+    fake_squeue({"8_1": ("RUNNING", "t")})
+    assert reproduce.main(args) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[1]: line.split()[0] for line in out.splitlines() if "  -> " in line}
+    assert lines == {"seed=0": "missing", "seed=1": "queued"}
+    assert "1 to run" in out
+    assert json.loads(registry.read_text())["task"] == "8_1"
