@@ -221,3 +221,13 @@ def test_reproduce_dry_run_shows_queued_runs(tmp_path, fake_squeue, capsys):
     assert lines == {"seed=0": "missing", "seed=1": "queued"}
     assert "1 to run" in out
     assert json.loads(registry.read_text())["task"] == "8_1"
+
+
+def test_the_readme_shows_the_site_file_and_arguments_the_slurm_tests_use():
+    from slurm_cluster import SITE_CONFIG
+    from test_slurm import BASE, EPOCHS
+
+    readme = (ROOT / "README.md").read_text()
+    assert f"```yaml\n{SITE_CONFIG}```" in readme
+    assert f'ARGS="{" ".join(BASE)}"' in readme
+    assert f"seed=0,1 $ARGS trainer.epochs={EPOCHS} experiment_name=sweep" in readme
