@@ -14,7 +14,7 @@ SEEDS ?=
 SCALE ?= paper
 REPRODUCE = $(PY) scripts/reproduce.py --launcher $(LAUNCHER) $(if $(SEEDS),--seeds $(SEEDS))
 
-.PHONY: help install test test-all lint bench-optimizer bench-train gpu-check reproduce-mini \
+.PHONY: help install test test-all test-slurm lint bench-optimizer bench-train gpu-check reproduce-mini \
 	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-ablation tables clean
 
 help:  ## list the targets
@@ -34,9 +34,13 @@ test: install  ## run the default (fast) test suite offline
 	@$(OFFLINE) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing" >&2; exit 1; fi; exit $$rc
 
-test-all: install  ## run every test, the slow ones too
-	@$(OFFLINE) $(PY) -m pytest -m '' $(PYTEST_ARGS); rc=$$?; \
+test-all: install  ## run every test, the slow ones too (not the Slurm ones: make test-slurm)
+	@$(OFFLINE) $(PY) -m pytest -m 'not slurm' $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing" >&2; exit 1; fi; exit $$rc
+
+test-slurm: install  ## sweeps on a real single-node Slurm it installs (apt, as root), starts and stops (~6 min)
+	@$(OFFLINE) $(PY) -m pytest -m slurm tests/test_slurm.py $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest ran no Slurm tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: install  ## ruff check and format check
 	$(VENV)/bin/ruff check .

@@ -10,11 +10,12 @@ from their run folder), then writes results/[mini/]TABLE.{md,csv} and TABLE_curv
 `--dry-run` prints one line per run and the estimated cost, and starts nothing. Overrides
 after `--` go into every run (e.g. `-- trainer.devices=cuda trainer.precision=bf16`).
 
-On Slurm (`--launcher slurm`) the command waits for the array job, as Hydra's submitit
-launcher does: run it in tmux or screen. Stopping it leaves the jobs running; `make tables`
-aggregates whatever has finished. Do not call it again while that array is still queued:
-runs that have not started have no results.json yet and would be submitted a second time
-(runs that have started say "running" and are left alone with --skip-running).
+On Slurm (`--launcher slurm`) the command waits for the array job, printing its progress:
+run it in tmux or screen. Stopping it leaves the jobs running; `make tables` aggregates
+whatever has finished. The same command again, while that array is still queued or running,
+does not submit its runs a second time: the Slurm launcher recorded their tasks
+(`.submitit/submitted.jsonl`), shows them as "queued", waits for them, and submits only
+runs that are neither finished nor queued.
 """
 
 from __future__ import annotations
@@ -165,6 +166,22 @@ def submitit_folder(launcher: str, folder: Path) -> list[str]:
     return [f"hydra.launcher.submitit_folder={quote_value(f'{folder}/%j')}"]
 
 
+def queued_in_slurm(planned: list[PlannedRun], registry: Path) -> dict[int, str]:
+    """The runs (index -> Slurm task) that an earlier launch submitted to Slurm and squeue
+    still lists as queued or running. The launcher recorded each task with its overrides:
+    the multirun's own (launcher=...) followed by the run's."""
+    from agr import slurm
+
+    records, _ = slurm.alive(slurm.read_registries([registry]))
+    queued = {}
+    for index, run in enumerate(planned):
+        own = list(run.overrides)
+        for record in records:
+            if record["overrides"][-len(own) :] == own:
+                queued[index] = record["task"]
+    return queued
+
+
 def launch(pending: list[PlannedRun], launcher: str, root: Path, name: str) -> int:
     """One `run.py -m` process with every pending run (several tables at once, too). Every
     run's overrides set paths.runs and the seed; the multirun's own files (the run list,
@@ -219,10 +236,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     skip = {"completed", "running"} if args.skip_running else {"completed"}
+    # Runs still queued in Slurm are never submitted again; the Slurm launcher waits for
+    # them (they go to it with the others), other launchers leave them to Slurm.
+    wait_for_queued = args.launcher == "slurm"
+    if not wait_for_queued:
+        skip.add("queued")
+    # The multirun's own files (the run list, submitit's logs and its record of submitted
+    # Slurm tasks) go under <root>/<name>/.
+    root = Path(args.runs_dir) / tables[0][0].runs_subdir
+    name = tables[0][0].name if len(tables) == 1 else "reproduce"
+    registry = root / name / ".submitit" / "submitted.jsonl"
     pending: list[PlannedRun] = []
     broken = False
     for spec, planned in tables:
         statuses = [run_status(run) for run in planned]
+        queued = queued_in_slurm(planned, registry) if registry.exists() else {}
+        for index in queued:
+            if statuses[index] != "completed":
+                statuses[index] = "queued"
         if args.dry_run:
             print_dry_run(spec, planned, statuses)
             print("\n".join(power_plan(spec)))
@@ -232,7 +263,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {spec.where}: cell {cells} does not compose: {error}", file=sys.stderr)
         broken = broken or bool(errors)
         todo = [run for run, status in zip(planned, statuses) if status not in skip]
-        print(estimate(spec, planned, todo))
+        print(
+            estimate(
+                spec,
+                planned,
+                [r for r, s in zip(planned, statuses) if s not in skip and s != "queued"],
+            )
+        )
+        waiting = sorted(queued[i] for i, status in enumerate(statuses) if status == "queued")
+        if waiting and not args.dry_run:
+            print(
+                f"note: {len(waiting)} runs of {spec.name} are still queued or running in Slurm "
+                f"({', '.join(waiting)}): not submitted again"
+                + ("; waiting for them" if wait_for_queued else ""),
+                file=sys.stderr,
+            )
         running = [r for r, s in zip(planned, statuses) if s == "running" and r in todo]
         if running and not args.dry_run:
             print(
@@ -247,9 +292,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     code = 0
     if pending:
-        first = tables[0][0]
-        root = Path(args.runs_dir) / first.runs_subdir
-        name = first.name if len(tables) == 1 else "reproduce"
         code = launch(pending, args.launcher, root, name)
     else:
         print("every run already completed; aggregating")

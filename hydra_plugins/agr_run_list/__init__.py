@@ -20,6 +20,7 @@ cannot use ``from __future__ import annotations``: its string annotations would 
 
 import functools
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,11 @@ ConfigStore.instance().store(
 
 class ExitAsFailure:
     """Wraps the task function so that ``sys.exit(code != 0)`` fails that run only: Hydra's
-    launchers catch exceptions per job, but a SystemExit would end the whole sweep."""
+    launchers catch exceptions per job, but a SystemExit would end the whole sweep.
+
+    In a Slurm task (its own process) the exit goes through: submitit's handler for
+    preemption and time-out requeues the job and then exits this way, and the requeued task
+    must not leave behind a result that says the run failed."""
 
     def __init__(self, task_function: TaskFunction) -> None:
         self.task_function = task_function
@@ -61,6 +66,8 @@ class ExitAsFailure:
         except SystemExit as exit_:
             if exit_.code in (0, None):
                 return None
+            if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+                raise
             raise RuntimeError(f"the run exited with status {exit_.code}") from None
 
 

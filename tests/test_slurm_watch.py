@@ -1,0 +1,233 @@
+"""The Slurm sweep bookkeeping without a cluster (agr/slurm.py, scripts/reproduce.py): a
+stand-in ``squeue`` on PATH prints what the test says Slurm knows. tests/test_slurm.py
+runs the same code against a real Slurm (make test-slurm)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agr import slurm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts import reproduce  # noqa: E402
+
+
+@pytest.fixture
+def fake_squeue(tmp_path, monkeypatch):
+    """Returns a function that sets squeue's output: {task: (state, start)}; every call is
+    counted in calls."""
+    bin_dir, answer, calls = tmp_path / "bin", tmp_path / "squeue.out", tmp_path / "calls"
+    bin_dir.mkdir()
+    script = bin_dir / "squeue"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {calls}\ncat {answer}\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+
+    def set_states(states: dict[str, tuple[str, str]]) -> None:
+        answer.write_text("".join(f"{t}|{s}|{start}\n" for t, (s, start) in states.items()))
+
+    set_states({})
+    set_states.calls = calls
+    return set_states
+
+
+def test_squeue_reads_every_task_with_its_state_and_start(fake_squeue):
+    fake_squeue({"7_0": ("RUNNING", "2026-01-01T10:00:00"), "7_1": ("PENDING", "N/A")})
+    assert slurm.squeue(["7"]) == {
+        "7_0": ("RUNNING", "2026-01-01T10:00:00"),
+        "7_1": ("PENDING", "N/A"),
+    }
+    # ended jobs too (while Slurm remembers them), every task listed on its own line
+    args = fake_squeue.calls.read_text().split()
+    assert "--states=all" in args and "--array" in args and "7" in args
+
+
+def test_no_squeue_means_nothing_is_known(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no squeue at all
+    assert slurm.squeue(["7"]) is None
+    assert slurm.alive([{"task": "7_0", "overrides": []}]) == ([], None)
+
+
+def watch(tasks, said, **kwargs):
+    watcher = slurm.SweepWatcher(
+        tasks, say=said.append, poll_s=0.01, squeue_s=(0.01, 0.01), **kwargs
+    )
+    return watcher.run()
+
+
+def test_the_watcher_reports_progress_and_fails_a_task_that_ended_without_a_result(fake_squeue):
+    results: dict[str, bool | None] = {"5_0": None, "5_1": None}
+    fake_squeue({"5_0": ("RUNNING", "t0"), "5_1": ("RUNNING", "t0")})
+
+    def slurm_side():
+        time.sleep(0.3)
+        results["5_0"] = True  # its result file landed
+        fake_squeue({"5_0": ("COMPLETED", "t0"), "5_1": ("CANCELLED", "t0")})
+
+    threading.Thread(target=slurm_side).start()
+    said: list[str] = []
+    tasks = {task: (f"seed={i}", lambda task=task: results[task]) for i, task in enumerate(results)}
+    started = time.time()
+    outcome = watch(tasks, said, grace_s=0.5)
+    assert outcome == {"5_0": True, "5_1": "CANCELLED"}
+    assert 0.8 <= time.time() - started < 10  # the grace, then done: no waiting forever
+    assert said[0] == "slurm job 5: 2 runs submitted, 0 pending, 2 running, 0 finished, 0 failed"
+    assert said[-1] == "slurm job 5: 2 runs submitted, 0 pending, 0 running, 1 finished, 1 failed"
+    assert any("run failed: seed=1 (slurm task 5_1) ended (CANCELLED)" in line for line in said)
+    assert not any("sacct" in line for line in said)
+
+
+def test_a_result_counts_even_when_squeue_has_forgotten_the_task(fake_squeue):
+    fake_squeue({})  # already forgotten (MinJobAge passed), but the result is there
+    said: list[str] = []
+    assert watch({"3": ("seed=0", lambda: False)}, said) == {"3": False}
+    assert said[-1].endswith("0 finished, 1 failed")
+    assert watch({"3": ("seed=0", lambda: True)}, said) == {"3": True}
+
+
+def test_a_requeue_is_reported_once_even_when_no_poll_saw_it_pending(fake_squeue):
+    results = {"9": None}
+    fake_squeue({"9": ("RUNNING", "10:00:00")})
+
+    def slurm_side():
+        time.sleep(0.2)
+        fake_squeue({"9": ("RUNNING", "10:02:00")})  # restarted between two polls
+        time.sleep(0.2)
+        results["9"] = True
+
+    threading.Thread(target=slurm_side).start()
+    said: list[str] = []
+    assert watch({"9": ("seed=0", lambda: results["9"])}, said) == {"9": True}
+    assert sum(line.startswith("requeued: seed=0 (slurm task 9)") for line in said) == 1
+    assert said[-1].endswith("1 finished, 0 failed (1 requeued)")
+
+
+def test_registry_records_runs_and_alive_keeps_the_queued_ones(tmp_path, fake_squeue):
+    registry = slurm.registry_path(tmp_path / ".submitit" / "%j")
+    assert registry == tmp_path / ".submitit" / "submitted.jsonl"
+    slurm.record_submission(registry, [("4_0", ["seed=0"]), ("4_1", ["seed=1"])], "f/%j", 1)
+    with registry.open("a") as handle:
+        handle.write('{"task": "4_2", "overr')  # a line cut short by a killed writer
+    records = slurm.read_registries([registry])
+    assert [(r["task"], r["overrides"]) for r in records] == [
+        ("4_0", ["seed=0"]),
+        ("4_1", ["seed=1"]),
+    ]
+    fake_squeue({"4_0": ("PENDING", "N/A"), "4_1": ("COMPLETED", "t")})
+    queued, _ = slurm.alive(records)
+    assert [r["task"] for r in queued] == ["4_0"]
+
+
+def test_a_requeue_exit_leaves_the_run_running_and_resumable(tmp_path, monkeypatch):
+    """submitit requeues a timed-out task, then exits it with sys.exit(-1) from the signal
+    handler, in the middle of an epoch: the run folder must not say "failed"."""
+    from test_run import FAST, TINY_MODELS, resolved
+
+    import agr.engine.trainer as trainer_module
+    from agr.engine import train
+
+    cfg = resolved([*FAST, "trainer.epochs=3", "model=vit", *TINY_MODELS["vit"]])
+    real_build, calls = trainer_module.build_task, {"n": 0}
+
+    def build_with_a_requeue(name, cfg):
+        parts = real_build(name, cfg)
+        real_loss = parts.loss
+
+        def loss(model, batch):
+            calls["n"] += 1
+            if calls["n"] == 4:  # epoch 2, second batch
+                raise SystemExit(-1)
+            return real_loss(model, batch)
+
+        parts.loss = loss
+        return parts
+
+    monkeypatch.setattr(trainer_module, "build_task", build_with_a_requeue)
+    with pytest.raises(SystemExit):
+        train(cfg, tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["status"] == "running" and results["error"] is None
+    assert results["epochs_completed"] == 1
+    monkeypatch.setattr(trainer_module, "build_task", real_build)
+    assert train(cfg, tmp_path)["status"] == "completed"  # and it resumes
+
+
+SPEC = """
+title: Tiny
+seeds: [0, 1]
+metrics:
+  - {key: top1, label: Top-1 (%), select: final}
+columns:
+  - {name: AdamW, overrides: [optimizer=adamw]}
+scales:
+  mini:
+    runs_subdir: mini
+    overrides: [experiment_name=tiny, dataset=digits, model=vit]
+    rows:
+      - {name: digits / ViT, overrides: []}
+"""
+
+
+def test_reproduce_does_not_submit_runs_that_are_still_queued(tmp_path, fake_squeue, monkeypatch):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC)
+    args = [str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "runs")]
+    args += ["--results-dir", str(tmp_path / "results")]
+    launched = []
+    monkeypatch.setattr(reproduce, "launch", lambda pending, *a: launched.append(pending) or 0)
+    plan = reproduce.plan(reproduce.parse_args(args))
+    ((spec_, planned),) = plan
+    # An earlier launch submitted seed 0 as task 4_0: the multirun's own override first.
+    registry = tmp_path / "runs" / "mini" / "tiny" / ".submitit" / "submitted.jsonl"
+    seed0 = next(run for run in planned if run.seed == 0)
+    slurm.record_submission(registry, [("4_0", ["launcher=slurm", *seed0.overrides])], "x", 1)
+
+    fake_squeue({"4_0": ("PENDING", "N/A")})
+    assert reproduce.main([*args, "--dry-run"]) == 0
+    assert reproduce.main([*args, "--launcher", "slurm"]) == 0
+    (slurm_launch,) = launched  # the Slurm launcher gets both; it waits for 4_0
+    assert sorted(run.seed for run in slurm_launch) == [0, 1]
+    launched.clear()
+    assert reproduce.main([*args, "--launcher", "local"]) == 0
+    (local_launch,) = launched  # a local launch leaves the queued run to Slurm
+    assert [run.seed for run in local_launch] == [1]
+
+    fake_squeue({"4_0": ("CANCELLED", "t")})  # no longer queued: submitted again
+    launched.clear()
+    assert reproduce.main([*args, "--launcher", "local"]) == 0
+    assert sorted(run.seed for run in launched[0]) == [0, 1]
+
+
+def test_reproduce_dry_run_shows_queued_runs(tmp_path, fake_squeue, capsys):
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC)
+    args = [str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "runs"), "--dry-run"]
+    ((_, planned),) = reproduce.plan(reproduce.parse_args(args))
+    registry = tmp_path / "runs" / "mini" / "tiny" / ".submitit" / "submitted.jsonl"
+    seed1 = next(run for run in planned if run.seed == 1)
+    slurm.record_submission(registry, [("8_1", ["launcher=slurm", *seed1.overrides])], "x", 1)
+    fake_squeue({"8_1": ("RUNNING", "t")})
+    assert reproduce.main(args) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[1]: line.split()[0] for line in out.splitlines() if "  -> " in line}
+    assert lines == {"seed=0": "missing", "seed=1": "queued"}
+    assert "1 to run" in out
+    assert json.loads(registry.read_text())["task"] == "8_1"
+
+
+def test_the_readme_shows_the_site_file_and_arguments_the_slurm_tests_use():
+    from slurm_cluster import SITE_CONFIG
+    from test_slurm import BASE, EPOCHS
+
+    readme = (ROOT / "README.md").read_text()
+    assert f"```yaml\n{SITE_CONFIG}```" in readme
+    assert f'ARGS="{" ".join(BASE)}"' in readme
+    assert f"seed=0,1 $ARGS trainer.epochs={EPOCHS} experiment_name=sweep" in readme
