@@ -254,10 +254,10 @@ def table_sentences(table: CsvTable, metrics: dict[str, Metric]) -> list[str]:
             )
 
     # a cell compared with two baselines has a CSV line for each comparison: count it once
-    cells = list({(c.metric, c.row, c.column): c for c in table.cells}.values())
+    once = list({(c.metric, c.row, c.column): c for c in table.cells}.values())
     levels = []
     for key, metric in metrics.items():
-        counted = [c for c in cells if c.metric == key and c.cell.n > 0]
+        counted = [c for c in once if c.metric == key and c.cell.n > 0]
         if not counted:
             levels.append(f"`{key}` has no value yet")
             continue
@@ -278,7 +278,7 @@ def table_sentences(table: CsvTable, metrics: dict[str, Metric]) -> list[str]:
     for key, metric in metrics.items():
         cells = [
             (f"{c.row} / {c.column}", summarize(c.values, interval=True), c.values, c.band)
-            for c in cells
+            for c in once
             if c.metric == key
         ]
         note = chance_note(metric, cells)

@@ -56,7 +56,7 @@ def listed_runs(output: str) -> set[tuple[int, frozenset]]:
     runs = set()
     common: list[str] = []
     for line in output.splitlines():
-        if line.startswith("# "):
+        if line.startswith("# ") and "python run.py " in line:
             common = line.split("python run.py ", 1)[1].split()
         elif " seed=" in line and "  -> " in line:
             words = line.split("  -> ")[0].split()
@@ -106,34 +106,62 @@ def write_completed(folder: Path, top1: float) -> None:
     (folder / "results.json").write_text(json.dumps(results))
 
 
+SKIP_SPEC = """
+title: Skips
+seeds: [0]
+metrics: [{key: top1, label: Top-1}]
+columns:
+  - {name: AdamW, overrides: [optimizer=adamw]}
+  - {name: AGR, overrides: [optimizer=adamw_agr]}
+  - {name: SGD, overrides: [optimizer=sgd]}
+scales:
+  mini:
+    runs_subdir: mini
+    overrides: [experiment_name=skips, dataset=digits, trainer.devices=cpu]
+    rows:
+      - {name: ResNet, overrides: [model=resnet18]}
+      - {name: VGG, overrides: [model=vgg11]}
+"""
+
+
 def test_completed_runs_are_skipped_and_an_all_done_table_only_aggregates(
     tmp_path, capsys, monkeypatch
 ):
     launched = []
     monkeypatch.setattr(reproduce, "launch", lambda pending, *a: launched.append(pending) or 0)
+    spec = tmp_path / "skips.yaml"
+    spec.write_text(SKIP_SPEC)
     runs = tmp_path / "runs"
-    common = ["ablation_agr", "--scale", "mini", "--seeds", "0", "--runs-dir", str(runs)]
-    folders = {
-        "ablation_agr/digits-resnet18-adamw": 80.0,
-        "ablation_agr-weights-always/digits-resnet18-adamw_agr": 81.0,
-        "ablation_agr-weights-first10/digits-resnet18-adamw_agr": 82.0,
-        "ablation_agr-all-always/digits-resnet18-adamw_agr": 83.0,
+    common = [str(spec), "--scale", "mini", "--runs-dir", str(runs)]
+    done = {  # five of the six runs
+        "digits-resnet18-adamw": 80.0,
+        "digits-resnet18-adamw_agr": 81.0,
+        "digits-resnet18-sgd": 82.0,
+        "digits-vgg11-adamw": 83.0,
+        "digits-vgg11-sgd": 85.0,
     }
-    for name, top1 in folders.items():
-        write_completed(runs / "mini" / name / "seed0", top1)
+    for name, top1 in done.items():
+        write_completed(runs / "mini" / "skips" / name / "seed0", top1)
 
     assert reproduce.main([*common, "--results-dir", str(tmp_path / "out")]) == 0
     (pending,) = launched  # one launch, with the one unfinished run only
     assert [run.folder for run in pending] == [
-        runs / "mini" / "ablation_agr-all-first10" / "digits-resnet18-adamw_agr" / "seed0"
+        runs / "mini" / "skips" / "digits-vgg11-adamw_agr" / "seed0"
     ]
     write_completed(pending[0].folder, 84.0)
     launched.clear()
     assert reproduce.main([*common, "--results-dir", str(tmp_path / "out")]) == 0
     assert launched == [] and "every run already completed" in capsys.readouterr().out
-    with (tmp_path / "out" / "mini" / "ablation_agr.csv").open() as handle:
-        means = [float(row["mean"]) for row in csv.DictReader(handle)]
-    assert means == [80.0, 81.0, 82.0, 83.0, 84.0]
+    with (tmp_path / "out" / "skips.csv").open() as handle:
+        means = {(row["row"], row["column"]): float(row["mean"]) for row in csv.DictReader(handle)}
+    assert means == {
+        ("ResNet", "AdamW"): 80.0,
+        ("ResNet", "AGR"): 81.0,
+        ("ResNet", "SGD"): 82.0,
+        ("VGG", "AdamW"): 83.0,
+        ("VGG", "AGR"): 84.0,
+        ("VGG", "SGD"): 85.0,
+    }
 
 
 def test_a_cell_that_does_not_compose_names_the_spec_and_the_cell(tmp_path, capsys):
