@@ -233,3 +233,27 @@ def test_every_ddp_rank_stops_at_the_same_step(tmp_path):
     results = json.loads((folder / "results.json").read_text())
     assert results["status"] == "failed" and results["error"].startswith(stops[0] + ":")
     assert results["environment"]["world_size"] == 2
+
+
+def test_losses_are_read_on_the_logging_steps_and_at_the_end_of_each_epoch_only(
+    tmp_path, monkeypatch
+):
+    """No host sync per step: with log_every=3 and 7 steps an epoch, the losses are read at
+    steps 3, 6 and the epoch's end (7): three reads of 3, 3 and 1 losses."""
+    from engine_runs import tiny_run
+
+    from agr.engine import trainer as trainer_module
+
+    reads = []
+    original = trainer_module._Run._check_losses
+
+    def counting(self, epoch, unchecked):
+        reads.append((epoch, [step for _, step in unchecked]))
+        return original(self, epoch, unchecked)
+
+    monkeypatch.setattr(trainer_module._Run, "_check_losses", counting)
+    results, _ = tiny_run(
+        tmp_path / "run", ["trainer.limit_batches=7", "trainer.log_every=3", "trainer.epochs=1"]
+    )
+    assert results["status"] == "completed"
+    assert reads == [(0, [1, 2, 3]), (0, [4, 5, 6]), (0, [7])]

@@ -281,7 +281,11 @@ class _Run:
             self.train_loader.generator.manual_seed(int(self.cfg["seed"]) * 100_003 + epoch)
         self.train_model.train()
         self.progress.start_epoch(epoch, self.train_batches)
-        loss_sum, samples, started = 0.0, 0, time.time()
+        # The losses stay on the device: the host reads them (one sync) on the logging steps
+        # and at the end of the epoch, where they are checked for divergence.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        samples, started, shown = 0, time.time(), ""
+        unchecked: list[tuple[torch.Tensor, int]] = []  # (batch loss, its optimizer step)
         batches = iter(self.train_loader)
         for index in range(self.train_batches):
             batch = _to_device(next(batches), self.device, self.trainer.get("channels_last"))
@@ -295,16 +299,22 @@ class _Run:
                     self.train_batches - (index // self.accumulate) * self.accumulate,
                 )
                 self.scaler.scale(loss / group).backward()
-            value = self._loss_value(loss)  # the one host sync per batch
-            self._check_loss(epoch, value)
+            detached = loss.detach()
+            unchecked.append((detached, self.global_step + 1))
             size = self.parts.batch_size(batch)
-            loss_sum += value * size
+            loss_sum += detached.double() * size
             samples += size
             if boundary:
                 self._optimizer_step()
-            self.progress.update(f"loss {value:.4f} lr {self._lr():.2e}")
+            logging = boundary and self.global_step % self.log_every == 0
+            if logging or index + 1 == self.train_batches:
+                last = self._check_losses(epoch, unchecked)
+                unchecked = []
+                shown = f"loss {last:.4f} lr {self._lr():.2e}"
+            self.progress.update(shown)
         elapsed = time.time() - started
-        count = torch.tensor([loss_sum, samples], device=self.device, dtype=torch.float64)
+        count = torch.stack([loss_sum, torch.tensor(float(samples), device=self.device)])
+        count = count.to(torch.float64)
         if self.ctx.distributed:
             torch.distributed.all_reduce(count)
         return {
@@ -358,14 +368,18 @@ class _Run:
                 )
 
     # ------------------------------------------------------------------ divergence
-    def _loss_value(self, loss: torch.Tensor) -> float:
-        """The batch loss as a float; under DDP the mean over the ranks, so that every rank
-        sees the same value and stops at the same step."""
-        if not self.ctx.distributed:
-            return loss.item()
-        value = loss.detach().float().clone()
-        torch.distributed.all_reduce(value)
-        return value.item() / self.ctx.world_size
+    def _check_losses(self, epoch: int, unchecked: list[tuple[torch.Tensor, int]]) -> float:
+        """Read the batch losses since the last check (one host sync; under DDP their means
+        over the ranks, so every rank reaches the same verdict) and check each in order;
+        returns the last one."""
+        values = torch.stack([loss.float() for loss, _ in unchecked])
+        if self.ctx.distributed:
+            torch.distributed.all_reduce(values)
+        world = self.ctx.world_size if self.ctx.distributed else 1
+        read = [value / world for value in values.tolist()]
+        for value, (_, step) in zip(read, unchecked):
+            self._check_loss(epoch, step, value)
+        return read[-1]
 
     def _any_rank(self, flag: bool) -> bool:
         if not self.ctx.distributed:
@@ -386,8 +400,7 @@ class _Run:
             "trainer.precision=fp32)."
         )
 
-    def _check_loss(self, epoch: int, value: float) -> None:
-        step = self.global_step + 1
+    def _check_loss(self, epoch: int, step: int, value: float) -> None:
         if not math.isfinite(value):
             raise self._diverged(epoch, step, f"the training loss is {value}")
         if self.reference_loss is None:
