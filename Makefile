@@ -14,7 +14,7 @@ SEEDS ?=
 SCALE ?= paper
 REPRODUCE = $(PY) scripts/reproduce.py --launcher $(LAUNCHER) $(if $(SEEDS),--seeds $(SEEDS))
 
-.PHONY: help install test test-all test-slurm lint bench-optimizer bench-train gpu-check reproduce-mini \
+.PHONY: help install test test-all test-slurm lint bench-data bench-optimizer bench-train gpu-check reproduce-mini \
 	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-ablation tables clean
 
 help:  ## list the targets
@@ -46,6 +46,9 @@ lint: install  ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+bench-data: install  ## training input pipelines (torchvision vs device loader), images/s per core -> results/bench/data_pipeline.json
+	$(OFFLINE) $(PY) scripts/bench_data.py
+
 bench-optimizer: install  ## time optimizer.step() with and without AGR -> results/bench/optimizer_step.json
 	$(OFFLINE) $(PY) scripts/bench_optimizer.py
 
@@ -68,7 +71,7 @@ reproduce-table2: install  ## Table 2 (classification, CIFAR-100/TinyImageNet) a
 reproduce-table3: install  ## Table 3 (ALBERT on WikiText-2 vs weight decay) at paper scale
 	$(REPRODUCE) table3
 
-reproduce-ablation: install  ## the AGR scope x suspension ablation (ResNet-18, CIFAR-100); SCALE=mini: digits, ~2 min
+reproduce-ablation: install  ## AGR's dose-response, null control, SGD, scope and suspension (ResNet-18, CIFAR-100); SCALE=mini: digits, ~18 min
 	$(if $(filter mini,$(SCALE)),$(OFFLINE) )$(REPRODUCE) ablation_agr --scale $(SCALE)
 	$(if $(filter mini,$(SCALE)),$(PY) scripts/readme_summary.py)
 
