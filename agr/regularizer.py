@@ -8,7 +8,7 @@ For each gradient tensor ``G`` (one tensor at a time)::
 Two controls generalise the operator (both for ablations; the defaults are AGR itself):
 ``strength`` k scales the damping, ``G <- G - min(1, k*alpha) * G`` (no factor below 0), and
 ``permuted`` shuffles the per-element factors within each tensor before applying them, so the
-same amount of damping lands with no link to |G| (a null control).
+same factors land with no link to |G| (a null control; it removes less L1 mass than AGR).
 
 This module depends on torch alone, so it can be copied into any training loop.
 ``attach(optimizer)`` runs the operator as a step pre-hook: once per optimizer step,

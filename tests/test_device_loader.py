@@ -243,7 +243,7 @@ def test_engine_with_the_device_loader_trains_and_resumes_exactly(tmp_path):
     assert all(torch.equal(weights[k], resumed_weights[k]) for k in weights)
 
 
-def test_auto_keeps_the_dataloader_on_cpu_and_device_is_refused_for_text():
+def test_auto_keeps_the_dataloader_on_cpu_and_device_is_refused_for_text(monkeypatch):
     from torch.utils.data import DataLoader
 
     from agr.data import build_datasets
@@ -253,8 +253,13 @@ def test_auto_keeps_the_dataloader_on_cpu_and_device_is_refused_for_text():
     train, _, _ = build_datasets("digits", data_dir=".", augment=True)
     cfg = {"seed": 0, "trainer": {"batch_size": 8}, "dataset": {"loader": "auto"}}
     args = dict(cfg=cfg, device=torch.device("cpu"), rank=0, world_size=1, collate=None)
-    loader, _ = build_train_loader(train, **args)
+    from agr.engine import loaders
+
+    read = loaders.device_split
+    monkeypatch.setattr(loaders, "device_split", lambda _: pytest.fail("split read on CPU"))
+    loader, _ = build_train_loader(train, **args)  # auto on CPU: the split is never read
     assert isinstance(loader, DataLoader)
+    monkeypatch.setattr(loaders, "device_split", read)
     cfg["dataset"]["loader"] = "device"
     loader, sampler = build_train_loader(train, **args)
     assert isinstance(loader, DeviceLoader) and sampler is loader

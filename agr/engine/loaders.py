@@ -27,7 +27,11 @@ def build_train_loader(
     trainer, seed = cfg["trainer"], int(cfg["seed"])
     batch_size = int(trainer["batch_size"])
     choice = (cfg.get("dataset") or {}).get("loader", "auto")
-    if choice in ("auto", "device") and collate is None:
+    if choice == "device" and collate is not None:
+        raise ConfigError("dataset.loader=device: this task's batches are not images and labels")
+    wanted = choice == "device" or (choice == "auto" and device.type == "cuda")
+    if wanted and collate is None:
+        # decided before reading the split: TinyImageNet's is decoded from 110k JPEGs
         try:
             split = device_split(train_set)
         except NotOnDevice as error:
@@ -36,7 +40,7 @@ def build_train_loader(
                     f"dataset.loader=device: {error}. Use dataset.loader=torch for this data."
                 ) from None
             split = None
-        if split is not None and (choice == "device" or device.type == "cuda"):
+        if split is not None:
             loader = DeviceLoader(
                 split.images.to(device),
                 split.labels.to(device),
@@ -50,8 +54,6 @@ def build_train_loader(
                 world_size=world_size,
             )
             return loader, loader
-    elif choice == "device":
-        raise ConfigError("dataset.loader=device: this task's batches are not images and labels")
     sampler = DistributedSampler(
         train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=seed
     )

@@ -313,8 +313,8 @@ class _Run:
                 shown = f"loss {last:.4f} lr {self._lr():.2e}"
             self.progress.update(shown)
         elapsed = time.time() - started
-        count = torch.stack([loss_sum, torch.tensor(float(samples), device=self.device)])
-        count = count.to(torch.float64)
+        samples_t = torch.tensor(float(samples), dtype=torch.float64, device=self.device)
+        count = torch.stack([loss_sum, samples_t])
         if self.ctx.distributed:
             torch.distributed.all_reduce(count)
         return {
