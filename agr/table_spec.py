@@ -143,6 +143,12 @@ class Cost:
     per_run: float
     per_launch: float = 0.0
 
+    @property
+    def in_gpu_hours(self) -> bool:
+        """Whether runs are costed in hours of one GPU (paper scales), so that a wall time on
+        N GPUs follows from them."""
+        return self.unit.startswith("GPU-hours")
+
 
 @dataclass
 class TableSpec:

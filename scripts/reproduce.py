@@ -10,6 +10,16 @@ from their run folder), then writes results/[mini/]TABLE.{md,csv} and TABLE_curv
 `--dry-run` prints one line per run and the estimated cost, and starts nothing. Overrides
 after `--` go into every run (e.g. `-- trainer.devices=cuda trainer.precision=bf16`).
 
+Locally (`--launcher local`, the default) every visible GPU is used: each run is its own
+`run.py` process pinned to one GPU, `--runs-per-gpu K` packs K runs on each GPU, `--gpus N`
+uses the first N, and `--jobs N` caps how many run at once (on a machine without GPUs,
+`--jobs N` runs N at once on the CPU cores). Each run's output goes to `launch.log` in its
+run folder; a run that fails fails alone; Ctrl-C stops every run it started (they resume
+from their checkpoints when the same command runs again). Without GPUs and `--jobs`, all
+pending runs go through one process, one after another (shared imports: the fastest on a
+CPU). The dry run of a table costed in GPU-hours prints its wall time on N GPUs x K runs
+per GPU (agr.local_pool).
+
 On Slurm (`--launcher slurm`) the command waits for the array job, printing its progress:
 run it in tmux or screen. Stopping it leaves the jobs running; `make tables` aggregates
 whatever has finished. The same command again, while that array is still queued or running,
@@ -21,6 +31,7 @@ runs that are neither finished nor queued.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -31,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agr.table_spec import (  # noqa: E402 - after the path setup above
+from agr import local_pool  # noqa: E402 - after the path setup above
+from agr.table_spec import (  # noqa: E402
     CONFIGS,
     SCALES,
     PlannedRun,
@@ -84,7 +96,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="paths.runs for every run (default: $AGR_RUNS_DIR or runs)",
     )
     parser.add_argument("--results-dir", default="results", help="where the tables go")
+    local = parser.add_argument_group("local launcher (--launcher local)")
+    local.add_argument(
+        "--gpus",
+        type=positive_int,
+        help="use the first N visible GPUs (default: all); in a dry run, the number of GPUs "
+        "to estimate the wall time for (default: the visible ones, at least 1)",
+    )
+    local.add_argument(
+        "--runs-per-gpu", type=positive_int, default=1, help="runs sharing each GPU (default 1)"
+    )
+    local.add_argument(
+        "--jobs",
+        type=positive_int,
+        help="at most N runs at once (default: one per GPU slot; 1 on a machine without GPUs)",
+    )
     return parser
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give an integer >= 1")
+    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -153,6 +190,55 @@ def estimate(spec: TableSpec, planned: list[PlannedRun], pending: list[PlannedRu
     )
 
 
+GPU_BENCH = ROOT / "results" / "bench" / "gpu.json"
+
+
+def packing_throughput(runs_per_gpu: int, bench: Path | None = None) -> tuple[float, str]:
+    """Throughput of K runs sharing one GPU relative to one run alone, and where it comes
+    from: scripts/gpu_check.sh measures it (results/bench/gpu.json); unmeasured, no gain is
+    assumed, so each of the K runs takes K times as long."""
+    if runs_per_gpu == 1:
+        return 1.0, "one run per GPU"
+    bench = GPU_BENCH if bench is None else bench
+    try:
+        bench_data = json.loads(bench.read_text())
+        value = float(bench_data["runs_per_gpu"][str(runs_per_gpu)]["throughput_vs_1"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1.0, (
+            f"{runs_per_gpu} runs on a GPU assumed to give no more throughput than one "
+            "(not measured: scripts/gpu_check.sh writes results/bench/gpu.json)"
+        )
+    where = f"{bench.name}, {bench_data.get('device', 'GPU')}, {bench_data.get('date', '')}"
+    return value, (
+        f"{runs_per_gpu} runs on a GPU give {value:.2f}x the throughput of one (measured: "
+        f"{where.rstrip(', ')})"
+    )
+
+
+def makespan(durations: list[float], slots: int) -> float:
+    """Wall time of ``durations`` run on ``slots`` slots, each run in the first free slot,
+    longest first (within 4/3 of the best schedule; Graham 1969)."""
+    loads = [0.0] * slots
+    for duration in sorted(durations, reverse=True):
+        loads[loads.index(min(loads))] += duration
+    return max(loads)
+
+
+def wall_time(spec: TableSpec, pending: list[PlannedRun], gpus: int, runs_per_gpu: int) -> str:
+    """The dry run's estimate of the pending runs' wall time on ``gpus`` GPUs with
+    ``runs_per_gpu`` runs per GPU, from the spec's per-run cost."""
+    throughput, source = packing_throughput(runs_per_gpu)
+    stretch = runs_per_gpu / throughput  # each of the K runs sharing a GPU is this much slower
+    durations = [spec.groups[run.group].cost * stretch for run in pending]
+    hours = makespan(durations, gpus * runs_per_gpu) + (spec.cost.per_launch if pending else 0)
+    return (
+        f"# wall time of the {len(pending)} pending runs on {gpus} GPU{'s' * (gpus > 1)} x "
+        f"{runs_per_gpu} run{'s' * (runs_per_gpu > 1)} per GPU: about {hours:.3g} hours "
+        f"(from the GPU-hours per run above; {source}; --gpus N --runs-per-gpu K for another "
+        "layout)"
+    )
+
+
 def submitit_folder(launcher: str, folder: Path) -> list[str]:
     """Where submitit keeps its pickles and logs, for launchers that use it. (Not through
     experiment_name on the command line: that would override the presets' own names and
@@ -180,6 +266,47 @@ def queued_in_slurm(planned: list[PlannedRun], registry: Path) -> dict[int, str]
             if record["overrides"][-len(own) :] == own:
                 queued[index] = record["task"]
     return queued
+
+
+def slots_for(args: argparse.Namespace) -> list[local_pool.Slot] | None:
+    """The local pool's slots, or None for the one-process sweep (no GPU, no --jobs)."""
+    gpus = local_pool.visible_gpus()
+    if args.gpus is not None:
+        if args.gpus > len(gpus):
+            raise SpecError(
+                f"--gpus {args.gpus}: only {len(gpus)} GPUs are visible "
+                f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+            )
+        gpus = gpus[: args.gpus]
+    if not gpus and args.jobs is None:
+        return None
+    return local_pool.make_slots(gpus, runs_per_gpu=args.runs_per_gpu, jobs=args.jobs)
+
+
+def launch_pool(pending: list[PlannedRun], slots: list[local_pool.Slot], root: Path) -> int:
+    """Each pending run as its own run.py process in the first free slot; its output in
+    launch.log in its run folder."""
+    jobs = [
+        local_pool.PoolJob(
+            name=str(run.folder.relative_to(root))
+            if run.folder.is_relative_to(root)
+            else str(run.folder),
+            command=local_pool.python_command(ROOT / "run.py", run.overrides),
+            log=run.folder / "launch.log",
+        )
+        for run in pending
+    ]
+    where = ", ".join(sorted({slot.describe() for slot in slots}))
+    print(f"launching {len(jobs)} runs, {len(slots)} at a time ({where})", flush=True)
+    env = {**os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    result = local_pool.run_pool(jobs, slots, env=env)
+    if result.failed:
+        print(f"{len(result.failed)} runs failed (their launch.log says why):", file=sys.stderr)
+        for job in jobs:
+            if job.name in result.failed:
+                print(f"  {job.log}", file=sys.stderr)
+    return result.exit_code
 
 
 def launch(pending: list[PlannedRun], launcher: str, root: Path, name: str) -> int:
@@ -232,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         tables = plan(args)
+        slots = slots_for(args) if args.launcher == "local" and not args.dry_run else None
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -257,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print_dry_run(spec, planned, statuses)
             print("\n".join(power_plan(spec)))
+            if spec.cost.in_gpu_hours:
+                to_run = [r for r, s in zip(planned, statuses) if s not in skip and s != "queued"]
+                gpus = args.gpus or max(1, len(local_pool.visible_gpus()))
+                print(wall_time(spec, to_run, gpus, args.runs_per_gpu))
         errors = {run.group: run.error for run in planned if run.error}
         for group, error in errors.items():
             cells = ", ".join(spec.groups[group].cells)
@@ -291,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return 0
     code = 0
-    if pending:
+    if pending and slots is not None:
+        code = launch_pool(pending, slots, Path(args.runs_dir))
+    elif pending:
         code = launch(pending, args.launcher, root, name)
     else:
         print("every run already completed; aggregating")

@@ -257,10 +257,11 @@ class _Run:
             self.results["status"] = "completed"
             self._write_results(self.epochs, time.time() - started)
             return self.results
-        except SystemExit:
-            # Asked to exit mid-run, e.g. by submitit after it requeued the Slurm job at a
-            # time limit or on preemption: the run is not over, it resumes from last.pt, so
-            # results.json keeps saying "running" (as it does when the process is killed).
+        except (SystemExit, KeyboardInterrupt):
+            # Asked to exit mid-run: by submitit after it requeued the Slurm job at a time
+            # limit or on preemption, or by Ctrl-C (the local pool passes it on as SIGINT).
+            # The run is not over, it resumes from last.pt, so results.json keeps saying
+            # "running" (as it does when the process is killed).
             raise
         except BaseException as error:
             self.results["status"] = "failed"
