@@ -8,11 +8,15 @@ STAMP := $(VENV)/.installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_MODE=disabled
 PYTEST_ARGS ?=
 # Paper-scale reproduction: `make reproduce-table2 LAUNCHER=slurm SEEDS=0,1,2` (SEEDS unset:
-# each spec's own seeds for that scale).
+# each spec's own seeds for that scale). Locally every visible GPU runs one run at a time;
+# RUNS_PER_GPU=K packs K runs on each, JOBS=N caps how many run at once (on CPU: N at once).
 LAUNCHER ?= local
 SEEDS ?=
 SCALE ?= paper
-REPRODUCE = $(PY) scripts/reproduce.py --launcher $(LAUNCHER) $(if $(SEEDS),--seeds $(SEEDS))
+RUNS_PER_GPU ?=
+JOBS ?=
+REPRODUCE = $(PY) scripts/reproduce.py --launcher $(LAUNCHER) $(if $(SEEDS),--seeds $(SEEDS)) \
+	$(if $(RUNS_PER_GPU),--runs-per-gpu $(RUNS_PER_GPU)) $(if $(JOBS),--jobs $(JOBS))
 
 .PHONY: help install test test-all test-slurm lint bench-data bench-optimizer bench-train gpu-check reproduce-mini \
 	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-ablation tables clean

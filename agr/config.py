@@ -109,6 +109,7 @@ _RULES: dict[str, tuple] = {
     "metrics.eta": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "metrics.is_splits": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
     "metrics.batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "metrics.compile": (lambda v: v in ("auto", True, False), "auto, true or false"),
     "metrics.grid_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
     # Text pre-training (configs/dataset/{wikitext2,pydoc}.yaml)
     "dataset.variant": (lambda v: v in ("raw", "tokens"), "raw or tokens"),

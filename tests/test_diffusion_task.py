@@ -120,6 +120,48 @@ def test_digits_run_trains_samples_and_scores(tmp_path):
     assert (tmp_path / "data" / "fid_stats").is_dir()  # reference statistics cached
 
 
+@pytest.mark.parametrize("setting,compiles", [("auto", False), ("true", True)])
+def test_sampling_compiles_the_unet_once_when_asked(tmp_path, monkeypatch, setting, compiles):
+    """metrics.compile: auto compiles only on CUDA (this is a CPU run), true anywhere; the
+    compiled module is made once per run and is what DDIM calls at every evaluation; the
+    history reports the sampling speed in images/s."""
+    made: list[torch.nn.Module] = []
+    calls = {"n": 0}
+
+    def fake_compile(model, **options):
+        assert options == {"dynamic": False}
+        made.append(model)
+
+        def counted(*args, **kwargs):
+            calls["n"] += 1
+            return model(*args, **kwargs)
+
+        counted.parameters = model.parameters  # what the sampler reads its device from
+        counted.eval, counted.train = model.eval, model.train
+        return counted
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    cfg = _cfg(
+        tmp_path,
+        "dataset=digits",
+        "trainer.epochs=2",
+        "trainer.limit_batches=1",
+        "trainer.eval_every=1",
+        f"metrics.compile={setting}",
+    )
+    train(cfg, tmp_path / "run")
+    history = _read_history(tmp_path / "run")
+    assert len(made) == int(compiles)
+    # limit_batches=1 caps sampling at the IS splits' minimum, 10 samples, in batches of the
+    # eval batch (8): 2 batches of 3 DDIM steps at each of the 2 evaluations
+    assert [record["num_samples"] for record in history] == [10, 10]
+    assert calls["n"] == (2 * 2 * 3 if compiles else 0)
+    for record in history:
+        assert record["sampling_images_per_s"] > 0 and record["sampling_compiled"] is compiles
+        seconds = record["sampling_s_per_image_step"] * 10 * 3
+        assert record["sampling_images_per_s"] == pytest.approx(10 / seconds, rel=1e-6)
+
+
 def test_cifar10_fixture_run_in_minus_one_one_with_flips(tmp_path, monkeypatch):
     root = tmp_path / "data" / "cifar10"
     rows, _ = write_cifar(root, "cifar10")["train"]
