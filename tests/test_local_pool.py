@@ -312,3 +312,15 @@ def test_ctrl_c_during_real_runs_leaves_them_resumable(tmp_path):
     assert pool.returncode == local_pool.INTERRUPTED, out
     for result in results:
         assert json.loads(result.read_text())["status"] == "running"  # interrupted, not failed
+
+
+def test_the_readmes_table2_wall_times_are_the_dry_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(reproduce, "GPU_BENCH", tmp_path / "absent.json")
+    hours = {}
+    for gpus in (1, 8):
+        args = ["table2", "--dry-run", "--runs-dir", str(tmp_path), "--gpus", str(gpus)]
+        assert reproduce.main(args) == 0
+        hours[gpus] = wall_hours(capsys.readouterr().out)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    claim = f"about {round(hours[1])} hours on one GPU and about {round(hours[8])} hours on 8"
+    assert claim in readme
