@@ -9,12 +9,11 @@ alone; the AGR arguments do nothing without AGR, ``no_prox`` only applies to Ada
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from timm.optim import Adan
 
 from .regularizer import SCOPES, attach
 
@@ -27,7 +26,8 @@ IMPLS = ("auto", "fused", "foreach", "loop")
 class _Family:
     """Defaults of one optimizer family (the values of the reference implementations)."""
 
-    cls: type
+    load: Callable[[], type]
+    """Returns the optimizer class (imported when first asked for)."""
     lr: float
     weight_decay: float
     betas: tuple[float, ...]
@@ -36,15 +36,23 @@ class _Family:
     momentum: float | None = None
 
 
+def _adan() -> type:
+    """timm's Adan, imported only when an Adan optimizer is built: timm imports torchvision
+    and more, which ``import agr`` should not pay for."""
+    from timm.optim import Adan
+
+    return Adan
+
+
 _FAMILIES = {
     # torch.optim.AdamW defaults.
-    "adamw": _Family(torch.optim.AdamW, 1e-3, 1e-2, (0.9, 0.999), 1e-8, IMPLS),
+    "adamw": _Family(lambda: torch.optim.AdamW, 1e-3, 1e-2, (0.9, 0.999), 1e-8, IMPLS),
     # Adan: the official code's (and timm's) code-convention betas; they are 1 - beta of
     # the paper's notation. Weight decay 0 as in timm and the Table 1 runs.
-    "adan": _Family(Adan, 1e-3, 0.0, (0.98, 0.92, 0.99), 1e-8, ("auto", "foreach", "loop")),
+    "adan": _Family(_adan, 1e-3, 0.0, (0.98, 0.92, 0.99), 1e-8, ("auto", "foreach", "loop")),
     # torch.optim.SGD with heavy-ball momentum 0.9 (dampening 0, no Nesterov): the update
     # scales with the gradient, so no normalisation cancels AGR's per-tensor factors.
-    "sgd": _Family(torch.optim.SGD, 1e-2, 0.0, (), 0.0, IMPLS, momentum=0.9),
+    "sgd": _Family(lambda: torch.optim.SGD, 1e-2, 0.0, (), 0.0, IMPLS, momentum=0.9),
 }
 
 OPTIMIZERS = {
@@ -131,7 +139,7 @@ def build_optimizer(
     names = params_or_model if isinstance(params_or_model, torch.nn.Module) else None
     # The AGR arm is the very optimizer of the baseline with the hook in front of its step,
     # so a pair differs by AGR alone (with AGR a no-op, the two are identical bit for bit).
-    optimizer = family.cls(groups, **kwargs)
+    optimizer = family.load()(groups, **kwargs)
     if with_agr:
         attach(
             optimizer,

@@ -634,3 +634,22 @@ def test_step_with_closure(kind, data):
     assert agr.handle_of(opt).steps == 6
     want = train(ref_model, ref, data, steps(1, 6), transform=agr_on("all"))
     assert_same_run(got, want, atol=1e-6, names=param_names(model))
+
+
+def test_import_agr_loads_torch_alone_and_adan_loads_timm_when_asked():
+    """The library's import pulls in no suite dependency (timm imports torchvision; wandb,
+    Hydra, transformers and diffusers belong to the suite); Adan still builds."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, agr\n"
+        "suite = ('timm', 'torchvision', 'wandb', 'hydra', 'transformers', 'diffusers', 'scipy')\n"
+        "print(sorted(m for m in suite if m in sys.modules))\n"
+        "agr.build_optimizer('adan_agr', torch.nn.Linear(2, 2))\n"
+        "print('timm' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[:2] == ["[]", "True"]
