@@ -10,21 +10,23 @@
 # Run from the repository root: `make gpu-check`.
 #
 # Time on one H200, estimated from the sizes (gpu.json's "pieces" records each piece's
-# measured seconds; a fresh process costs ~7 s: imports, CUDA context, synthetic data):
-#   equivalence tests     ~1.5 min  ~40 small CUDA tests and two short engine runs
-#   cifar100_epoch        ~2.7 min  4 processes (one a variant), each one engine run per loader
-#                                   of 4 epochs x 60 steps x 128 images (31k images: fp32 ~8-10k
-#                                   img/s -> ~4 s, bf16 ~20-30k img/s -> ~1.5 s) plus 4
-#                                   checkpoints: ~25 s a process; torch.compile of ResNet-18
-#                                   ~40-60 s once, cached for the second loader: ~90 s
+# measured seconds). A fresh process costs ~7 s (imports, CUDA context); a CIFAR-100 one also
+# ~7 s of synthetic data (50,000 images written once, read 4 times with torchvision's MD5 check).
+#   equivalence tests     ~1.5 min  ~40 small CUDA tests and a few short engine runs
+#   cifar100_epoch        ~3 min    4 processes (one per variant), each one engine run per
+#                                   loader of 4 epochs x 60 steps x 128 images (31k images:
+#                                   fp32 ~8-10k img/s -> ~4 s, bf16 ~20-30k img/s -> ~1.5 s)
+#                                   plus 4 checkpoints and the loader-start timing: ~30 s a
+#                                   process; torch.compile of ResNet-18 ~40-60 s once, cached
+#                                   for the second loader: ~90 s for that process
 #   tinyimagenet_epoch    ~0.3 min  7,936 JPEGs written and decoded twice, 4 x 60 steps at
 #                                   64x64 (~4x CIFAR's pixels: ~5-7k img/s bf16)
-#   runs_per_gpu          ~0.7 min  K = 1, 2, 4 processes: start ~8 s, 20 warm-up steps, 3
-#                                   windows of 60 steps (<= 1 s each): ~12 s per K
+#   runs_per_gpu          ~0.4 min  4 processes start together (~10 s) and warm up (20 steps);
+#                                   3 windows of 60 steps for each K = 1, 2, 4 (0.5-1 s each)
 #   ddpm                  ~0.3 min  25 steps at batch 128 of the 35.7M UNet (~50 ms each),
 #                                   3 x 500 images x 10 DDIM steps
 #   optimizer_step        ~0.5 min  2 models x 7 step kinds x 60 interleaved steps (timm import)
-#   total                 ~6 min
+#   total                 ~6 min, under 8 with room for a slower compile
 # The engine-vs-bare-loop comparison (host syncs priced) is not part of it; by hand:
 #   python scripts/bench_train.py --device cuda --models resnet18 --batch-size 128 \
 #       --batches 40 --num-workers 8 --precision bf16 --train-images 8192 --sync-variant
