@@ -18,7 +18,7 @@ JOBS ?=
 REPRODUCE = $(PY) scripts/reproduce.py --launcher $(LAUNCHER) $(if $(SEEDS),--seeds $(SEEDS)) \
 	$(if $(RUNS_PER_GPU),--runs-per-gpu $(RUNS_PER_GPU)) $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: help install test test-all test-slurm lint bench-data bench-optimizer bench-train gpu-check reproduce-mini \
+.PHONY: help install test test-all test-slurm lint bench-data bench-optimizer bench-train bench-gpu gpu-check reproduce-mini \
 	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-ablation tables clean
 
 help:  ## list the targets
@@ -58,6 +58,9 @@ bench-optimizer: install  ## time optimizer.step() with and without AGR -> resul
 
 bench-train: install  ## engine vs bare-loop training images/s -> results/bench/train_throughput.json
 	$(OFFLINE) $(PY) scripts/bench_train.py
+
+bench-gpu: install  ## on a CUDA machine: epoch times, runs per GPU, DDPM, AGR step (~5 min on an H200) -> results/bench/gpu.json
+	$(OFFLINE) $(PY) scripts/bench_gpu.py
 
 gpu-check: install  ## on a CUDA machine: equivalence tests on the GPU and the step benchmark
 	bash scripts/gpu_check.sh

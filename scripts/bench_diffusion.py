@@ -85,7 +85,8 @@ def bench_model(name: str, batch: int, args, device: torch.device) -> dict:
             )
         _sync(device)
         sample_times.append(time.perf_counter() - started)
-    per_image_step = statistics.median(sample_times) / (args.sample_batch * args.sample_steps)
+    sample_s = statistics.median(sample_times)
+    per_image_step = sample_s / (args.sample_batch * args.sample_steps)
     row = {
         "model": name,
         "params": sum(p.numel() for p in model.parameters()),
@@ -95,6 +96,7 @@ def bench_model(name: str, batch: int, args, device: torch.device) -> dict:
         "sample_batch": args.sample_batch,
         "sample_steps": args.sample_steps,
         "sampling_ms_per_image_step": round(per_image_step * 1e3, 4),
+        "sampling_images_per_s": round(args.sample_batch / sample_s, 2),  # at sample_steps
         # 50,000 samples x 100 DDIM steps, Table 1's evaluation, at this speed on one device
         "table1_eval_hours": round(per_image_step * 50_000 * 100 / 3600, 2),
     }

@@ -1,14 +1,39 @@
 #!/usr/bin/env bash
-# GPU checks (a few minutes on one GPU): the operator and optimizer equivalence tests and the
-# bitwise pair test (tests/test_pairs.py: adamw vs adamw_agr with AGR a no-op) on
-# CUDA (fp32 and bf16), the optimizer-step benchmark (results/bench/optimizer_step_cuda.json),
-# and training images/s of the engine beside a bare loop for ResNet-18 at batch 128 in bf16,
-# plain, channels_last, and compiled (results/bench/train_throughput_cuda_*.json).
-# DDPM training images/s and DDIM sampling time in bf16 (results/bench/diffusion_cuda.json).
+# GPU checks (about 6 minutes on one H200, under 8): the operator and optimizer equivalence
+# tests and the bitwise pair test (tests/test_pairs.py: adamw vs adamw_agr with AGR a no-op) on
+# CUDA (fp32 and bf16), then scripts/bench_gpu.py, which measures the suite on this GPU into
+# results/bench/gpu.json: ResNet-18 CIFAR-100 epoch time with the torch DataLoader and the
+# device loader (fp32, bf16, bf16 channels_last, bf16 channels_last compiled), one TinyImageNet
+# epoch (device loader, bf16), K = 1, 2, 4 runs per GPU, DDPM training and DDIM sampling
+# images/s in bf16, and the AGR optimizer-step overhead. All data are synthetic, written in the
+# real on-disk formats (the GPU machine may have no network).
 # Run from the repository root: `make gpu-check`.
+#
+# Time on one H200, estimated from the sizes (gpu.json's "pieces" records each piece's
+# measured seconds). A fresh process costs ~7 s (imports, CUDA context); a CIFAR-100 one also
+# ~7 s of synthetic data (50,000 images written once, read 4 times with torchvision's MD5 check).
+#   equivalence tests     ~1.5 min  ~40 small CUDA tests and a few short engine runs
+#   cifar100_epoch        ~3 min    4 processes (one per variant), each one engine run per
+#                                   loader of 4 epochs x 60 steps x 128 images (31k images:
+#                                   fp32 ~8-10k img/s -> ~4 s, bf16 ~20-30k img/s -> ~1.5 s)
+#                                   plus 4 checkpoints and the loader-start timing: ~30 s a
+#                                   process; torch.compile of ResNet-18 ~40-60 s once, cached
+#                                   for the second loader: ~90 s for that process
+#   tinyimagenet_epoch    ~0.3 min  7,936 JPEGs written and decoded twice, 4 x 60 steps at
+#                                   64x64 (~4x CIFAR's pixels: ~5-7k img/s bf16)
+#   runs_per_gpu          ~0.4 min  4 processes start together (~10 s) and warm up (20 steps);
+#                                   3 windows of 60 steps for each K = 1, 2, 4 (0.5-1 s each)
+#   ddpm                  ~0.3 min  25 steps at batch 128 of the 35.7M UNet (~50 ms each),
+#                                   3 x 500 images x 10 DDIM steps
+#   optimizer_step        ~0.5 min  2 models x 7 step kinds x 60 interleaved steps (timm import)
+#   total                 ~6 min, under 8 with room for a slower compile
+# The engine-vs-bare-loop comparison (host syncs priced) is not part of it; by hand:
+#   python scripts/bench_train.py --device cuda --models resnet18 --batch-size 128 \
+#       --batches 40 --num-workers 8 --precision bf16 --train-images 8192 --sync-variant
 #
 # Every step runs, whatever the ones before it did; a summary at the end lists each step with
 # its exit code, and the script exits 1 when any step failed (2 when there is no CUDA device).
+# bench_gpu.py likewise runs every piece and records a failed one's error in gpu.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -42,15 +67,7 @@ step() {  # step NAME COMMAND...: run it, remember its exit code, carry on
 }
 
 step "equivalence tests" "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_pairs.py
-step "optimizer step" "$PY" scripts/bench_optimizer.py --device cuda --steps 50 --warmup 10
-TRAIN=(scripts/bench_train.py --device cuda --models resnet18 --batch-size 128 --batches 40
-       --rounds 3 --num-workers 8 --precision bf16 --train-images 8192)
-step "train (sync variant)" "$PY" "${TRAIN[@]}" --sync-variant
-step "train channels_last" "$PY" "${TRAIN[@]}" --channels-last
-step "train compiled" "$PY" "${TRAIN[@]}" --channels-last --compile
-step "diffusion" "$PY" scripts/bench_diffusion.py --device cuda --precision bf16 --batch-small 128 \
-    --batch-ddpm 128 --steps 20 --warmup 5 --sample-batch 500 --sample-steps 10 \
-    --out results/bench/diffusion_cuda.json
+step "bench_gpu" "$PY" scripts/bench_gpu.py
 
 echo
 echo "=== summary"

@@ -1,9 +1,11 @@
 """No benchmark can rot: every scripts/bench_*.py runs in its smoke mode (a few steps at tiny
-sizes) as a subprocess, writing to a temporary folder and never over results/bench/; and
+sizes) as a subprocess, writing to a temporary folder and never over results/bench/ (the GPU
+driver, bench_gpu.py, which runs the others, has its own test of its report); and
 scripts/gpu_check.sh runs all of its steps and reports each failure."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -16,20 +18,21 @@ import torch
 from test_run import tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = sorted(ROOT.glob("scripts/bench_*.py"))
+BENCH_GPU = ROOT / "scripts" / "bench_gpu.py"
+BENCHMARKS = sorted(path for path in ROOT.glob("scripts/bench_*.py") if path != BENCH_GPU)
 
 
 def test_the_benchmarks_are_found():
     names = {path.name for path in BENCHMARKS}
     assert {"bench_optimizer.py", "bench_train.py", "bench_diffusion.py", "bench_data.py"} <= names
+    assert BENCH_GPU.is_file()
 
 
-@pytest.mark.parametrize("script", BENCHMARKS, ids=[path.stem for path in BENCHMARKS])
-def test_every_benchmark_runs_in_smoke_mode(tmp_path, script):
-    committed = tree_digest(ROOT / "results" / "bench")
+def run_smoke(script: Path, cwd: Path) -> Path:
+    """Run ``script --smoke`` in ``cwd`` with this checkout's agr; the report it wrote."""
     result = subprocess.run(
         [sys.executable, str(script), "--smoke"],
-        cwd=tmp_path,
+        cwd=cwd,
         # this checkout's agr, whichever one the environment has installed
         env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -38,29 +41,114 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path, script):
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     (wrote,) = re.findall(r"^wrote (.+)$", result.stdout, flags=re.MULTILINE)
-    out = Path(wrote)
+    return Path(wrote)
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=[path.stem for path in BENCHMARKS])
+def test_every_benchmark_runs_in_smoke_mode(tmp_path, script):
+    committed = tree_digest(ROOT / "results" / "bench")
+    out = run_smoke(script, tmp_path)
     assert out.is_absolute() and out.exists() and ROOT not in out.parents
     report = json.loads(out.read_text())
     assert report["results"] and report["environment"]["torch"] == torch.__version__
     assert tree_digest(ROOT / "results" / "bench") == committed
 
 
+def test_bench_gpu_runs_every_piece_in_smoke_mode(tmp_path):
+    """Every piece of the GPU check, on the CPU at tiny sizes, into one report whose keys are
+    the ones its readers use (scripts/reproduce.py reads runs_per_gpu[str(K)])."""
+    committed = tree_digest(ROOT / "results" / "bench")
+    out = run_smoke(BENCH_GPU, tmp_path)
+    assert out.is_absolute() and out.exists() and ROOT not in out.parents
+    report = json.loads(out.read_text())
+    pieces = ["cifar100_epoch", "tinyimagenet_epoch", "runs_per_gpu", "ddpm", "optimizer_step"]
+    assert list(report["pieces"]) == pieces and report["failed"] == []
+    assert all(report["pieces"][name]["ok"] for name in pieces)
+    assert report["environment"]["torch"] == torch.__version__ and report["date"].endswith("+00:00")
+    assert "--smoke" in report["command"] and set(report["how"]) == set(pieces)
+
+    runs = report["cifar100_epoch"]["runs"]
+    assert set(runs) == {"torch/bf16+channels_last", "device/bf16+channels_last"}
+    assert set(report["cifar100_epoch"]["skipped"]) == {
+        "fp32",
+        "bf16",
+        "bf16+channels_last+compile",
+    }
+    for key, run in runs.items():
+        assert run["loader"] == key.split("/")[0] and run["classes"] == 100
+        assert run["precision"] == "bf16" and run["channels_last"] is True
+        assert run["measured_images"] == run["measured_steps"] * run["batch_size"] > 0
+        assert run["epoch_images"] == 50_000 and run["epoch_s"] > 0 and run["measured_s"] > 0
+    (tiny,) = report["tinyimagenet_epoch"]["runs"].values()
+    assert (tiny["loader"], tiny["classes"], tiny["image_size"]) == ("device", 200, 64)
+    assert tiny["epoch_images"] == 100_000 and tiny["epoch_s"] > 0
+
+    per_k = report["runs_per_gpu"]
+    assert set(per_k) == {"1", "2"} and per_k["1"]["throughput_vs_1"] == 1.0
+    for k, entry in per_k.items():
+        assert entry["processes"] == int(k) == len(entry["per_process_images_per_s"])
+        assert entry["images_per_s"] > 0
+        assert entry["throughput_vs_1"] == pytest.approx(
+            entry["images_per_s"] / per_k["1"]["images_per_s"], rel=1e-3
+        )
+    assert report["ddpm"]["train_images_per_s"] > 0 and report["ddpm"]["ddim_images_per_s"] > 0
+    optimizer = report["optimizer_step"]
+    assert (
+        optimizer["results"]
+        and "resnet18_cifar adamw_agr (fused)" in optimizer["default_impl_ratio"]
+    )
+    assert tree_digest(ROOT / "results" / "bench") == committed
+
+
+def test_bench_gpu_records_a_failed_piece_runs_the_rest_and_exits_1(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_gpu", BENCH_GPU)
+    bench_gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_gpu)
+
+    def broken(args, tmp):
+        raise bench_gpu.PieceError("exit code 3; last lines:\nCUDA error: out of memory")
+
+    calls = []
+    monkeypatch.setitem(bench_gpu.RUNNERS, "ddpm", broken)
+    monkeypatch.setitem(
+        bench_gpu.RUNNERS, "optimizer_step", lambda args, tmp: calls.append(tmp) or {"results": [1]}
+    )
+    monkeypatch.setitem(
+        bench_gpu.RUNNERS,
+        "runs_per_gpu",
+        lambda args, tmp: {"1": {"images_per_s": 10.0}, "2": {"error": "K=2: worker 1 died"}},
+    )
+    out = tmp_path / "gpu.json"
+    argv = [
+        "bench_gpu.py",
+        "--smoke",
+        "--only",
+        "ddpm,runs_per_gpu,optimizer_step",
+        "--out",
+        str(out),
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        bench_gpu.main()
+    assert exit_info.value.code == 1 and len(calls) == 1  # the piece after the failures ran
+    report = json.loads(out.read_text())
+    assert report["failed"] == ["ddpm", "runs_per_gpu"]
+    assert report["ddpm"] == {
+        "error": "PieceError: exit code 3; last lines:\nCUDA error: out of memory"
+    }
+    assert report["runs_per_gpu"]["2"] == {"error": "K=2: worker 1 died"}
+    assert report["optimizer_step"] == {"results": [1]} and report["pieces"]["optimizer_step"]["ok"]
+
+
 FAKE_PYTHON = """#!/usr/bin/env bash
-# Stands in for python in gpu_check.sh: logs each call; the optimizer benchmark fails.
+# Stands in for python in gpu_check.sh: logs each call; the equivalence tests fail.
 echo "$*" >> "{log}"
 if [[ $1 == - ]]; then cat > /dev/null; echo "device: fake"; exit 0; fi
-if [[ $* == *bench_optimizer.py* ]]; then echo "optimizer benchmark broke" >&2; exit 3; fi
+if [[ $* == *pytest* ]]; then echo "a CUDA test broke" >&2; exit 3; fi
 exit 0
 """
 
-GPU_CHECK_STEPS = [
-    "equivalence tests",
-    "optimizer step",
-    "train (sync variant)",
-    "train channels_last",
-    "train compiled",
-    "diffusion",
-]
+GPU_CHECK_STEPS = ["equivalence tests", "bench_gpu"]
 
 
 def test_gpu_check_runs_every_step_and_reports_each_failure(tmp_path):
@@ -78,12 +166,11 @@ def test_gpu_check_runs_every_step_and_reports_each_failure(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     calls = log.read_text().splitlines()
     assert len(calls) == 1 + len(GPU_CHECK_STEPS)  # the device check, then every step
-    assert "tests/test_cuda.py" in calls[1] and "bench_optimizer.py" in calls[2]
-    assert all("bench_train.py" in call for call in calls[3:6])
-    assert "bench_diffusion.py" in calls[6]  # still run after the failure
+    assert "tests/test_cuda.py" in calls[1]
+    assert calls[2] == "scripts/bench_gpu.py"  # still run after the failure, to gpu.json
     summary = result.stdout[result.stdout.index("=== summary") :]
     for name in GPU_CHECK_STEPS:
-        expected = "FAILED  optimizer step (exit code 3)" if name == "optimizer step" else name
+        expected = "FAILED  equivalence tests (exit code 3)" if name == GPU_CHECK_STEPS[0] else name
         assert expected in summary
     assert f"{len(GPU_CHECK_STEPS)} steps, 1 failed" in summary
 
