@@ -62,7 +62,7 @@ bench-train: install  ## engine vs bare-loop training images/s -> results/bench/
 bench-gpu: install  ## on a CUDA machine: epoch times, runs per GPU, DDPM, AGR step (~5 min on an H200) -> results/bench/gpu.json
 	$(OFFLINE) $(PY) scripts/bench_gpu.py
 
-gpu-check: install  ## on a CUDA machine: equivalence tests on the GPU and the step benchmark
+gpu-check: install  ## on a CUDA machine: equivalence tests on the GPU, then bench-gpu (~6 min on an H200)
 	bash scripts/gpu_check.sh
 
 reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (~20 min on 2 idle cores) -> results/mini/
