@@ -30,8 +30,12 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path, script):
     result = subprocess.run(
         [sys.executable, str(script), "--smoke"],
         cwd=tmp_path,
-        # this checkout's agr, whichever one the environment has installed
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
+        # this checkout's agr and agr_suite, whichever ones the environment has installed
+        env={
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": f"{ROOT / 'lib'}{os.pathsep}{ROOT}",
+        },
         capture_output=True,
         text=True,
         timeout=600,
