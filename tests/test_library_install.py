@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -115,6 +116,12 @@ def link_torch(folder: Path) -> Path:
     return folder
 
 
+def lib_copy(tmp_path: Path) -> Path:
+    """lib/ copied out of the checkout: pip builds in the source tree (build/, *.egg-info)."""
+    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    return Path(shutil.copytree(LIB, tmp_path / "lib", ignore=ignore))
+
+
 def probe(python: str, paths: list[Path], cwd: Path, *, isolated: bool) -> dict:
     """Runs PROBE with ``python`` (``-S -E`` when isolated: no site-packages, no PYTHON*
     variables) with ``paths`` first on sys.path, in ``cwd`` (not this checkout, whose
@@ -171,7 +178,7 @@ def test_the_library_wheel_needs_torch_alone_and_imports_without_the_suite(tmp_p
     wheels = tmp_path / "wheels"
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index"]
-        + ["--disable-pip-version-check", "-q", "-w", str(wheels), str(LIB)],
+        + ["--disable-pip-version-check", "-q", "-w", str(wheels), str(lib_copy(tmp_path))],
         capture_output=True,
         text=True,
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
@@ -209,7 +216,7 @@ def test_pip_install_of_the_library_alone_in_a_fresh_venv(tmp_path):
     python = str(venv / "bin" / "python")
     installed = subprocess.run(
         [python, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "-q"]
-        + [str(LIB)],
+        + [str(lib_copy(tmp_path))],
         capture_output=True,
         text=True,
         env=env,
