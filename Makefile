@@ -18,18 +18,20 @@ JOBS ?=
 REPRODUCE = $(PY) scripts/reproduce.py --launcher $(LAUNCHER) $(if $(SEEDS),--seeds $(SEEDS)) \
 	$(if $(RUNS_PER_GPU),--runs-per-gpu $(RUNS_PER_GPU)) $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: help install test test-all test-slurm lint bench-data bench-optimizer bench-train bench-gpu gpu-check reproduce-mini \
+.PHONY: help install constraints test test-all test-slurm lint bench-data bench-optimizer bench-train bench-gpu gpu-check reproduce-mini \
 	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-ablation tables clean
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-install: $(STAMP)  ## create .venv with pip and install agr-suite with its dev tools (skips when up to date)
+install: $(STAMP)  ## create .venv, install the AGR library (lib/) and agr-suite with its dev tools at the pinned versions (skips when up to date)
 
-$(STAMP): pyproject.toml
+# The library (torch-agr, from ./lib) and the suite in one pip command, at the exact versions
+# of constraints.txt (the pyproject files keep ranges).
+$(STAMP): pyproject.toml lib/pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e ./lib -e '.[dev]'
 	@# the CPU AGR kernel, built once here so that no run pays for the build (about a minute)
 	$(PY) -c "import agr.regularizer as r; print('AGR CPU kernel:', 'built' if r.load_cpu_kernel() else 'not available, torch ops instead')"
 	touch $(STAMP)
@@ -86,6 +88,11 @@ tables: install  ## make the tables from finished runs only (SCALE=paper|mini), 
 	$(PY) scripts/make_table.py --scale $(SCALE)
 	$(PY) scripts/readme_summary.py  # README's mini-results section from results/mini/*.csv
 
+constraints: install  ## rewrite constraints.txt (its comment lines kept) from .venv's versions, after an upgrade there
+	{ grep '^#' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^#'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	touch $(STAMP)  # .venv is what the file now says
+
 clean:  ## remove caches (keeps .venv, data and runs)
-	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	rm -rf .pytest_cache .ruff_cache build *.egg-info lib/build lib/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -6,7 +6,7 @@ so a restarted or requeued job finds and resumes its own checkpoint. `python run
 lists the config groups and their choices.
 
 Exit codes: 0 done (or already completed), 2 bad input (a message, no traceback, nothing of
-an earlier run touched: agr.errors), 1 a run that failed (results.json says why; a diverged
+an earlier run touched: agr_suite.errors), 1 a run that failed (results.json says why; a diverged
 run's message says at which epoch and step).
 """
 
@@ -20,10 +20,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from agr.config import validate
-from agr.engine import DivergedError, RunFolder, train
-from agr.errors import ConfigError, exit_on_user_error
-from agr.preflight import preflight
+from agr_suite.config import validate
+from agr_suite.engine import DivergedError, RunFolder, train
+from agr_suite.errors import ConfigError, exit_on_user_error
+from agr_suite.preflight import preflight
 
 
 def _is_main_process() -> bool:

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT / "lib", ROOT):  # this checkout's library (agr) and suite (agr_suite)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     from torch.utils.data import DataLoader
 
     import agr
-    from agr.engine import checkpoint
-    from agr.engine.optimizer_config import build_from_config
-    from agr.tasks import build_task
     from agr.update_change import ShadowStep, parameter_kinds
+    from agr_suite.engine import checkpoint
+    from agr_suite.engine.optimizer_config import build_from_config
+    from agr_suite.tasks import build_task
 
     config, ckpt = (
         args.run_dir / "config.yaml",

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 import agr
-from agr.diffusion import EMA, Diffusion
-from agr.engine.run_folder import environment
-from agr.models.diffusion import build_unet
+from agr_suite.diffusion import EMA, Diffusion
+from agr_suite.engine.run_folder import environment
+from agr_suite.models.diffusion import build_unet
 
 SHAPES = {"ddpm_small": (16, 1), "ddpm": (32, 3)}
 

@@ -67,7 +67,7 @@ from typing import Any  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from agr.engine.run_folder import environment  # noqa: E402
+from agr_suite.engine.run_folder import environment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
@@ -83,7 +83,7 @@ TABLE1_DDIM_STEPS = int(OmegaConf.load(ROOT / "configs" / "metrics" / "generatio
 
 HOW = {
     "cifar100_epoch": (
-        "scripts/bench_train.py --epoch-time: one agr.engine.train run per loader and variant "
+        "scripts/bench_train.py --epoch-time: one agr_suite.engine.train run per loader and variant "
         "(CIFAR ResNet-18, 100 classes, adamw_agr, batch_size) of a warm-up epoch, which holds "
         "the compilation, and `rounds` timed epochs of `measured_steps` batches "
         "(trainer.limit_batches); measured_s is the median of history.jsonl's epoch_time_s; "
@@ -492,7 +492,7 @@ def main() -> None:
             "num_workers": args.num_workers,
             "runs_per_gpu": args.runs_per_gpu,
             "data": "synthetic, in the real on-disk formats (torchvision's CIFAR pickles, "
-            "TinyImageNet's JPEG folders), read by agr.data",
+            "TinyImageNet's JPEG folders), read by agr_suite.data",
         },
         "how": {name: HOW[name] for name in pieces},
         "pieces": {},

@@ -2,19 +2,19 @@
 engine's epoch time.
 
 Same model, data, batch and optimizer in both: a CIFAR ResNet-18 / VGG-11 (100 classes,
-32x32x3) built by agr.models, AdamW with AGR (``optimizer=adamw_agr``, the suite's default)
+32x32x3) built by agr_suite.models, AdamW with AGR (``optimizer=adamw_agr``, the suite's default)
 with the config's hyperparameters, and a synthetic CIFAR-100 written in the real on-disk
 format (torchvision's pickles) into a temporary data_dir, so both read it through the real
-reader (agr.data.build_datasets, with the config's augmentation). ``--dataset tinyimagenet``
+reader (agr_suite.data.build_datasets, with the config's augmentation). ``--dataset tinyimagenet``
 writes a synthetic TinyImageNet instead (64x64, 200 classes, the official folder layout of
 JPEGs).
 
-- engine: ``agr.engine.train(cfg, run_dir)`` with ``trainer.epochs=1``,
+- engine: ``agr_suite.engine.train(cfg, run_dir)`` with ``trainer.epochs=1``,
   ``trainer.limit_batches=K``, a fresh run_dir each round (so it never resumes); its speed is
   history.jsonl's ``train_samples_per_s``, which times only the training part of the epoch
   (the final evaluation and the checkpoints are outside it).
 - bare: a fresh model and optimizer, the engine's training loader
-  (agr.engine.loaders.build_train_loader: torch's DataLoader or the device loader, as
+  (agr_suite.engine.loaders.build_train_loader: torch's DataLoader or the device loader, as
   ``--loader`` says), then for K batches: model.train(), forward, F.cross_entropy, backward,
   optimizer.step(), zero_grad(set_to_none=True), scheduler.step() (the same per-step LambdaLR),
   nothing else. AGR's diagnostics are off, as on the engine's steps that do not log them.
@@ -78,14 +78,14 @@ from torchvision.datasets import CIFAR100  # noqa: E402
 
 import agr  # noqa: E402
 from agr import regularizer  # noqa: E402
-from agr.config import validate  # noqa: E402
-from agr.data import build_datasets, dataset_info  # noqa: E402
-from agr.engine import RunFolder, train  # noqa: E402
-from agr.engine.loaders import LOADERS, build_train_loader  # noqa: E402
-from agr.engine.optimizer_config import build_from_config  # noqa: E402
-from agr.engine.run_folder import environment  # noqa: E402
-from agr.engine.schedule import build_scheduler  # noqa: E402
-from agr.models import build_model, count_parameters  # noqa: E402
+from agr_suite.config import validate  # noqa: E402
+from agr_suite.data import build_datasets, dataset_info  # noqa: E402
+from agr_suite.engine import RunFolder, train  # noqa: E402
+from agr_suite.engine.loaders import LOADERS, build_train_loader  # noqa: E402
+from agr_suite.engine.optimizer_config import build_from_config  # noqa: E402
+from agr_suite.engine.run_folder import environment  # noqa: E402
+from agr_suite.engine.schedule import build_scheduler  # noqa: E402
+from agr_suite.models import build_model, count_parameters  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("resnet18", "vgg11")
@@ -219,7 +219,7 @@ def engine_epoch(cfg: dict[str, Any]) -> float:
 
 
 class BareLoop:
-    """The hand-written loop, reading the same files through agr.data.build_datasets."""
+    """The hand-written loop, reading the same files through agr_suite.data.build_datasets."""
 
     def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
         self.cfg, self.args = cfg, args
@@ -240,7 +240,7 @@ class BareLoop:
         self.label_smoothing = float(cfg["trainer"].get("label_smoothing", 0.0) or 0.0)
 
     def build_model(self) -> torch.nn.Module:
-        # as agr.tasks.classification builds it: the config's options but its name and task
+        # as agr_suite.tasks.classification builds it: the config's options but its name and task
         options = {k: v for k, v in self.cfg["model"].items() if k not in ("name", "task")}
         return build_model(
             self.cfg["model"]["name"],
@@ -518,11 +518,11 @@ def main() -> None:
     out = Path(args.out) if args.out else ROOT / "results" / "bench" / f"{kind}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     what = (
-        "the engine's epoch time (agr.engine.train, history.jsonl epoch_time_s): one run of a "
+        "the engine's epoch time (agr_suite.engine.train, history.jsonl epoch_time_s): one run of a "
         "warm-up epoch and `rounds` timed epochs of `batches_per_epoch` batches; median; the "
         "full epoch extrapolated from it and the loader's start (see scripts/bench_train.py)"
         if args.epoch_time
-        else "training images/s of agr.engine.train (history.jsonl train_samples_per_s) vs a "
+        else "training images/s of agr_suite.engine.train (history.jsonl train_samples_per_s) vs a "
         "bare hand-written PyTorch loop on the same model, data, batch and optimizer; one "
         "warm-up epoch of each, then epochs alternated; medians and ratio engine/bare"
     )
@@ -539,7 +539,7 @@ def main() -> None:
             "precision": args.precision,
             "channels_last": args.channels_last,
             "compile": args.compile,
-            "dataset": f"synthetic {args.dataset} in its real on-disk format, read by agr.data",
+            "dataset": f"synthetic {args.dataset} in its real on-disk format, read by agr_suite.data",
             "train_images": args.train_images,
             "test_images": args.test_images,
             "augment": cfg.get("dataset", {}).get("augment"),

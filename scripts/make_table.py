@@ -16,11 +16,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT / "lib", ROOT):  # this checkout's library (agr) and suite (agr_suite)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from agr.results import aggregate, write_outputs  # noqa: E402 - after the path setup
-from agr.table_spec import SCALES, SpecError, available_tables, load_spec, plan_runs  # noqa: E402
+from agr_suite.results import aggregate, write_outputs  # noqa: E402 - after the path setup
+from agr_suite.table_spec import SCALES, SpecError, available_tables, load_spec, plan_runs  # noqa: E402
 from scripts.reproduce import parse_seeds  # noqa: E402
 
 

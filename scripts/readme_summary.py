@@ -1,4 +1,4 @@
-"""Rewrite the README's mini-results section from the table CSVs (agr/claims.py).
+"""Rewrite the README's mini-results section from the table CSVs (agr_suite/claims.py).
 
     scripts/readme_summary.py [--results-dir results/mini] [--readme README.md] [--check]
 
@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT / "lib", ROOT):  # this checkout's library (agr) and suite (agr_suite)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from agr.claims import replace_section, summary, update_readme  # noqa: E402 - after the path
+from agr_suite.claims import replace_section, summary, update_readme  # noqa: E402 - after the path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ run folder; a run that fails fails alone; Ctrl-C stops every run it started (the
 from their checkpoints when the same command runs again). Without GPUs and `--jobs`, all
 pending runs go through one process, one after another (shared imports: the fastest on a
 CPU). The dry run of a table costed in GPU-hours prints its wall time on N GPUs x K runs
-per GPU (agr.local_pool).
+per GPU (agr_suite.local_pool).
 
 On Slurm (`--launcher slurm`) the command waits for the array job, printing its progress:
 run it in tmux or screen. Stopping it leaves the jobs running; `make tables` aggregates
@@ -39,11 +39,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT / "lib", ROOT):  # this checkout's library (agr) and suite (agr_suite)
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from agr import local_pool  # noqa: E402 - after the path setup above
-from agr.table_spec import (  # noqa: E402
+from agr_suite import local_pool  # noqa: E402 - after the path setup above
+from agr_suite.table_spec import (  # noqa: E402
     CONFIGS,
     SCALES,
     PlannedRun,
@@ -137,7 +138,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_status(run: PlannedRun) -> str:
     if run.folder is None:
         return "invalid"
-    from agr.results import read_run
+    from agr_suite.results import read_run
 
     return read_run(run).status
 
@@ -256,7 +257,7 @@ def queued_in_slurm(planned: list[PlannedRun], registry: Path) -> dict[int, str]
     """The runs (index -> Slurm task) that an earlier launch submitted to Slurm and squeue
     still lists as queued or running. The launcher recorded each task with its overrides:
     the multirun's own (launcher=...) followed by the run's."""
-    from agr import slurm
+    from agr_suite import slurm
 
     records, _ = slurm.alive(slurm.read_registries([registry]))
     queued = {}
@@ -283,6 +284,13 @@ def slots_for(args: argparse.Namespace) -> list[local_pool.Slot] | None:
     return local_pool.make_slots(gpus, runs_per_gpu=args.runs_per_gpu, jobs=args.jobs)
 
 
+def checkout_pythonpath(env: dict[str, str]) -> str:
+    """PYTHONPATH for the runs: this checkout's library (lib/) and suite before the rest, so
+    that every run (and submitit's job processes, which unpickle the sweep and need the
+    repo's hydra_plugins) imports this checkout's code."""
+    return os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "lib"), env.get("PYTHONPATH")]))
+
+
 def launch_pool(pending: list[PlannedRun], slots: list[local_pool.Slot], root: Path) -> int:
     """Each pending run as its own run.py process in the first free slot; its output in
     launch.log in its run folder."""
@@ -299,7 +307,7 @@ def launch_pool(pending: list[PlannedRun], slots: list[local_pool.Slot], root: P
     where = ", ".join(sorted({slot.describe() for slot in slots}))
     print(f"launching {len(jobs)} runs, {len(slots)} at a time ({where})", flush=True)
     env = {**os.environ}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = checkout_pythonpath(env)
     result = local_pool.run_pool(jobs, slots, env=env)
     if result.failed:
         print(f"{len(result.failed)} runs failed (their launch.log says why):", file=sys.stderr)
@@ -330,19 +338,18 @@ def launch(pending: list[PlannedRun], launcher: str, root: Path, name: str) -> i
     ]
     print(f"launching {len(pending)} runs: {' '.join(command[1:])}", flush=True)
     env = {**os.environ}
-    # submitit's job processes unpickle the sweep, which needs the repo's hydra_plugins.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = checkout_pythonpath(env)
     return subprocess.run(command, env=env).returncode
 
 
 def make_table(spec: TableSpec, planned: list[PlannedRun], results_dir: Path) -> list[Path]:
-    from agr.results import aggregate, write_outputs
+    from agr_suite.results import aggregate, write_outputs
 
     return write_outputs(aggregate(spec, planned), results_dir / spec.results_subdir)
 
 
 def plan(args: argparse.Namespace) -> list[tuple[TableSpec, list[PlannedRun]]]:
-    from agr.config import validate
+    from agr_suite.config import validate
 
     seeds = parse_seeds(args.seeds)
     tables = []

@@ -6,8 +6,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from agr.engine import train
-from agr.table_spec import CONFIGS
+from agr_suite.engine import train
+from agr_suite.table_spec import CONFIGS
 
 TINY_DIGITS = [
     "dataset=digits",

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import torch
 
-from agr.metrics.pretraining import PretrainingEvaluator
+from agr_suite.metrics.pretraining import PretrainingEvaluator
 
 
 class FixedLogits(torch.nn.Module):

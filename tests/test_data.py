@@ -1,4 +1,4 @@
-"""Dataset readers (agr.data) against small fixtures written in the real on-disk formats.
+"""Dataset readers (agr_suite.data) against small fixtures written in the real on-disk formats.
 
 Nothing here reaches the network: every test runs with ``urllib.request.urlopen`` replaced by a
 function that raises, and the download tests replace torchvision's ``download_url``.
@@ -25,9 +25,9 @@ from sklearn.model_selection import train_test_split
 from torchvision import transforms as T
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from agr.data import DATASETS, DatasetInfo, DatasetMissingError, build_datasets, dataset_info
-from agr.data import digits as digits_module
-from agr.data import tinyimagenet as tiny_module
+from agr_suite.data import DATASETS, DatasetInfo, DatasetMissingError, build_datasets, dataset_info
+from agr_suite.data import digits as digits_module
+from agr_suite.data import tinyimagenet as tiny_module
 
 
 @pytest.fixture(autouse=True)
@@ -373,8 +373,8 @@ def test_digits_digest_is_the_raw_split_and_follows_the_data():
 
 
 def test_classification_and_generation_runs_record_the_digits_digest(tmp_path):
-    from agr.data.generation import build_generation_datasets
-    from agr.tasks.classification import build
+    from agr_suite.data.generation import build_generation_datasets
+    from agr_suite.tasks.classification import build
 
     cfg = {
         "seed": 0,
@@ -390,8 +390,8 @@ def test_classification_and_generation_runs_record_the_digits_digest(tmp_path):
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_digest_is_the_loaded_pixels_and_labels(tmp_path, monkeypatch, name):
-    from agr.data import cifar as cifar_module
-    from agr.data.generation import build_generation_datasets
+    from agr_suite.data import cifar as cifar_module
+    from agr_suite.data.generation import build_generation_datasets
 
     splits = write_cifar(tmp_path / name, name)
     accept_fixture_checksums(monkeypatch, CIFAR_CLASSES[name], tmp_path / name)

@@ -12,7 +12,13 @@ from PIL import Image
 from scipy import stats
 from torchvision import transforms as T
 
-from agr.data.device_loader import Augment, AugmentDraw, DeviceLoader, apply_augment, draw_augment
+from agr_suite.data.device_loader import (
+    Augment,
+    AugmentDraw,
+    DeviceLoader,
+    apply_augment,
+    draw_augment,
+)
 
 CIFAR = Augment(pad=4, hflip=True, degrees=15.0, interpolation="nearest")
 
@@ -171,8 +177,8 @@ def test_cifar_split_is_the_torchvision_dataset(tmp_path, monkeypatch, name):
     from fixtures import accept_fixture_checksums, write_cifar
     from torchvision.datasets import CIFAR10, CIFAR100
 
-    from agr.data import build_datasets
-    from agr.data.device_data import device_split
+    from agr_suite.data import build_datasets
+    from agr_suite.data.device_data import device_split
 
     write_cifar(tmp_path / name, name)
     accept_fixture_checksums(
@@ -186,8 +192,8 @@ def test_cifar_split_is_the_torchvision_dataset(tmp_path, monkeypatch, name):
 
 
 def test_digits_split_is_the_digits_dataset():
-    from agr.data import build_datasets
-    from agr.data.device_data import device_split
+    from agr_suite.data import build_datasets
+    from agr_suite.data.device_data import device_split
 
     train, test, _ = build_datasets("digits", data_dir=".", augment=True)
     assert_same_as_dataset(device_split(test), test)
@@ -195,15 +201,15 @@ def test_digits_split_is_the_digits_dataset():
 
 
 def test_generation_split_keeps_the_images_in_minus_one_one():
-    from agr.data.device_data import device_split
-    from agr.data.generation import build_generation_datasets
+    from agr_suite.data.device_data import device_split
+    from agr_suite.data.generation import build_generation_datasets
 
     train, _, _ = build_generation_datasets("digits", data_dir=".", hflip=False)
     assert_same_as_dataset(device_split(train), train)
 
 
 def test_a_transform_without_a_device_equivalent_is_refused():
-    from agr.data.device_data import NotOnDevice, augment_of
+    from agr_suite.data.device_data import NotOnDevice, augment_of
 
     with pytest.raises(NotOnDevice, match="ColorJitter"):
         augment_of(T.Compose([T.ColorJitter(0.1), T.ToTensor()]))
@@ -215,8 +221,8 @@ def test_tinyimagenet_split_is_the_image_folder(tmp_path):
     """Decoded once to uint8 (a grayscale JPEG among them, as in the real train split)."""
     from fixtures import write_tinyimagenet
 
-    from agr.data import build_datasets
-    from agr.data.device_data import device_split
+    from agr_suite.data import build_datasets
+    from agr_suite.data.device_data import device_split
 
     write_tinyimagenet(tmp_path)
     train, test, _ = build_datasets("tinyimagenet", data_dir=tmp_path, augment=False)
@@ -246,14 +252,14 @@ def test_engine_with_the_device_loader_trains_and_resumes_exactly(tmp_path):
 def test_auto_keeps_the_dataloader_on_cpu_and_device_is_refused_for_text(monkeypatch):
     from torch.utils.data import DataLoader
 
-    from agr.data import build_datasets
-    from agr.engine.loaders import build_train_loader
-    from agr.errors import ConfigError
+    from agr_suite.data import build_datasets
+    from agr_suite.engine.loaders import build_train_loader
+    from agr_suite.errors import ConfigError
 
     train, _, _ = build_datasets("digits", data_dir=".", augment=True)
     cfg = {"seed": 0, "trainer": {"batch_size": 8}, "dataset": {"loader": "auto"}}
     args = dict(cfg=cfg, device=torch.device("cpu"), rank=0, world_size=1, collate=None)
-    from agr.engine import loaders
+    from agr_suite.engine import loaders
 
     read = loaders.device_split
     monkeypatch.setattr(loaders, "device_split", lambda _: pytest.fail("split read on CPU"))

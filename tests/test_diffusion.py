@@ -1,4 +1,5 @@
-"""``agr.models.diffusion`` and ``agr.diffusion``: the UNets, the noising, DDIM, grids and the EMA.
+"""``agr_suite.models.diffusion`` and ``agr_suite.diffusion``: the UNets, the noising, DDIM,
+grids and the EMA.
 
 References are computed here, not taken from the code under test: abar_t from the linear betas in
 float64, the paper UNet's parameter count written out layer by layer from the authors' UNet
@@ -17,8 +18,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from agr.diffusion import EMA, Diffusion, save_grid, to_uint8
-from agr.models.diffusion import UNETS, build_unet
+from agr_suite.diffusion import EMA, Diffusion, save_grid, to_uint8
+from agr_suite.models.diffusion import UNETS, build_unet
 
 T = 1000
 

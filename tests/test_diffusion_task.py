@@ -16,15 +16,15 @@ from test_run import resolved, run_cli
 from torchvision.datasets import CIFAR10
 from wandb_records import offline_runs
 
-import agr.engine.trainer as trainer_module
-from agr.config import DDIM_VARIANTS, FEATURES, SAMPLE_FROM
-from agr.data.generation import build_generation_datasets
-from agr.diffusion import DDIM_VARIANTS as DIFFUSION_DDIM_VARIANTS
-from agr.engine import train
-from agr.engine.checkpoint import load
-from agr.metrics.generation import InceptionWeightsMissingError
-from agr.tasks import diffusion as diffusion_task
-from agr.tasks.base import EvalOutput
+import agr_suite.engine.trainer as trainer_module
+from agr_suite.config import DDIM_VARIANTS, FEATURES, SAMPLE_FROM
+from agr_suite.data.generation import build_generation_datasets
+from agr_suite.diffusion import DDIM_VARIANTS as DIFFUSION_DDIM_VARIANTS
+from agr_suite.engine import train
+from agr_suite.engine.checkpoint import load
+from agr_suite.metrics.generation import InceptionWeightsMissingError
+from agr_suite.tasks import diffusion as diffusion_task
+from agr_suite.tasks.base import EvalOutput
 
 # A UNet of a few thousand parameters, few samples and DDIM steps: seconds per run.
 TINY_UNET = [

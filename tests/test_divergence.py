@@ -17,11 +17,11 @@ import pytest
 import torch
 from test_run import FAST, ROOT, TINY_MODELS, resolved, run_cli
 
-import agr.engine.trainer as trainer_module
-from agr.engine import DivergedError, train
-from agr.engine.checkpoint import load
-from agr.results import aggregate, write_outputs
-from agr.table_spec import load_spec, plan_runs
+import agr_suite.engine.trainer as trainer_module
+from agr_suite.engine import DivergedError, train
+from agr_suite.engine.checkpoint import load
+from agr_suite.results import aggregate, write_outputs
+from agr_suite.table_spec import load_spec, plan_runs
 
 # Two optimizer steps per epoch (FAST: limit_batches=2, accumulate 1), a constant lr.
 TINY = [*FAST, "model=vit", *TINY_MODELS["vit"]]
@@ -242,7 +242,7 @@ def test_losses_are_read_on_the_logging_steps_and_at_the_end_of_each_epoch_only(
     steps 3, 6 and the epoch's end (7): three reads of 3, 3 and 1 losses."""
     from engine_runs import tiny_run
 
-    from agr.engine import trainer as trainer_module
+    from agr_suite.engine import trainer as trainer_module
 
     reads = []
     original = trainer_module._Run._check_losses

@@ -1,4 +1,4 @@
-"""Bad input is a message and exit code 2, from one place (agr.errors), before any work and
+"""Bad input is a message and exit code 2, from one place (agr_suite.errors), before any work and
 without touching an earlier run: a run folder that cannot be written, a GPU the machine does
 not have, optimizer options the optimizer refuses. (W&B without a key: tests/test_wandb.py.)"""
 
@@ -9,12 +9,12 @@ import torch
 from test_run import FAST, TINY_MODELS, resolved, run_cli, tree_digest
 
 import agr
-from agr.config import BETAS_PER_FAMILY, ConfigError, validate
-from agr.data import DatasetMissingError
-from agr.engine import CheckpointError, train
-from agr.errors import UserError
-from agr.metrics.generation import InceptionWeightsMissingError
 from agr.optim import OPTIMIZERS
+from agr_suite.config import BETAS_PER_FAMILY, ConfigError, validate
+from agr_suite.data import DatasetMissingError
+from agr_suite.engine import CheckpointError, train
+from agr_suite.errors import UserError
+from agr_suite.metrics.generation import InceptionWeightsMissingError
 
 TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
 

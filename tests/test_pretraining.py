@@ -17,10 +17,10 @@ from test_run import run_cli
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import AlbertForPreTraining
 
-from agr.metrics.pretraining import PretrainingEvaluator
-from agr.models import count_parameters
-from agr.models.albert import build_albert
-from agr.tasks.pretraining import build
+from agr_suite.metrics.pretraining import PretrainingEvaluator
+from agr_suite.models import count_parameters
+from agr_suite.models.albert import build_albert
+from agr_suite.tasks.pretraining import build
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

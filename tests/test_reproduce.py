@@ -297,7 +297,7 @@ def test_a_power_plan_that_disagrees_with_the_calculation_is_refused(tmp_path, c
 
 @pytest.mark.parametrize("table", ["table1", "table2", "table3", "ablation_agr"])
 def test_every_paper_scale_margin_has_a_power_plan(table):
-    from agr.table_spec import load_spec
+    from agr_suite.table_spec import load_spec
 
     spec = load_spec(table, "paper")
     for metric in spec.metrics:
@@ -309,7 +309,7 @@ def test_every_paper_scale_margin_has_a_power_plan(table):
 
 
 def test_the_readmes_power_plan_and_run_count_are_the_specs():
-    from agr.table_spec import load_spec
+    from agr_suite.table_spec import load_spec
 
     readme = (ROOT / "README.md").read_text()
     total = 0

@@ -18,10 +18,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import agr.engine.trainer as trainer_module
-from agr.config import ConfigError, validate
-from agr.engine import CheckpointError, train
-from agr.engine.checkpoint import load
+import agr_suite.engine.trainer as trainer_module
+from agr_suite.config import ConfigError, validate
+from agr_suite.engine import CheckpointError, train
+from agr_suite.engine.checkpoint import load
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import signal
@@ -82,7 +83,7 @@ def checkout(cluster, tmp_path_factory):
     tests never write into this repository's own configs/local/)."""
     root = tmp_path_factory.mktemp("checkout")
     ignore = shutil.ignore_patterns("__pycache__", "local")
-    for name in ("agr", "configs", "experiments", "hydra_plugins", "scripts"):
+    for name in ("lib", "agr_suite", "configs", "experiments", "hydra_plugins", "scripts"):
         shutil.copytree(ROOT / name, root / name, ignore=ignore)
     shutil.copy2(ROOT / "run.py", root / "run.py")
     (root / "configs" / "local").mkdir()
@@ -93,7 +94,8 @@ def checkout(cluster, tmp_path_factory):
 def environment(cluster: LocalSlurm, checkout: Path) -> dict[str, str]:
     return {
         **cluster.env,
-        "PYTHONPATH": str(checkout),  # the checkout's agr and hydra_plugins, in jobs too
+        # the checkout's agr, agr_suite and hydra_plugins, in jobs too
+        "PYTHONPATH": f"{checkout / 'lib'}{os.pathsep}{checkout}",
         "PYTHONUNBUFFERED": "1",
         "OMP_NUM_THREADS": "1",
         "AGR_CPU_KERNEL": "0",

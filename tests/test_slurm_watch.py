@@ -1,4 +1,4 @@
-"""The Slurm sweep bookkeeping without a cluster (agr/slurm.py, scripts/reproduce.py): a
+"""The Slurm sweep bookkeeping without a cluster (agr_suite/slurm.py, scripts/reproduce.py): a
 stand-in ``squeue`` on PATH prints what the test says Slurm knows. tests/test_slurm.py
 runs the same code against a real Slurm (make test-slurm)."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agr import slurm
+from agr_suite import slurm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -131,8 +131,8 @@ def test_a_requeue_exit_leaves_the_run_running_and_resumable(tmp_path, monkeypat
     handler, in the middle of an epoch: the run folder must not say "failed"."""
     from test_run import FAST, TINY_MODELS, resolved
 
-    import agr.engine.trainer as trainer_module
-    from agr.engine import train
+    import agr_suite.engine.trainer as trainer_module
+    from agr_suite.engine import train
 
     cfg = resolved([*FAST, "trainer.epochs=3", "model=vit", *TINY_MODELS["vit"]])
     real_build, calls = trainer_module.build_task, {"n": 0}

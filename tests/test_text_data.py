@@ -1,5 +1,5 @@
-"""Text data for ALBERT pre-training (agr.data.text): corpora, WikiText readers on fixture files
-in the real formats, tokenizers, sentence-order pairs and n-gram masking.
+"""Text data for ALBERT pre-training (agr_suite.data.text): corpora, WikiText readers on
+fixture files in the real formats, tokenizers, sentence-order pairs and n-gram masking.
 
 Expectations come from the fixtures' construction, hand computation and the rules' own
 probabilities (binomial bounds), never from the code under test."""
@@ -14,25 +14,25 @@ import pytest
 import text_fixtures
 import torch
 
-from agr.data import DatasetMissingError
-from agr.data.text import build_pretraining_data
-from agr.data.text.corpus import PYDOC_TEST_EVERY, Corpus, pydoc_corpus, split_sentences
-from agr.data.text.masking import (
+from agr_suite.data import DatasetMissingError
+from agr_suite.data.text import build_pretraining_data
+from agr_suite.data.text.corpus import PYDOC_TEST_EVERY, Corpus, pydoc_corpus, split_sentences
+from agr_suite.data.text.masking import (
     IGNORE_INDEX,
     MaskingRule,
     choose_masked_positions,
     mask_sequence,
     word_spans,
 )
-from agr.data.text.pretraining import (
+from agr_suite.data.text.pretraining import (
     FixedExamples,
     Sentence,
     SequenceFormat,
     make_example,
     segment_pairs,
 )
-from agr.data.text.tokenizer import SPECIAL_TOKENS, build_tokenizer
-from agr.data.text.wikitext import load_wikitext2
+from agr_suite.data.text.tokenizer import SPECIAL_TOKENS, build_tokenizer
+from agr_suite.data.text.wikitext import load_wikitext2
 
 
 def within(count: float, n: int, p: float, sigmas: float = 4.0) -> bool:

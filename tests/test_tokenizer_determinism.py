@@ -1,4 +1,4 @@
-"""The learned WordPiece tokenizer is the same in any process (agr.data.text.tokenizer), and a
+"""The learned WordPiece tokenizer is the same in any process (agr_suite.data.text.tokenizer), and a
 pre-training run records what its numbers depend on (tokenizer and corpus digests).
 
 Expectations come from hand computation (the merge order of a tiny corpus), an independent
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import text_fixtures
 
-from agr.data.text import build_pretraining_data
-from agr.data.text.corpus import Corpus, pydoc_corpus
-from agr.data.text.tokenizer import (
+from agr_suite.data.text import build_pretraining_data
+from agr_suite.data.text.corpus import Corpus, pydoc_corpus
+from agr_suite.data.text.tokenizer import (
     MAX_WORD_CHARS,
     SPECIAL_TOKENS,
     build_tokenizer,
@@ -36,8 +36,8 @@ SPECIALS = list(SPECIAL_TOKENS)
 _CHILD = """
 import hashlib, json, sys
 from pathlib import Path
-from agr.data.text.corpus import pydoc_corpus
-from agr.data.text.tokenizer import build_tokenizer, tokenizer_sha256
+from agr_suite.data.text.corpus import pydoc_corpus
+from agr_suite.data.text.tokenizer import build_tokenizer, tokenizer_sha256
 tokenizer, _ = build_tokenizer(
     "wordpiece", pydoc_corpus(), vocab_size=5000, lowercase=True, data_dir=sys.argv[1]
 )

@@ -13,9 +13,9 @@ from timm.optim import Adan
 from torch import nn
 
 import agr
-from agr.engine import train
-from agr.table_spec import CONFIGS
 from agr.update_change import ShadowStep, parameter_kinds
+from agr_suite.engine import train
+from agr_suite.table_spec import CONFIGS
 
 
 class Small(nn.Module):
@@ -44,7 +44,7 @@ def test_parameter_kinds():
 def test_parameter_kinds_of_a_vit_put_its_position_embedding_and_token_with_embeddings():
     """timm's ViT holds pos_embed (1, N, D) and cls_token (1, 1, D) itself; the patch
     embedding is a conv."""
-    from agr.models import build_model
+    from agr_suite.models import build_model
 
     kinds = parameter_kinds(
         build_model(
@@ -128,7 +128,7 @@ def test_measuring_on_every_step_leaves_the_run_bit_for_bit_unchanged(tmp_path, 
 def test_agr_effect_script_prints_a_row_per_tensor(tmp_path, capsys):
     import importlib.util
 
-    from agr.table_spec import ROOT
+    from agr_suite.table_spec import ROOT
 
     spec = importlib.util.spec_from_file_location("agr_effect", ROOT / "scripts" / "agr_effect.py")
     script = importlib.util.module_from_spec(spec)

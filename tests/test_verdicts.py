@@ -1,4 +1,4 @@
-"""agr.verdicts against independent references: scipy's own t-tests, a normal-approximation
+"""agr_suite.verdicts against independent references: scipy's own t-tests, a normal-approximation
 power formula, a Monte Carlo power estimate, and Holm's procedure worked by hand."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from agr.verdicts import (
+from agr_suite.verdicts import (
     difference_p,
     holm,
     minimum_detectable_effect,

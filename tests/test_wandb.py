@@ -13,7 +13,7 @@ import pytest
 from test_run import FAST, TINY_MODELS, resolved, run_cli, tree_digest
 from wandb_records import offline_runs
 
-from agr.engine import DivergedError, train
+from agr_suite.engine import DivergedError, train
 
 TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
 FOLDER = Path("default") / "digits-vit-adamw_agr" / "seed0"

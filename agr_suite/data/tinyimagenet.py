@@ -157,7 +157,9 @@ def reorganise_val(root: str | os.PathLike) -> None:
         images.rmdir()
     except OSError:  # absent, or holds files the annotations do not name: keep them
         pass
-    marker.write_text("val/images was moved into val/<wnid>/ folders by agr.data.tinyimagenet\n")
+    marker.write_text(
+        "val/images was moved into val/<wnid>/ folders by agr_suite.data.tinyimagenet\n"
+    )
 
 
 def build(data_dir: Path, *, download: bool, augment: bool) -> tuple[Dataset, Dataset]:

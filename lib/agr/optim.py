@@ -38,9 +38,16 @@ class _Family:
 
 def _adan() -> type:
     """timm's Adan, imported only when an Adan optimizer is built: timm imports torchvision
-    and more, which ``import agr`` should not pay for."""
-    from timm.optim import Adan
-
+    and more, which ``import agr`` should not pay for. timm is an optional dependency of the
+    library (the ``adan`` extra): without it, only the Adan optimizers are unavailable."""
+    try:
+        from timm.optim import Adan
+    except ImportError as error:
+        missing = "is not installed" if error.name == "timm" else f"could not be imported ({error})"
+        raise ImportError(
+            f"the adan and adan_agr optimizers use timm's Adan, and timm {missing}: "
+            "pip install timm (or the library with its extra: pip install 'torch-agr[adan]')"
+        ) from error
     return Adan
 
 

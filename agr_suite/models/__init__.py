@@ -1,6 +1,6 @@
 """Image-classification models for small inputs (CIFAR 32x32, TinyImageNet 64x64, digits 1x32x32).
 
-    from agr.models import build_model
+    from agr_suite.models import build_model
     model = build_model("resnet18", num_classes=100, image_size=32)
     model = build_model("vit", num_classes=200, image_size=64, depth=6)
 

@@ -1,4 +1,4 @@
-"""Image classification (Table 2): a data set from agr.data, a model from agr.models,
+"""Image classification (Table 2): a data set from agr_suite.data, a model from agr_suite.models,
 cross-entropy, and top-1/top-5 accuracy."""
 
 from __future__ import annotations

@@ -3,11 +3,11 @@ the baseline with a 95% t-interval, the paper's values beside ours, what is miss
 diagnostics, and learning curves.
 
 Reads only the run folders (results.json, history.jsonl) that a table spec's runs map to
-(agr.table_spec.plan_runs), never W&B, so a partial sweep still gives a table that says
+(agr_suite.table_spec.plan_runs), never W&B, so a partial sweep still gives a table that says
 what it lacks. Only completed runs count; a metric that is NaN/inf (written as null in the
 JSON files) is listed and left out of the mean, never averaged in.
 
-    from agr.table_spec import load_spec, plan_runs
+    from agr_suite.table_spec import load_spec, plan_runs
     spec = load_spec("table2", scale="mini")
     table = aggregate(spec, plan_runs(spec, "runs"))
     write_outputs(table, "results/mini")   # table2.md, table2.csv, table2_curves.png
@@ -522,7 +522,7 @@ def _p_text(p: float) -> str:
 
 def _verdict_section(table: Table) -> list[str]:
     """Per paired comparison: the difference, what the seeds could detect, the Holm-adjusted
-    tests and the verdict (agr.verdicts)."""
+    tests and the verdict (agr_suite.verdicts)."""
     lines = [
         "## Verdicts",
         "",
@@ -628,7 +628,7 @@ def _agr_section(table: Table) -> list[str]:
     """What AGR did in each config's runs: the share of gradient L1 mass it removed
     (results.json agr.removed_fraction_mean) and how much it changed the optimizer's update
     per parameter kind (agr.update_change; runs from before that measurement have none)."""
-    from .update_change import KINDS
+    from agr.update_change import KINDS
 
     spec = table.spec
     body = []
@@ -707,7 +707,7 @@ CSV_FIELDS = [
     "chance",  # the metric's chance level, when the spec declares one
     "chance_low",  # what a model ignoring its input scores (spec chance_key), low and high
     "chance_high",
-    "margin",  # the paired comparison's verdict (agr.verdicts), on compared cells
+    "margin",  # the paired comparison's verdict (agr_suite.verdicts), on compared cells
     "mde80",
     "seeds_for_margin",
     "p_difference_holm",

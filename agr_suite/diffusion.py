@@ -1,7 +1,7 @@
 """The diffusion process of the image-generation runs (Table 1): training loss, DDIM sampling,
 sample grids and the EMA of the weights. No training loop here.
 
-    from agr.diffusion import EMA, Diffusion, save_grid
+    from agr_suite.diffusion import EMA, Diffusion, save_grid
     diffusion = Diffusion()                                   # T=1000, linear betas 1e-4..0.02
     loss = diffusion.loss(unet, images)                       # images in [-1, 1]; scalar MSE
     ema = EMA(unet, decay=0.9999); ...; ema.update(unet)      # after each optimizer step

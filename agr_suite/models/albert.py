@@ -13,7 +13,7 @@ Presets (any ``AlbertConfig`` field given as an option overrides them):
   768, feed-forward 3072, 12 layers, 12 heads, ``gelu_new``, no dropout.
 
 The model is :class:`AlbertForPreTrainingAtMasks`, an ``AlbertForPreTraining`` whose forward
-also takes ``mlm_positions`` ([batch, P], see :mod:`agr.data.text.masking`): the MLM head then
+also takes ``mlm_positions`` ([batch, P], see :mod:`agr_suite.data.text.masking`): the MLM head then
 runs on those P positions only instead of on every position of the sequence. The loss is the
 same number (mean cross-entropy over the predicted tokens plus the SOP cross-entropy); the
 vocabulary projection, the largest cost of a small model, shrinks by max_length / P.

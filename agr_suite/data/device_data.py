@@ -1,4 +1,4 @@
-"""A dataset's images as tensors for :class:`agr.data.device_loader.DeviceLoader`.
+"""A dataset's images as tensors for :class:`agr_suite.data.device_loader.DeviceLoader`.
 
 :func:`device_split` reads the images, labels and transform of a dataset the suite builds
 (torchvision's CIFAR, the TinyImageNet ImageFolder, the digits, the generation images) and

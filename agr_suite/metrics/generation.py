@@ -4,7 +4,7 @@ The paper's numbers use torch-fidelity's ``inception-v3-compat`` (the bit-exact 
 the TensorFlow Inception used by the original FID/IS code): :class:`InceptionFeatures` wraps it
 (pool3 features ``'2048'`` for FID, ``'logits_unbiased'`` for IS, as torch-fidelity does). The
 metric code itself takes any :class:`FeatureExtractor`, so tests and the embedded CPU run use
-:class:`agr.metrics.digits_features.DigitsFeatures`, which needs no download.
+:class:`agr_suite.metrics.digits_features.DigitsFeatures`, which needs no download.
 
 * :func:`frechet_distance` follows pytorch-fid's ``calculate_frechet_distance`` (``sqrtm`` of
   ``sigma1 @ sigma2``, an ``eps * I`` offset when that is not finite, imaginary parts dropped
@@ -397,7 +397,7 @@ class GenerationMetrics:
     """
 
     implementation = (
-        "agr.metrics.generation: FID = pytorch-fid formula (scipy sqrtm, eps fallback) on "
+        "agr_suite.metrics.generation: FID = pytorch-fid formula (scipy sqrtm, eps fallback) on "
         "float64 feature statistics; IS = torch-fidelity's split scheme (population std)"
     )
 

@@ -1,6 +1,6 @@
 """Noise-prediction UNets for image generation (Table 1), built with diffusers' ``UNet2DModel``.
 
-    from agr.models.diffusion import build_unet
+    from agr_suite.models.diffusion import build_unet
     unet = build_unet("ddpm", image_size=32, in_chans=3)            # the paper's CIFAR-10 UNet
     unet = build_unet("ddpm_small", image_size=16, in_chans=1)      # the embedded CPU run (digits)
     eps = unet(x_t, t).sample                                        # [B, C, H, W]

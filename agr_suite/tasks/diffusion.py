@@ -38,7 +38,8 @@ _NOT_UNET = {"name", "task", "diffusion", "ema_decay"}
 
 
 class EMAState:
-    """The EMA of the weights as the engine's task state (see ``agr.tasks.base.TaskState``)."""
+    """The EMA of the weights as the engine's task state (see
+    ``agr_suite.tasks.base.TaskState``)."""
 
     def __init__(self, decay: float) -> None:
         self.decay = float(decay)

@@ -17,17 +17,17 @@ The format, with every key (see experiments/table2.yaml for a full example)::
                              # `epoch` read history.jsonl at that epoch instead
         higher_is_better: true
         decimals: 2          # printed decimals; a nonzero value that would round to 0 gets
-                             # 2 significant digits instead (agr.results.format_number)
+                             # 2 significant digits instead (agr_suite.results.format_number)
         chance: null         # optional: the metric's chance level (e.g. 50.0 for a balanced
                              # binary task); the table then reports each cell against it
         chance_basis: null   # optional: why that is chance (e.g. "balanced labels")
         margin: 0.5          # optional: the equivalence margin of a paired difference, in
-                             # the metric's units (TOST; see agr/verdicts.py)
+                             # the metric's units (TOST; see agr_suite/verdicts.py)
         margin_reason: ...   # why that margin (printed under the table)
         paired_sd: 0.4       # optional: the assumed sd of the paired differences (the power
         paired_sd_reason: .. #   plan's basis; with margin and its reason)
         seeds_for_margin: 8  # with paired_sd: the seeds that detect `margin` with 80% power
-                             # (checked against agr.verdicts.seeds_needed on load)
+                             # (checked against agr_suite.verdicts.seeds_needed on load)
         chance_key: null     # optional: a run metric holding the accuracy of always
                              # predicting the evaluated set's majority label (m); the cells
                              # are then also judged against the band [100 - m, m] that a
@@ -538,7 +538,7 @@ def plan_runs(
 ) -> list[PlannedRun]:
     """Compose every run group with Hydra (as run.py would) and derive each run's folder
     from the config's own folder template, so the table finds exactly what run.py writes.
-    ``check`` (e.g. agr.config.validate) gets each resolved config. A group that does not
+    ``check`` (e.g. agr_suite.config.validate) gets each resolved config. A group that does not
     compose or fails the check gives runs with ``error`` set instead of a folder."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf

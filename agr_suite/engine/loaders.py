@@ -1,5 +1,5 @@
 """The training loader of a run: torch's DataLoader over the task's dataset, or the
-device-resident loader (agr.data.device_loader) over the same images and transform.
+device-resident loader (agr_suite.data.device_loader) over the same images and transform.
 
 ``dataset.loader``: ``torch`` (DataLoader + DistributedSampler, CPU workers), ``device``
 (the whole split on the run's device, augmented there batch by batch), or ``auto``: device on

@@ -5,7 +5,7 @@
 
 Corpora: ``wikitext2`` (:mod:`.wikitext`) and the embedded ``pydoc`` (:mod:`.corpus`).
 Tokenizers: :mod:`.tokenizer`. Examples and masking: :mod:`.pretraining`, :mod:`.masking`.
-Absent data raises :class:`agr.data.DatasetMissingError` with what to stage where.
+Absent data raises :class:`agr_suite.data.DatasetMissingError` with what to stage where.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@
 
 or ``agr.build_optimizer("adamw_agr", model, lr=1e-3)``, or ``agr.regularize_(grads)``
 in a loop of your own.
+
+The library is the distribution ``torch-agr`` (``pip install ./lib`` from the agr-suite
+repository) and needs torch alone. Optional: timm for the Adan optimizers (the ``adan``
+extra) and ninja to build the CPU kernel ``agr/csrc/agr_cpu.cpp`` (the ``kernel`` extra;
+without it AGR runs on torch ops).
 """
 
 from .optim import IMPLS, OPTIMIZERS, build_optimizer

@@ -1,18 +1,19 @@
 """Checks of a composed run config before any work starts: wrong types and impossible
 values stop the run with a message naming the key. (Unknown keys are already refused by
 Hydra's struct mode; unknown group choices by Hydra's list of options.) Checks of the
-machine a run needs (its folder, device, W&B login) are in :mod:`agr.preflight`; both raise
-:class:`ConfigError`, which ``run.py`` reports with exit code 2 (:mod:`agr.errors`)."""
+machine a run needs (its folder, device, W&B login) are in :mod:`agr_suite.preflight`; both raise
+:class:`ConfigError`, which ``run.py`` reports with exit code 2 (:mod:`agr_suite.errors`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from agr.optim import IMPLS, OPTIMIZERS
+from agr.regularizer import SCOPES
+
 from .engine.loaders import LOADERS
 from .engine.trainer import PRECISIONS
 from .errors import ConfigError
-from .optim import IMPLS, OPTIMIZERS
-from .regularizer import SCOPES
 from .tasks import TASKS
 
 __all__ = ["ConfigError", "validate"]
@@ -98,8 +99,8 @@ _RULES: dict[str, tuple] = {
     "dataset.hflip": (lambda v: isinstance(v, bool), "true or false"),
     "scheduler.warmup_steps": (lambda v: v is None or (_int(v) and v >= 0), "null or an int >= 0"),
     "model.ema_decay": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    # Image generation (configs/metrics/); the choices are those of agr.tasks.diffusion and
-    # agr.diffusion.DDIM_VARIANTS (kept literal here so validation imports no diffusers;
+    # Image generation (configs/metrics/); the choices are those of agr_suite.tasks.diffusion and
+    # agr_suite.diffusion.DDIM_VARIANTS (kept literal here so validation imports no diffusers;
     # tests/test_config_choices.py checks they agree).
     "metrics.features": (lambda v: v in FEATURES, "one of " + ", ".join(FEATURES)),
     "metrics.sample_from": (lambda v: v in SAMPLE_FROM, "one of " + ", ".join(SAMPLE_FROM)),
