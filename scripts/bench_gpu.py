@@ -83,9 +83,9 @@ TABLE1_DDIM_STEPS = int(OmegaConf.load(ROOT / "configs" / "metrics" / "generatio
 
 HOW = {
     "cifar100_epoch": (
-        "scripts/bench_train.py --epoch-time: one agr_suite.engine.train run per loader and variant "
-        "(CIFAR ResNet-18, 100 classes, adamw_agr, batch_size) of a warm-up epoch, which holds "
-        "the compilation, and `rounds` timed epochs of `measured_steps` batches "
+        "scripts/bench_train.py --epoch-time: one agr_suite.engine.train run per loader and "
+        "variant (CIFAR ResNet-18, 100 classes, adamw_agr, batch_size) of a warm-up epoch, "
+        "which holds the compilation, and `rounds` timed epochs of `measured_steps` batches "
         "(trainer.limit_batches); measured_s is the median of history.jsonl's epoch_time_s; "
         "loader_start_s is the median time to the first batch of a fresh iterator of the same "
         "loader, paid once an epoch, so epoch_s = loader_start_s + (measured_s - "

@@ -518,8 +518,8 @@ def main() -> None:
     out = Path(args.out) if args.out else ROOT / "results" / "bench" / f"{kind}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     what = (
-        "the engine's epoch time (agr_suite.engine.train, history.jsonl epoch_time_s): one run of a "
-        "warm-up epoch and `rounds` timed epochs of `batches_per_epoch` batches; median; the "
+        "the engine's epoch time (agr_suite.engine.train, history.jsonl epoch_time_s): one run "
+        "of a warm-up epoch and `rounds` timed epochs of `batches_per_epoch` batches; median; the "
         "full epoch extrapolated from it and the loader's start (see scripts/bench_train.py)"
         if args.epoch_time
         else "training images/s of agr_suite.engine.train (history.jsonl train_samples_per_s) vs a "
@@ -539,7 +539,9 @@ def main() -> None:
             "precision": args.precision,
             "channels_last": args.channels_last,
             "compile": args.compile,
-            "dataset": f"synthetic {args.dataset} in its real on-disk format, read by agr_suite.data",
+            "dataset": (
+                f"synthetic {args.dataset} in its real on-disk format, read by agr_suite.data"
+            ),
             "train_images": args.train_images,
             "test_images": args.test_images,
             "augment": cfg.get("dataset", {}).get("augment"),
