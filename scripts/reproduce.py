@@ -389,11 +389,12 @@ def main(argv: list[str] | None = None) -> int:
         for index in queued:
             if statuses[index] != "completed":
                 statuses[index] = "queued"
+        # the runs this command starts (those queued in Slurm run there, at no cost here)
+        to_run = [r for r, s in zip(planned, statuses) if s not in skip and s != "queued"]
         if args.dry_run:
             print_dry_run(spec, planned, statuses)
             print("\n".join(power_plan(spec)))
             if spec.cost.in_gpu_hours:
-                to_run = [r for r, s in zip(planned, statuses) if s not in skip and s != "queued"]
                 gpus = args.gpus or max(1, len(local_pool.visible_gpus()))
                 print(wall_time(spec, to_run, gpus, args.runs_per_gpu))
         errors = {run.group: run.error for run in planned if run.error}
@@ -402,13 +403,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {spec.where}: cell {cells} does not compose: {error}", file=sys.stderr)
         broken = broken or bool(errors)
         todo = [run for run, status in zip(planned, statuses) if status not in skip]
-        print(
-            estimate(
-                spec,
-                planned,
-                [r for r, s in zip(planned, statuses) if s not in skip and s != "queued"],
-            )
-        )
+        print(estimate(spec, planned, to_run))
         waiting = sorted(queued[i] for i, status in enumerate(statuses) if status == "queued")
         if waiting and not args.dry_run:
             print(
