@@ -20,10 +20,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from agr_suite.config import validate
+from agr_suite.config import composition_error, load
 from agr_suite.engine import DivergedError, RunFolder, train
-from agr_suite.errors import ConfigError, exit_on_user_error
+from agr_suite.errors import exit_on_user_error
 from agr_suite.preflight import preflight
+from agr_suite.tasks import build_task
 
 
 def _is_main_process() -> bool:
@@ -33,21 +34,20 @@ def _is_main_process() -> bool:
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict | None:
     with exit_on_user_error():
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        validate(resolved)
+        run_cfg = load(cfg)  # typed and checked: a bad value exits 2 naming its key
         folder = RunFolder(HydraConfig.get().runtime.output_dir)
-        if folder.status() == "completed" and not resolved["overwrite"]:
+        if folder.status() == "completed" and not run_cfg.overwrite:
             print(f"{folder.path}: already completed; skipping (overwrite=true reruns it)")
             return folder.read_results()
-        preflight(resolved, is_main=_is_main_process())
+        preflight(run_cfg, is_main=_is_main_process())
         if folder.status() == "completed" and _is_main_process():  # overwrite=true
             stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
             folder.path.rename(folder.path.with_name(f"{folder.path.name}.replaced-{stamp}"))
         if _is_main_process():
             folder.path.mkdir(parents=True, exist_ok=True)
-            folder.config.write_text(OmegaConf.to_yaml(resolved))
+            folder.config.write_text(OmegaConf.to_yaml(OmegaConf.structured(run_cfg)))
         try:
-            return train(resolved, folder.path)
+            return train(run_cfg, folder.path, build_task)
         except DivergedError as error:
             print(
                 f"run failed: {error}\n{folder.results}: status failed (the tables list this "
@@ -83,7 +83,7 @@ def check_composes(argv: list[str]) -> None:
             with initialize_config_dir(config_dir=configs, version_base="1.3"):
                 compose("config", overrides=first, return_hydra_config=True)
         except (HydraException, OmegaConfBaseException) as error:
-            raise ConfigError(f"{error}\n`python run.py --help` lists the choices") from None
+            raise composition_error(error) from None
 
 
 if __name__ == "__main__":

@@ -1,32 +1,78 @@
-"""Checks of a composed run config before any work starts: wrong types and impossible
-values stop the run with a message naming the key. (Unknown keys are already refused by
-Hydra's struct mode; unknown group choices by Hydra's list of options.) Checks of the
-machine a run needs (its folder, device, W&B login) are in :mod:`agr_suite.preflight`; both raise
-:class:`ConfigError`, which ``run.py`` reports with exit code 2 (:mod:`agr_suite.errors`)."""
+"""The run config's one typed schema: every setting's type, default, check and source.
+
+Each config group has a dataclass here, registered with Hydra's ConfigStore (``schema`` and
+``schema/<group>/<kind>``). The YAML files under ``configs/`` start from these schemas
+(``defaults: [/schema/model/resnet@_here_]``) and only choose and override: a default is
+written here and nowhere else. Hydra checks types while it composes (``trainer.epochs=abc``
+names the key); :func:`validate` checks values (``trainer.epochs=0``); :func:`load` turns a
+composed config into a :class:`RunConfig` whose attributes the engine and the tasks read, so
+``trainer.num_workers`` on the command line is ``cfg.trainer.num_workers`` in the code.
+
+Sources, as in the YAML comments: ``[paper]`` the paper's text, ``[code]`` the authors' code,
+``[choice]`` ours (PAPER_NOTES.md says which is which for each experiment).
+
+Checks of the machine a run needs (its folder, device, W&B login) are in
+:mod:`agr_suite.preflight`; both raise :class:`ConfigError`, which ``run.py`` reports with
+exit code 2 (:mod:`agr_suite.errors`).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any  # noqa: UP035 (OmegaConf reads these hints)
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from agr.optim import IMPLS, OPTIMIZERS
 from agr.regularizer import SCOPES
 
-from .engine.loaders import LOADERS
-from .engine.trainer import PRECISIONS
 from .errors import ConfigError
-from .tasks import TASKS
 
-__all__ = ["ConfigError", "validate"]
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "compose",
+    "from_container",
+    "load",
+    "preset",
+    "read_run_config",
+    "validate",
+]
 
+TASKS = ("classification", "diffusion", "pretraining")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+LOADERS = ("auto", "torch", "device")
+SCHEDULES = ("cosine", "multistep", "constant")
+LOGGERS = ("none", "wandb")
+WANDB_MODES = ("online", "offline", "disabled", "shared")
 FEATURES = ("auto", "inception", "digits_cnn")
 SAMPLE_FROM = ("raw", "ema")
-DDIM_VARIANTS = ("ddim", "authors")
-
-# How many betas each optimizer family takes (its reference implementation's defaults:
-# AdamW (beta1, beta2), Adan (beta1, beta2, beta3), SGD none); tests/test_errors.py checks these
-# against the optimizers agr.build_optimizer returns.
+DDIM_VARIANTS = ("ddim", "authors")  # agr_suite.diffusion.DDIM_VARIANTS (tests check they agree)
+UNET_INITS = ("ddpm", "default")
+# How many betas each optimizer family takes (AdamW (beta1, beta2), Adan (beta1, beta2,
+# beta3), SGD none); tests/test_errors.py checks these against agr.build_optimizer.
 BETAS_PER_FAMILY = {"adamw": 2, "adan": 3, "sgd": 0}
-WANDB_MODES = ("online", "offline", "disabled", "shared")
+
+
+def setting(
+    default: Any = MISSING,
+    check: Callable[[Any], bool] | None = None,
+    must_be: str = "",
+    source: str = "[choice]",
+) -> Any:
+    """A schema field: its default (lists copied per instance), the check :func:`validate`
+    applies and what the value must be, and where the default comes from."""
+    meta = {"check": check, "must_be": must_be, "source": source}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 def _number(value: Any) -> bool:
@@ -37,166 +83,433 @@ def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-# key -> (check, what the value must be)
-_RULES: dict[str, tuple] = {
-    "seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
-    "overwrite": (lambda v: isinstance(v, bool), "true or false"),
-    "trainer.epochs": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "trainer.batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "trainer.eval_batch_size": (
-        lambda v: v is None or (_int(v) and v >= 1),
-        "null or an integer >= 1",
-    ),
-    "trainer.accumulate": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "trainer.precision": (lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISIONS)),
-    "trainer.grad_clip": (lambda v: v is None or (_number(v) and v > 0), "null or a number > 0"),
-    "trainer.label_smoothing": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "trainer.eval_every": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "trainer.log_every": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "trainer.compile": (lambda v: isinstance(v, bool), "true or false"),
-    "trainer.channels_last": (lambda v: isinstance(v, bool), "true or false"),
-    "trainer.devices": (lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
-    "trainer.num_workers": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
-    "trainer.limit_batches": (
-        lambda v: v is None or (_int(v) and v >= 1),
-        "null or an integer >= 1",
-    ),
-    "trainer.deterministic": (lambda v: isinstance(v, bool), "true or false"),
-    "trainer.divergence_factor": (
-        lambda v: v is None or (_number(v) and v > 1),
-        "null or a number > 1",
-    ),
-    "optimizer.name": (lambda v: v in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
-    "logger.mode": (
-        lambda v: v is None or v in WANDB_MODES,
-        "null (W&B decides) or one of " + ", ".join(WANDB_MODES),
-    ),
-    "optimizer.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
-    "optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "optimizer.eps": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "optimizer.betas": (
-        lambda v: isinstance(v, list) and all(_number(b) and 0 <= b < 1 for b in v),
-        "a list of numbers in [0, 1)",
-    ),
-    "optimizer.agr_scope": (lambda v: v in SCOPES, "one of " + ", ".join(SCOPES)),
-    "optimizer.agr_until_epoch": (
-        lambda v: v is None or (_number(v) and v >= 0),
-        "null or a number >= 0",
-    ),
-    "optimizer.impl": (lambda v: v in IMPLS, "one of " + ", ".join(IMPLS)),
-    "optimizer.momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "optimizer.agr_strength": (
-        lambda v: _number(v) and 0 <= v < float("inf"),
-        "a finite number >= 0",
-    ),
-    "optimizer.agr_permuted": (lambda v: isinstance(v, bool), "true or false"),
-    "trainer.eval_at": (
-        lambda v: isinstance(v, list) and all(_int(e) and e >= 1 for e in v),
-        "a list of epoch numbers >= 1",
-    ),
-    "dataset.download": (lambda v: isinstance(v, bool), "true or false"),
-    "dataset.loader": (lambda v: v in LOADERS, "one of " + ", ".join(LOADERS)),
-    "dataset.hflip": (lambda v: isinstance(v, bool), "true or false"),
-    "scheduler.warmup_steps": (lambda v: v is None or (_int(v) and v >= 0), "null or an int >= 0"),
-    "model.ema_decay": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    # Image generation (configs/metrics/); the choices are those of agr_suite.tasks.diffusion and
-    # agr_suite.diffusion.DDIM_VARIANTS (kept literal here so validation imports no diffusers;
-    # tests/test_config_choices.py checks they agree).
-    "metrics.features": (lambda v: v in FEATURES, "one of " + ", ".join(FEATURES)),
-    "metrics.sample_from": (lambda v: v in SAMPLE_FROM, "one of " + ", ".join(SAMPLE_FROM)),
-    "metrics.ddim_variant": (lambda v: v in DDIM_VARIANTS, "one of " + ", ".join(DDIM_VARIANTS)),
-    "metrics.num_samples": (lambda v: _int(v) and v >= 2, "an integer >= 2"),
-    "metrics.steps": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "metrics.eta": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "metrics.is_splits": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "metrics.batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "metrics.compile": (lambda v: v in ("auto", True, False), "auto, true or false"),
-    "metrics.grid_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    # Text pre-training (configs/dataset/{wikitext2,pydoc}.yaml)
-    "dataset.variant": (lambda v: v in ("raw", "tokens"), "raw or tokens"),
-    "dataset.eval_split": (lambda v: v in ("test", "validation"), "test or validation"),
-    "dataset.tokenizer": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
-    "dataset.vocab_size": (lambda v: _int(v) and v >= 16, "an integer >= 16"),
-    "dataset.lowercase": (lambda v: isinstance(v, bool), "true or false"),
-    "dataset.max_length": (lambda v: _int(v) and v >= 8, "an integer >= 8"),
-    "dataset.short_seq_prob": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "dataset.mask_prob": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
-    "dataset.max_ngram": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "dataset.max_predictions": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
-    "dataset.mask_token_fraction": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "dataset.random_token_fraction": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "dataset.eval_seed": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
-    "model.hidden_dropout_prob": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "model.attention_probs_dropout_prob": (
-        lambda v: _number(v) and 0 <= v < 1,
-        "a number in [0, 1)",
-    ),
-    "model.task": (lambda v: v in TASKS, "one of " + ", ".join(TASKS)),
-    "metrics.inception_weights": (lambda v: v is None or isinstance(v, str), "null or a path"),
-    "scheduler.warmup_epochs": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "scheduler.gamma": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
-    "scheduler.milestones": (
-        lambda v: isinstance(v, list) and all(_int(m) and m >= 0 for m in v),
-        "a list of epoch numbers",
-    ),
+def at_least(low: float, integer: bool = True, optional: bool = False) -> tuple:
+    kind = "an integer" if integer else "a number"
+    ok = (lambda v: _int(v) and v >= low) if integer else (lambda v: _number(v) and v >= low)
+    if optional:
+        return (lambda v: v is None or ok(v)), f"null or {kind} >= {low:g}"
+    return ok, f"{kind} >= {low:g}"
+
+
+def one_of(choices, optional: bool = False) -> tuple:
+    words = ", ".join(str(c) for c in choices)
+    if optional:
+        return (lambda v: v is None or v in choices), f"null or one of {words}"
+    return (lambda v: v in choices), f"one of {words}"
+
+
+def fraction(low_open: bool = False, high_open: bool = False) -> tuple:
+    def ok(v):
+        return _number(v) and (v > 0 if low_open else v >= 0) and (v < 1 if high_open else v <= 1)
+
+    return ok, f"a number in {'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+
+
+def _check(pair: tuple, default: Any = MISSING, source: str = "[choice]") -> Any:
+    return setting(default, check=pair[0], must_be=pair[1], source=source)
+
+
+# ----------------------------------------------------------------------------- trainer
+@dataclass
+class TrainerConfig:
+    epochs: int = _check(at_least(1), 200, "[code] Table 2 CIFAR-100")
+    batch_size: int = _check(
+        at_least(1), 128, "[code] per process; the effective batch is x world size x accumulate"
+    )
+    eval_batch_size: int | None = _check(at_least(1, optional=True), None)  # null: batch_size
+    accumulate: int = _check(at_least(1), 1)
+    # auto: bf16 autocast on a GPU that has it, fp32 on CPU
+    precision: str = _check(one_of(PRECISIONS), "auto")
+    # global grad-norm clip, applied after unscale and before AGR
+    grad_clip: float | None = _check(
+        (lambda v: v is None or (_number(v) and v > 0), "null or a number > 0"), None
+    )
+    label_smoothing: float = _check(fraction(high_open=True), 0.0)
+    eval_every: int = _check(at_least(1), 1)  # epochs
+    # extra epochs to evaluate at (e.g. Table 1 adds epoch 10)
+    eval_at: list[int] = _check(
+        (lambda v: all(_int(e) and e >= 1 for e in v), "a list of epoch numbers >= 1"), []
+    )
+    log_every: int = _check(at_least(1), 50)  # optimizer steps between AGR diagnostics
+    compile: bool = setting(False)
+    channels_last: bool = setting(False)
+    devices: str = _check(one_of(DEVICES), "auto")
+    num_workers: int = _check(at_least(0), 4)
+    # an int caps train and eval batches per epoch, and a generation evaluation's samples
+    limit_batches: int | None = _check(at_least(1, optional=True), None)
+    # A run has diverged (status failed, the last good checkpoint kept) when its training loss
+    # or an evaluation metric is NaN/inf, or a training batch's loss exceeds this factor times
+    # the run's first batch loss (about ln(classes) for a classifier, ~1 for a DDPM); null:
+    # only non-finite values count.
+    divergence_factor: float | None = _check(
+        (lambda v: v is None or (_number(v) and v > 1), "null or a number > 1"), 100.0
+    )
+    deterministic: bool = setting(False)
+
+
+# --------------------------------------------------------------------------- optimizer
+@dataclass
+class OptimizerConfig:
+    """``agr.build_optimizer``'s settings. A null lr, weight_decay, betas, eps or momentum is
+    the optimizer family's own default (see ``agr.build_optimizer``)."""
+
+    name: str = _check(one_of(tuple(OPTIMIZERS)))
+    lr: float | None = _check(
+        (lambda v: v is None or (_number(v) and v > 0), "null or a number > 0"), None
+    )
+    weight_decay: float | None = _check(at_least(0, integer=False, optional=True), None)
+    betas: list[float] | None = _check(
+        (
+            lambda v: v is None or all(_number(b) and 0 <= b < 1 for b in v),
+            "null or a list of numbers in [0, 1)",
+        ),
+        None,
+    )
+    eps: float | None = _check(at_least(0, integer=False, optional=True), None)
+    momentum: float | None = _check(
+        (lambda v: v is None or (_number(v) and 0 <= v < 1), "null or a number in [0, 1)"), None
+    )
+    # Adan's weight decay: false = proximal [Adan official code], true = decoupled as AdamW
+    no_prox: bool = setting(False, source="[code]")
+    impl: str = _check(one_of(IMPLS), "auto")
+    decay_bias_and_norm: bool = setting(True, source="[code] every parameter decays")
+    # all: every parameter with a gradient, as the authors' code; weights: ndim >= 2 (the
+    # paper text)
+    agr_scope: str = _check(one_of(SCOPES), "all", "[code]")
+    agr_until_epoch: float | None = _check(at_least(0, integer=False, optional=True), None)
+    # k in g <- g - min(1, k*alpha)*g; 1 is AGR (other values: a dose-response control)
+    agr_strength: float = _check(
+        (lambda v: _number(v) and 0 <= v < math.inf, "a finite number >= 0"), 1.0
+    )
+    # true: the null control, each tensor's AGR factors in a random order (the run's seed)
+    agr_permuted: bool = setting(False)
+
+
+# --------------------------------------------------------------------------- scheduler
+@dataclass
+class SchedulerConfig:
+    name: str = _check(one_of(SCHEDULES))
+    warmup_epochs: float = _check(at_least(0, integer=False), 0.0)
+    warmup_steps: int | None = _check(at_least(0, optional=True), None)  # overrides epochs
+    milestones: list[int] = _check(
+        (lambda v: all(_int(m) and m >= 0 for m in v), "a list of epoch numbers"), []
+    )  # multistep: the LR is multiplied by gamma at each of these epochs
+    gamma: float = _check((lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"), 0.1)
+    min_lr_ratio: float = _check(fraction(), 0.0)  # cosine: the final LR / the peak LR
+
+
+# ------------------------------------------------------------------------------ logger
+@dataclass
+class LoggerConfig:
+    """Weights & Biases by W&B's own conventions: a value left null is W&B's choice from its
+    environment variables (WANDB_MODE, WANDB_ENTITY, WANDB_PROJECT, WANDB_DIR)."""
+
+    name: str = _check(one_of(LOGGERS), "none")
+    project: str | None = setting(None)  # null: WANDB_PROJECT, else agr-suite
+    entity: str | None = setting(None)  # null: WANDB_ENTITY, else the account's default
+    group: str | None = setting("${experiment_name}")
+    run_name: str | None = setting("${dataset.name}-${model.name}-${optimizer.name}-seed${seed}")
+    # null: W&B decides (WANDB_MODE, else online)
+    mode: str | None = _check(one_of(WANDB_MODES, optional=True), None)
+    dir: str | None = setting(None)  # null: WANDB_DIR, else the run folder
+    tags: list[str] = setting([])
+
+
+@dataclass
+class PathsConfig:
+    """Relative paths are relative to the directory you run from."""
+
+    data_dir: str = setting("${oc.env:AGR_DATA_DIR,data}")
+    runs: str = setting("${oc.env:AGR_RUNS_DIR,runs}")
+
+
+# ----------------------------------------------------------------------------- dataset
+@dataclass
+class DatasetConfig:
+    name: str = setting()
+    # Download into ${paths.data_dir} when the files are missing (needs network).
+    download: bool = setting(True)
+
+
+@dataclass
+class ImageDatasetConfig(DatasetConfig):
+    augment: bool = setting(True)
+    hflip: bool = setting(True, source="[code] Table 1")  # image generation only
+    # torch: DataLoader with CPU workers; device: the whole split on the run's device,
+    # augmented there batch by batch; auto: device on CUDA, torch on CPU
+    loader: str = _check(one_of(LOADERS), "auto")
+
+
+@dataclass
+class TextDatasetConfig(DatasetConfig):
+    """Sentence-pair examples for ALBERT's MLM + SOP (Table 3); sources in wikitext2.yaml."""
+
+    variant: str = _check(one_of(("raw", "tokens")), "raw")
+    eval_split: str = _check(one_of(("test", "validation")), "test", "[code]")
+    tokenizer: str = _check(
+        (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"), "wordpiece"
+    )
+    vocab_size: int = _check(at_least(16), 30522, "[code]")
+    lowercase: bool = setting(True, source="[code]")
+    max_length: int = _check(at_least(8), 512, "[code]")
+    short_seq_prob: float = _check(fraction(), 0.1, "[code]")
+    mask_prob: float = _check(fraction(low_open=True), 0.15, "[code]")
+    max_ngram: int = _check(at_least(1), 3, "[code]")
+    max_predictions: int = _check(at_least(1), 75, "[code]")
+    mask_token_fraction: float = _check(fraction(), 0.8)
+    random_token_fraction: float = _check(fraction(), 0.1)
+    eval_seed: int = _check(at_least(0), 0)
+
+
+# ------------------------------------------------------------------------------- model
+@dataclass
+class ModelConfig:
+    name: str = setting()
+    task: str = _check(one_of(TASKS))
+
+    def options(self) -> dict[str, Any]:
+        """The architecture's settings for its builder: every field but ``name`` and
+        ``task``, without the nulls (a null is the builder's own default)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("name", "task") and getattr(self, f.name) is not None
+        }
+
+
+# The image classifiers' settings: null is the architecture's own value, which its builder in
+# agr_suite/models documents (ResNet/VGG width 64; ViT-S: patch image_size // 8, embed 384,
+# depth 12, 6 heads, MLP ratio 4, drop path 0.1; ConvNeXt-T: patch image_size // 32, depths
+# (3, 3, 9, 3), dims (96, 192, 384, 768), drop path 0.1).
+@dataclass
+class ResNetConfig(ModelConfig):
+    task: str = "classification"
+    base_width: int | None = _check(at_least(1, optional=True), None)  # first-stage channels
+    zero_init_residual: bool | None = setting(None)
+
+
+@dataclass
+class VGGConfig(ModelConfig):
+    task: str = "classification"
+    base_width: int | None = _check(at_least(1, optional=True), None)
+    hidden_dim: int | None = _check(at_least(0, optional=True), None)  # 0: one linear layer
+    dropout: float | None = _check(at_least(0, integer=False, optional=True), None)
+
+
+@dataclass
+class ViTConfig(ModelConfig):
+    task: str = "classification"
+    patch_size: int | None = _check(at_least(1, optional=True), None)
+    embed_dim: int | None = _check(at_least(1, optional=True), None)
+    depth: int | None = _check(at_least(1, optional=True), None)
+    num_heads: int | None = _check(at_least(1, optional=True), None)
+    mlp_ratio: float | None = _check(at_least(0, integer=False, optional=True), None)
+    drop_path_rate: float | None = _check(at_least(0, integer=False, optional=True), None)
+
+
+@dataclass
+class ConvNeXtConfig(ModelConfig):
+    task: str = "classification"
+    patch_size: int | None = _check(at_least(1, optional=True), None)
+    depths: list[int] | None = setting(None)
+    dims: list[int] | None = setting(None)
+    drop_path_rate: float | None = _check(at_least(0, integer=False, optional=True), None)
+
+
+@dataclass
+class DiffusionProcessConfig:
+    timesteps: int = _check(at_least(1), 1000, "[code] T")
+    beta_start: float = _check(at_least(0, integer=False), 1.0e-4, "[code] linear betas")
+    beta_end: float = _check(at_least(0, integer=False), 0.02, "[code]")
+    schedule: str = _check(one_of(("linear", "cosine")), "linear", "[code]")
+    prediction: str = _check(one_of(("epsilon",)), "epsilon", "[code] MSE on the noise")
+
+
+@dataclass
+class UNetConfig(ModelConfig):
+    """The paper's CIFAR-10 DDPM UNet [code: main_ddpm.py TrainingConfig]: 128 channels,
+    multipliers [1, 2, 2, 2], 2 residual blocks per level, attention at 16x16, dropout 0.1."""
+
+    task: str = "diffusion"
+    block_out_channels: list[int] = setting([128, 256, 256, 256], source="[code] ch, ch_mult")
+    layers_per_block: int = _check(at_least(1), 2, "[code] num_res_blocks")
+    # indices of the levels (0 = full resolution) with self-attention
+    attention_levels: list[int] = setting([1], source="[code] attn [1]: 16x16")
+    mid_attention: bool = setting(True, source="[code]")
+    norm_num_groups: int = _check(at_least(1), 32, "[code] GroupNorm(32, ch)")
+    dropout: float = _check(fraction(high_open=True), 0.1, "[code]")
+    # ddpm: the Xavier-uniform init of the authors' model.py; default: PyTorch's
+    init: str = _check(one_of(UNET_INITS), "ddpm", "[code]")
+    ema_decay: float = _check(fraction(), 0.9999, "[code] after every optimizer step")
+    diffusion: DiffusionProcessConfig = field(default_factory=DiffusionProcessConfig)
+
+
+@dataclass
+class AlbertModelConfig(ModelConfig):
+    """ALBERT for MLM + SOP; defaults: the tiny configuration the authors' ALBERT code loads
+    [code: config/albert_unittest.json of the ALBERT-Pytorch code they forked]. The maximum
+    length comes from ``dataset.max_length``, the vocabulary from the tokenizer."""
+
+    task: str = "pretraining"
+    embedding_size: int = _check(at_least(1), 24, "[code]")
+    hidden_size: int = _check(at_least(1), 64, "[code]")
+    intermediate_size: int = _check(at_least(1), 256, "[code]")
+    num_hidden_layers: int = _check(at_least(1), 6, "[code]")
+    num_attention_heads: int = _check(at_least(1), 1, "[code]")
+    # [choice, following the model code of that ALBERT-Pytorch lineage] erf GELU, hidden
+    # dropout 0.1, no attention dropout
+    hidden_act: str = setting("gelu")
+    hidden_dropout_prob: float = _check(fraction(high_open=True), 0.1)
+    attention_probs_dropout_prob: float = _check(fraction(high_open=True), 0.0)
+
+
+# ----------------------------------------------------------------------------- metrics
+@dataclass
+class GenerationMetricsConfig:
+    """How Table 1's samples are drawn and scored [code: Image_generation/main_ddpm.py]."""
+
+    # auto: Inception-v3 on CIFAR, the digits CNN on digits
+    features: str = _check(one_of(FEATURES), "auto")
+    # torch-fidelity's weights-inception-2015-12-05-6726825d.pth; null: the torch.hub cache,
+    # downloaded there when missing (needs network)
+    inception_weights: str | None = setting(None)
+    num_samples: int = _check(at_least(2), 50000, "[code] per evaluation, over all processes")
+    # authors: their DDIMSampler (timesteps t+1, ends at abar_0), what Table 1 ran [code];
+    # ddim: Song et al.'s timesteps, the standard CIFAR-10 evaluation [choice]
+    ddim_variant: str = _check(one_of(DDIM_VARIANTS), "authors", "[code]")
+    steps: int = _check(at_least(1), 100, "[code] DDIM steps")
+    eta: float = _check(at_least(0, integer=False), 0.0, "[code]")
+    # raw: the authors sampled the raw (non-EMA) weights [code] | ema
+    sample_from: str = _check(one_of(SAMPLE_FROM), "raw", "[code]")
+    is_splits: int = _check(at_least(1), 10, "[code]")
+    batch_size: int = _check(at_least(1), 500)  # sampling and feature batch per process
+    # torch.compile the UNet for DDIM sampling: auto = on CUDA. (Any, not Union[str, bool]:
+    # OmegaConf 2.3 cannot fill an Optional section that holds a Union field.)
+    compile: Any = _check((lambda v: v in ("auto", True, False), "auto, true or false"), "auto")
+    grid_size: int = _check(at_least(1), 64)  # images in each samples_epoch<N>.png
+
+
+# -------------------------------------------------------------------------------- run
+@dataclass
+class RunConfig:
+    dataset: DatasetConfig = MISSING
+    model: ModelConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    scheduler: SchedulerConfig = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    metrics: GenerationMetricsConfig | None = None  # chosen by the diffusion models
+    task: str = _check(one_of(TASKS), "${model.task}")  # set by the model choice
+    # names the folder level above the runs, so sweeps of one study land together
+    experiment_name: str = setting("default")
+    seed: int = _check(at_least(0), 0)
+    # A completed run is skipped unless overwrite=true; then its folder is renamed to
+    # <folder>.replaced-<time> and the run starts afresh.
+    overwrite: bool = setting(False)
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "dataset": {"image": ImageDatasetConfig, "text": TextDatasetConfig},
+    "model": {
+        "resnet": ResNetConfig,
+        "vgg": VGGConfig,
+        "vit": ViTConfig,
+        "convnext": ConvNeXtConfig,
+        "unet": UNetConfig,
+        "albert": AlbertModelConfig,
+    },
+    "optimizer": {"optimizer": OptimizerConfig},
+    "scheduler": {"scheduler": SchedulerConfig},
+    "trainer": {"trainer": TrainerConfig},
+    "logger": {"logger": LoggerConfig},
+    "paths": {"paths": PathsConfig},
+    "metrics": {"generation": GenerationMetricsConfig},
 }
+"""group -> kind -> schema: ``configs/<group>/<choice>.yaml`` starts from
+``/schema/<group>/<kind>``."""
 
 
-def _get(cfg: dict[str, Any], dotted: str):
-    node: Any = cfg
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
+def register() -> None:
+    """Put the schemas in Hydra's ConfigStore (idempotent; done when this module loads)."""
+    store = ConfigStore.instance()
+    store.store(name="schema", node=RunConfig)
+    for group, kinds in SCHEMAS.items():
+        for kind, schema in kinds.items():
+            store.store(group=f"schema/{group}", name=kind, node=schema)
 
 
-_MISSING = object()
+register()
 
 
-def validate(cfg: dict[str, Any]) -> None:
-    """Raise ConfigError listing every key whose value is of the wrong type or impossible."""
+# --------------------------------------------------------------------------- checking
+def _walk(node: Any, prefix: str):
+    """(dotted key, value, field) of every schema field under a config object."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            yield from _walk(value, key + ".")
+        else:
+            yield key, value, f
+
+
+def validate(cfg: RunConfig | dict[str, Any]) -> None:
+    """Raise ConfigError listing every key whose value is impossible (types were checked
+    when the config was composed; a plain resolved config is typed first)."""
+    if not isinstance(cfg, RunConfig):
+        from_container(cfg)  # types it, then validates it
+        return
     problems = []
-    for key, (check, expected) in _RULES.items():
-        value = _get(cfg, key)
-        if value is _MISSING:
+    for key, value, f in _walk(cfg, ""):
+        check = f.metadata.get("check")
+        if check is None:
             continue
         try:
             ok = bool(check(value))
         except TypeError:
             ok = False
         if not ok:
-            problems.append(f"  {key}={value!r}: must be {expected}")
-    data = cfg.get("dataset") or {}
-    fractions = [data.get(k) for k in ("mask_token_fraction", "random_token_fraction")]
-    if all(_number(f) for f in fractions) and sum(fractions) > 1:
-        problems.append(
-            f"  dataset.mask_token_fraction + dataset.random_token_fraction = {sum(fractions)}: "
-            "must be <= 1 (the rest keeps the original token)"
-        )
-    model = cfg.get("model") or {}
-    hidden, heads = model.get("hidden_size"), model.get("num_attention_heads")
-    if _int(hidden) and _int(heads) and (heads < 1 or hidden % heads):
-        problems.append(
-            f"  model.hidden_size={hidden} must be a multiple of model.num_attention_heads={heads}"
-        )
-    optimizer = cfg.get("optimizer") or {}
-    betas, family = optimizer.get("betas"), OPTIMIZERS.get(optimizer.get("name"), (None,))[0]
-    if isinstance(betas, list) and family in BETAS_PER_FAMILY:
-        if len(betas) != BETAS_PER_FAMILY[family]:
-            problems.append(
-                f"  optimizer.betas={betas!r}: {optimizer['name']} takes "
-                f"{BETAS_PER_FAMILY[family]} betas, got {len(betas)}"
-            )
-    if not problems and optimizer.get("name") in OPTIMIZERS:
-        problem = _optimizer_problem(optimizer)
+            problems.append(f"  {key}={value!r}: must be {f.metadata['must_be']}")
+    problems += _cross_field_problems(cfg)
+    if not problems and cfg.optimizer.name in OPTIMIZERS:
+        problem = _optimizer_problem(cfg.optimizer)
         if problem:
             problems.append(f"  optimizer: {problem}")
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(problems))
 
 
-def _optimizer_problem(optimizer: dict[str, Any]) -> str | None:
+def _cross_field_problems(cfg: RunConfig) -> list[str]:
+    problems = []
+    data, model, optimizer = cfg.dataset, cfg.model, cfg.optimizer
+    if isinstance(data, TextDatasetConfig):
+        total = data.mask_token_fraction + data.random_token_fraction
+        if total > 1:
+            problems.append(
+                f"  dataset.mask_token_fraction + dataset.random_token_fraction = {total}: "
+                "must be <= 1 (the rest keeps the original token)"
+            )
+    if isinstance(model, AlbertModelConfig) and model.hidden_size % model.num_attention_heads:
+        problems.append(
+            f"  model.hidden_size={model.hidden_size} must be a multiple of "
+            f"model.num_attention_heads={model.num_attention_heads}"
+        )
+    family = OPTIMIZERS.get(optimizer.name, (None,))[0]
+    if optimizer.betas is not None and family in BETAS_PER_FAMILY:
+        if len(optimizer.betas) != BETAS_PER_FAMILY[family]:
+            problems.append(
+                f"  optimizer.betas={list(optimizer.betas)!r}: {optimizer.name} takes "
+                f"{BETAS_PER_FAMILY[family]} betas, got {len(optimizer.betas)}"
+            )
+    if cfg.task != model.task:
+        problems.append(f"  task={cfg.task!r}: must be the model's task {model.task!r}")
+    if model.task == "diffusion" and cfg.metrics is None:
+        problems.append("  metrics: a diffusion model needs metrics=generation (or another)")
+    return problems
+
+
+def _optimizer_problem(optimizer: OptimizerConfig) -> str | None:
     """What agr.build_optimizer refuses in these options (the engine passes them the same
     way), tried on one CPU parameter; None when it accepts them."""
     import torch
@@ -210,3 +523,121 @@ def _optimizer_problem(optimizer: dict[str, Any]) -> str | None:
     except (TypeError, ValueError) as error:
         return str(error)
     return None
+
+
+# --------------------------------------------------------------------------- loading
+def load(cfg: DictConfig) -> RunConfig:
+    """The typed, checked run config of a composed one (interpolations resolved); a
+    ConfigError naming the key otherwise."""
+    try:
+        typed = OmegaConf.to_object(_without_hydra(cfg))
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"invalid configuration: {error}") from None
+    if not isinstance(typed, RunConfig):
+        typed = from_container(typed)
+    validate(typed)
+    return typed
+
+
+def _without_hydra(cfg: DictConfig) -> DictConfig:
+    if "hydra" not in cfg:
+        return cfg
+    copy = cfg.copy()
+    with open_dict(copy):
+        del copy["hydra"]
+    return copy
+
+
+def _schema_for(group: str, values: dict[str, Any]) -> type:
+    """The kind of ``group`` whose fields are exactly ``values``' keys (a saved config
+    carries every field of its schema)."""
+    base = {"dataset": DatasetConfig, "model": ModelConfig}.get(group)
+    candidates = SCHEMAS[group].values()
+    for schema in candidates:
+        if {f.name for f in dataclasses.fields(schema)} == set(values):
+            return schema
+    raise ConfigError(
+        f"{group}: no schema has exactly the keys {sorted(values)} "
+        f"(kinds: {', '.join(SCHEMAS[group])}; base {base.__name__ if base else group})"
+    )
+
+
+def from_container(values: dict[str, Any] | RunConfig) -> RunConfig:
+    """The typed, checked config of a resolved plain config, e.g. a run folder's
+    ``config.yaml`` read back (each polymorphic group's schema found by its keys)."""
+    if isinstance(values, RunConfig):
+        return values
+    values = dict(values)
+    values.pop("hydra", None)
+    base = OmegaConf.structured(RunConfig)
+    try:
+        for group in ("dataset", "model"):
+            node = OmegaConf.structured(_schema_for(group, values[group]))
+            base[group] = OmegaConf.merge(node, values[group])
+        if values.get("metrics") is not None:
+            base.metrics = OmegaConf.merge(
+                OmegaConf.structured(GenerationMetricsConfig), values["metrics"]
+            )
+        rest = {k: v for k, v in values.items() if k not in ("dataset", "model", "metrics")}
+        typed = OmegaConf.to_object(OmegaConf.merge(base, rest))
+    except (OmegaConfBaseException, KeyError) as error:
+        raise ConfigError(f"invalid configuration: {error}") from None
+    validate(typed)
+    return typed
+
+
+def read_run_config(path: str | Path) -> RunConfig:
+    """A run folder's ``config.yaml`` as a typed config."""
+    return from_container(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+
+
+def as_dict(cfg: Any) -> dict[str, Any]:
+    """A typed config (or part of it) as plain data, e.g. for W&B's run config."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def preset(group: str, choice: str, **overrides: Any) -> Any:
+    """The typed config of one group choice (``configs/<group>/<choice>.yaml`` over its
+    schema) with ``overrides`` applied: e.g. ``preset("model", "ddpm_small")`` for code that
+    builds a model outside a run (benchmarks, tests)."""
+    from hydra import compose, initialize_config_dir
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        # metrics is chosen by the diffusion models' defaults, not by config.yaml's list
+        prefix = "+" if group == "metrics" else ""
+        composed = compose("config", overrides=[f"{prefix}{group}={choice}"])
+    node = composed[group]
+    for key, value in overrides.items():
+        node[key] = value
+    return OmegaConf.to_object(node)
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The typed, checked config ``python run.py OVERRIDES`` runs with, e.g. in a notebook or
+    a test: ``compose(["dataset=digits", "model=vit", "trainer.epochs=2"])``."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        try:
+            composed = hydra_compose("config", overrides=list(overrides))
+        except (HydraException, OmegaConfBaseException) as error:
+            raise composition_error(error) from None
+    return load(composed)
+
+
+def composition_error(error: Exception) -> ConfigError:
+    """Hydra's composition error with the cause it wraps (``Error merging override
+    trainer.epochs=abc`` says why only in its cause: not an integer)."""
+    message = str(error)
+    cause = error.__cause__
+    if cause is not None and str(cause) not in message:
+        reason = str(cause).splitlines()[0]
+        if "To append to your config use +" in message:  # a key its schema does not have
+            message = message.splitlines()[0].rstrip(".")
+            reason += " (each choice's settings: `python run.py --cfg job <choice>`)"
+        message += f": {reason}"
+    return ConfigError(f"{message}\n`python run.py --help` lists the choices")

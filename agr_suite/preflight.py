@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .config import LoggerConfig, RunConfig
 from .errors import ConfigError, exit_on_user_error
 
 WANDB_OFFLINE_MODES = ("offline", "dryrun", "disabled")
@@ -49,30 +50,29 @@ def check_device(devices: str) -> None:
     resolve_device(devices)
 
 
-def wandb_mode(settings: dict[str, Any]) -> str:
+def wandb_mode(settings: LoggerConfig) -> str:
     """The mode a W&B run of this logger config gets: ``logger.mode`` when set, else W&B's own
     choice (WANDB_MODE, a `wandb offline` settings file, else online)."""
     import wandb
 
-    explicit = settings.get("mode")
-    if explicit:
-        return str(explicit)
+    if settings.mode:
+        return str(settings.mode)
     return str(wandb.setup().settings.mode)
 
 
-def check_wandb(settings: dict[str, Any]) -> None:
+def check_wandb(settings: LoggerConfig) -> None:
     """With ``logger=wandb`` in an online mode, W&B must find credentials (WANDB_API_KEY,
     ``wandb login``'s netrc entry, an identity token file); else a ConfigError saying the
     three ways on. Never prompts and never reaches the network."""
-    if settings.get("name") != "wandb":
+    if settings.name != "wandb":
         return
     mode = wandb_mode(settings)
     if mode in WANDB_OFFLINE_MODES:
         return
     import wandb
 
-    if settings.get("mode"):  # logger.mode=online overrides WANDB_MODE for this check too
-        wandb.setup(settings=wandb.Settings(mode=settings["mode"]))
+    if settings.mode:  # logger.mode=online overrides WANDB_MODE for this check too
+        wandb.setup(settings=wandb.Settings(mode=settings.mode))
     if wandb.login(prompt=False, verify=False):
         return
     raise ConfigError(
@@ -84,11 +84,11 @@ def check_wandb(settings: dict[str, Any]) -> None:
     )
 
 
-def preflight(cfg: dict[str, Any], is_main: bool = True) -> None:
-    """Every machine check a resolved run config needs, in the order a user would fix them."""
-    check_device((cfg.get("trainer") or {}).get("devices", "auto"))
+def preflight(cfg: RunConfig, is_main: bool = True) -> None:
+    """Every machine check a run config needs, in the order a user would fix them."""
+    check_device(cfg.trainer.devices)
     if is_main:  # only the main process logs to W&B
-        check_wandb(cfg.get("logger") or {})
+        check_wandb(cfg.logger)
 
 
 try:

@@ -29,12 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=1, help="batches summed into the gradient")
     args = parser.parse_args(argv)
 
+    import dataclasses
+
     import torch
-    import yaml
     from torch.utils.data import DataLoader
 
     import agr
     from agr.update_change import ShadowStep, parameter_kinds
+    from agr_suite.config import read_run_config
     from agr_suite.engine import checkpoint
     from agr_suite.engine.optimizer_config import build_from_config
     from agr_suite.tasks import build_task
@@ -50,30 +52,31 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    cfg = yaml.safe_load(config.read_text())
-    parts = build_task(cfg["task"], cfg)
+    cfg = read_run_config(config)
+    parts = build_task(cfg)
     model = parts.model
     state = checkpoint.load(ckpt, map_location="cpu")
     model.load_state_dict(state["model"])
-    name = cfg["optimizer"]["name"]
+    name = cfg.optimizer.name
     name = name if name.endswith("_agr") else f"{name}_agr"  # measure AGR on a baseline run too
     optimizer = build_from_config(
-        {**cfg["optimizer"], "agr_until_epoch": None},
+        dataclasses.replace(cfg.optimizer, agr_until_epoch=None),
         model,
         steps_per_epoch=1,
-        seed=int(cfg.get("seed", 0)),
+        seed=cfg.seed,
         name=name,
     )
+    peak_lrs = [group["lr"] for group in optimizer.param_groups]  # the config's (or default)
     saved = dict(state["optimizer"])
     saved.pop("agr", None)  # AGR on, whatever the run's schedule had reached
     optimizer.load_state_dict(saved)
-    for group in optimizer.param_groups:  # the schedule may have reached 0 at the checkpoint
-        group["lr"] = float(cfg["optimizer"]["lr"])
+    for group, lr in zip(optimizer.param_groups, peak_lrs):  # the schedule may have reached 0
+        group["lr"] = lr
 
-    torch.manual_seed(int(cfg.get("seed", 0)))
+    torch.manual_seed(cfg.seed)
     loader = DataLoader(
         parts.train_set,
-        batch_size=int(cfg["trainer"]["batch_size"]),
+        batch_size=cfg.trainer.batch_size,
         shuffle=True,
         collate_fn=parts.collate,
     )

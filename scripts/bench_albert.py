@@ -40,6 +40,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 import agr  # noqa: E402
+from agr_suite.config import preset  # noqa: E402
 from agr_suite.engine.run_folder import environment  # noqa: E402
 from agr_suite.models import count_parameters  # noqa: E402
 from agr_suite.models.albert import build_albert  # noqa: E402
@@ -73,7 +74,10 @@ class Contender:
         self.name, self.head, self.args = name, head, args
         self.device = torch.device(args.device)
         torch.manual_seed(0)
-        self.model = build_albert(name, vocab_size=VOCAB, max_length=args.seq_len).to(self.device)
+        model_cfg = preset("model", name)
+        self.model = build_albert(model_cfg, vocab_size=VOCAB, max_length=args.seq_len).to(
+            self.device
+        )
         self.model.train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, weight_decay=0.01)
         if args.agr:

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 import agr
+from agr_suite.config import preset
 from agr_suite.diffusion import EMA, Diffusion
 from agr_suite.engine.run_folder import environment
 from agr_suite.models.diffusion import build_unet
@@ -44,7 +45,7 @@ def _autocast(device: torch.device, precision: str):
 def bench_model(name: str, batch: int, args, device: torch.device) -> dict:
     size, channels = SHAPES[name]
     torch.manual_seed(0)
-    model = build_unet(name, image_size=size, in_chans=channels).to(device)
+    model = build_unet(preset("model", name), image_size=size, in_chans=channels).to(device)
     diffusion = Diffusion()
     optimizer = agr.build_optimizer("adan_agr", model, lr=2e-4, weight_decay=0.0)
     ema = EMA(model, 0.9999)

@@ -65,8 +65,8 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
+from agr_suite.config import preset  # noqa: E402
 from agr_suite.engine.run_folder import environment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ VARIANTS = {
     "bf16+channels_last+compile": ["--precision", "bf16", "--channels-last", "--compile"],
 }
 # the DDIM steps of Table 1's samples
-TABLE1_DDIM_STEPS = int(OmegaConf.load(ROOT / "configs" / "metrics" / "generation.yaml").steps)
+TABLE1_DDIM_STEPS = preset("metrics", "generation").steps
 
 HOW = {
     "cifar100_epoch": (

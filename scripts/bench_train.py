@@ -72,13 +72,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 from PIL import Image  # noqa: E402
 from torchvision.datasets import CIFAR100  # noqa: E402
 
 import agr  # noqa: E402
 from agr import regularizer  # noqa: E402
-from agr_suite.config import validate  # noqa: E402
+from agr_suite.config import RunConfig, as_dict, load  # noqa: E402
 from agr_suite.data import build_datasets, dataset_info  # noqa: E402
 from agr_suite.engine import RunFolder, train  # noqa: E402
 from agr_suite.engine.loaders import LOADERS, build_train_loader  # noqa: E402
@@ -86,6 +85,7 @@ from agr_suite.engine.optimizer_config import build_from_config  # noqa: E402
 from agr_suite.engine.run_folder import environment  # noqa: E402
 from agr_suite.engine.schedule import build_scheduler  # noqa: E402
 from agr_suite.models import build_model, count_parameters  # noqa: E402
+from agr_suite.tasks import build_task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("resnet18", "vgg11")
@@ -177,7 +177,7 @@ def write_dataset(name: str, data_dir: Path, train_images: int, test_images: int
 
 def resolved_config(
     model: str, data_dir: Path, args: argparse.Namespace, loader: str = "auto", epochs: int = 1
-) -> dict[str, Any]:
+) -> RunConfig:
     overrides = [
         f"dataset={args.dataset}",
         "dataset.download=false",
@@ -197,21 +197,19 @@ def resolved_config(
         f"trainer.compile={str(args.compile).lower()}",
     ]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
-    validate(cfg)
-    return cfg
+        return load(compose("config", overrides=overrides))
 
 
 # --------------------------------------------------------------------------- the two loops
 
 
-def engine_epoch(cfg: dict[str, Any]) -> float:
+def engine_epoch(cfg: RunConfig) -> float:
     """One engine run of one epoch in a fresh run folder; its training images/s."""
     with tempfile.TemporaryDirectory(prefix="bench_train_run_") as run_dir:
         # Its progress lines go to a buffer: stdout is then never a terminal, so the engine
         # prints plain lines (no rich bar) however this script is started.
         with contextlib.redirect_stdout(io.StringIO()):
-            results = train(copy.deepcopy(cfg), run_dir)
+            results = train(copy.deepcopy(cfg), run_dir, build_task)
         if results["status"] != "completed":
             raise RuntimeError(f"engine run ended {results['status']}: {results.get('error')}")
         history = RunFolder(run_dir).read_history()
@@ -221,33 +219,31 @@ def engine_epoch(cfg: dict[str, Any]) -> float:
 class BareLoop:
     """The hand-written loop, reading the same files through agr_suite.data.build_datasets."""
 
-    def __init__(self, cfg: dict[str, Any], args: argparse.Namespace) -> None:
+    def __init__(self, cfg: RunConfig, args: argparse.Namespace) -> None:
         self.cfg, self.args = cfg, args
         self.device = torch.device(args.device)
-        data = cfg["dataset"]
         self.train_set, _, self.info = build_datasets(
-            data["name"],
-            data_dir=cfg["paths"]["data_dir"],
+            cfg.dataset.name,
+            data_dir=cfg.paths.data_dir,
             download=False,
-            augment=bool(data.get("augment", True)),
-            seed=int(cfg["seed"]),
+            augment=cfg.dataset.augment,
+            seed=cfg.seed,
         )
         if len(self.train_set) < args.batches * args.batch_size:
             raise ValueError(
                 f"{len(self.train_set)} training images are fewer than --batches x --batch-size"
             )
         self.amp_dtype = torch.bfloat16 if args.precision == "bf16" else None
-        self.label_smoothing = float(cfg["trainer"].get("label_smoothing", 0.0) or 0.0)
+        self.label_smoothing = cfg.trainer.label_smoothing
 
     def build_model(self) -> torch.nn.Module:
-        # as agr_suite.tasks.classification builds it: the config's options but its name and task
-        options = {k: v for k, v in self.cfg["model"].items() if k not in ("name", "task")}
+        # as agr_suite.tasks.classification builds it
         return build_model(
-            self.cfg["model"]["name"],
+            self.cfg.model.name,
             num_classes=self.info.num_classes,
             image_size=self.info.image_size,
             in_chans=self.info.channels,
-            **options,
+            **self.cfg.model.options(),
         )
 
     def prepare(self, steps: int | None = None) -> dict[str, Any]:
@@ -255,12 +251,12 @@ class BareLoop:
         (the engine's, as ``dataset.loader`` says), as each engine round has them."""
         args, device = self.args, self.device
         steps = steps or args.batches
-        torch.manual_seed(int(self.cfg["seed"]))
+        torch.manual_seed(self.cfg.seed)
         model = self.build_model().to(device)
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
         optimizer = build_from_config(
-            self.cfg["optimizer"], model, steps_per_epoch=steps, seed=int(self.cfg["seed"])
+            self.cfg.optimizer, model, steps_per_epoch=steps, seed=self.cfg.seed
         )
         handle = agr.handle_of(optimizer)
         if handle is not None:
@@ -273,7 +269,7 @@ class BareLoop:
             "model": model,
             "train_model": torch.compile(model) if args.compile else model,
             "optimizer": optimizer,
-            "scheduler": build_scheduler(optimizer, self.cfg.get("scheduler") or {}, steps, 1),
+            "scheduler": build_scheduler(optimizer, self.cfg.scheduler, steps, 1),
             "loader": loader,
         }
 
@@ -366,17 +362,16 @@ def bench_model(
     return row, cfg
 
 
-def loader_start_s(cfg: dict[str, Any], args: argparse.Namespace, tries: int = 3) -> float:
+def loader_start_s(cfg: RunConfig, args: argparse.Namespace, tries: int = 3) -> float:
     """Median seconds from a fresh iterator of the run's training loader to its first batch
     on the device (DataLoader workers started, or the device loader's permutation drawn)."""
     device = torch.device(args.device)
-    data = cfg["dataset"]
     train_set, _, _ = build_datasets(
-        data["name"],
-        data_dir=cfg["paths"]["data_dir"],
+        cfg.dataset.name,
+        data_dir=cfg.paths.data_dir,
         download=False,
-        augment=bool(data.get("augment", True)),
-        seed=int(cfg["seed"]),
+        augment=cfg.dataset.augment,
+        seed=cfg.seed,
     )
     loader, sampler = build_train_loader(
         train_set, cfg=cfg, device=device, rank=0, world_size=1, collate=None
@@ -403,7 +398,7 @@ def epoch_time(
     start_s = loader_start_s(cfg, args)
     with tempfile.TemporaryDirectory(prefix="bench_train_run_") as run_dir:
         with contextlib.redirect_stdout(io.StringIO()):
-            results = train(copy.deepcopy(cfg), run_dir)
+            results = train(copy.deepcopy(cfg), run_dir, build_task)
         if results["status"] != "completed":
             raise RuntimeError(f"engine run ended {results['status']}: {results.get('error')}")
         history = RunFolder(run_dir).read_history()
@@ -544,9 +539,9 @@ def main() -> None:
             ),
             "train_images": args.train_images,
             "test_images": args.test_images,
-            "augment": cfg.get("dataset", {}).get("augment"),
-            "optimizer": cfg.get("optimizer"),
-            "scheduler": cfg.get("scheduler"),
+            "augment": cfg.dataset.augment,
+            "optimizer": as_dict(cfg.optimizer),
+            "scheduler": as_dict(cfg.scheduler),
         },
         "environment": {
             **environment(torch.device(args.device)),

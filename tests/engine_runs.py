@@ -3,17 +3,16 @@
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
+from agr_suite.config import compose
 from agr_suite.engine import train
-from agr_suite.table_spec import CONFIGS
+from agr_suite.tasks import build_task
 
 TINY_DIGITS = [
     "dataset=digits",
     "dataset.augment=false",
     "model=resnet18",
-    "+model.base_width=4",
+    "model.base_width=4",
     "trainer.devices=cpu",
     "trainer.num_workers=0",
     "trainer.epochs=2",
@@ -24,8 +23,6 @@ TINY_DIGITS = [
 
 def tiny_run(folder: Path, overrides: list[str]) -> tuple[dict, dict[str, torch.Tensor]]:
     """(results.json, the final weights) of a run of TINY_DIGITS + ``overrides`` in ``folder``."""
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY_DIGITS, *overrides])
-    results = train(OmegaConf.to_container(cfg, resolve=True), folder)
+    results = train(compose([*TINY_DIGITS, *overrides]), folder, build_task)
     last = torch.load(folder / "checkpoints" / "last.pt", weights_only=False)
     return results, last["model"]

@@ -373,16 +373,11 @@ def test_digits_digest_is_the_raw_split_and_follows_the_data():
 
 
 def test_classification_and_generation_runs_record_the_digits_digest(tmp_path):
+    from agr_suite.config import compose
     from agr_suite.data.generation import build_generation_datasets
     from agr_suite.tasks.classification import build
 
-    cfg = {
-        "seed": 0,
-        "paths": {"data_dir": str(tmp_path)},
-        "dataset": {"name": "digits", "augment": False},
-        "model": {"name": "resnet18"},
-        "trainer": {},
-    }
+    cfg = compose(["dataset=digits", "dataset.augment=false", f"paths.data_dir='{tmp_path}'"])
     assert build(cfg).info["data_sha256"] == digits_module.data_sha256()
     _, _, info = build_generation_datasets("digits", data_dir=tmp_path, hflip=False)
     assert info.data_sha256 == digits_module.data_sha256()

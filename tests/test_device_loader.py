@@ -252,12 +252,13 @@ def test_engine_with_the_device_loader_trains_and_resumes_exactly(tmp_path):
 def test_auto_keeps_the_dataloader_on_cpu_and_device_is_refused_for_text(monkeypatch):
     from torch.utils.data import DataLoader
 
+    from agr_suite.config import compose
     from agr_suite.data import build_datasets
     from agr_suite.engine.loaders import build_train_loader
     from agr_suite.errors import ConfigError
 
     train, _, _ = build_datasets("digits", data_dir=".", augment=True)
-    cfg = {"seed": 0, "trainer": {"batch_size": 8}, "dataset": {"loader": "auto"}}
+    cfg = compose(["dataset=digits", "trainer.batch_size=8", "trainer.num_workers=0"])
     args = dict(cfg=cfg, device=torch.device("cpu"), rank=0, world_size=1, collate=None)
     from agr_suite.engine import loaders
 
@@ -266,7 +267,7 @@ def test_auto_keeps_the_dataloader_on_cpu_and_device_is_refused_for_text(monkeyp
     loader, _ = build_train_loader(train, **args)  # auto on CPU: the split is never read
     assert isinstance(loader, DataLoader)
     monkeypatch.setattr(loaders, "device_split", read)
-    cfg["dataset"]["loader"] = "device"
+    cfg.dataset.loader = "device"
     loader, sampler = build_train_loader(train, **args)
     assert isinstance(loader, DeviceLoader) and sampler is loader
     with pytest.raises(ConfigError, match="not images and labels"):

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from agr_suite.config import preset
 from agr_suite.diffusion import EMA, Diffusion, save_grid, to_uint8
-from agr_suite.models.diffusion import UNETS, build_unet
+from agr_suite.models.diffusion import build_unet
 
 T = 1000
 
@@ -119,16 +120,18 @@ def attention_resolutions(model: nn.Module, image_size: int, in_chans: int) -> d
     return seen
 
 
-def test_unet_names_and_errors():
-    assert UNETS == ("ddpm", "ddpm_small")
-    with pytest.raises(ValueError, match="ddpm_small"):
-        build_unet("nope", image_size=32, in_chans=3)
+def unet(name: str, *, image_size: int, in_chans: int, **settings):
+    """The UNet of configs/model/<name>.yaml with ``settings`` changed, as a run builds it."""
+    return build_unet(preset("model", name, **settings), image_size=image_size, in_chans=in_chans)
+
+
+def test_unet_errors():
     with pytest.raises(TypeError, match="unknown option"):
-        build_unet("ddpm_small", image_size=16, in_chans=1, attn_levels=(1,))
+        build_unet(preset("model", "ddpm_small"), image_size=16, in_chans=1, attn_levels=(1,))
     with pytest.raises(ValueError, match="out of range"):
-        build_unet("ddpm_small", image_size=16, in_chans=1, attention_levels=(2,))
+        unet("ddpm_small", image_size=16, in_chans=1, attention_levels=[2])
     with pytest.raises(ValueError, match="divisible"):
-        build_unet("ddpm", image_size=36, in_chans=3)
+        unet("ddpm", image_size=36, in_chans=3)
 
 
 def test_ddpm_unet_structure_and_size():
@@ -136,7 +139,7 @@ def test_ddpm_unet_structure_and_size():
     up: 3 blocks) and in the 4x4 middle, one head each, dropout 0.1, and the DDPM paper's
     35.7M parameters, equal to the authors' UNet's trainable count written out."""
     with torch.device("meta"):
-        model = build_unet("ddpm", image_size=32, in_chans=3)
+        model = unet("ddpm", image_size=32, in_chans=3)
     assert list(model.config.block_out_channels) == [128, 256, 256, 256]
     assert model.config.layers_per_block == 2
     seen = attention_resolutions(model, 32, 3)
@@ -162,7 +165,7 @@ def test_ddpm_unet_structure_and_size():
 def test_ddpm_unet_forward_once_on_cpu():
     """One real forward at 32x32 (batch 1): shape, finite, and the DDPM init's near-zero output
     (output conv with gain 1e-5)."""
-    model = build_unet("ddpm", image_size=32, in_chans=3).eval()
+    model = unet("ddpm", image_size=32, in_chans=3).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, 32, 32), torch.tensor([500])).sample
     assert out.shape == (1, 3, 32, 32)
@@ -171,17 +174,13 @@ def test_ddpm_unet_forward_once_on_cpu():
 
 
 def test_ddpm_small_structure():
-    model = build_unet("ddpm_small", image_size=16, in_chans=1)
+    model = unet("ddpm_small", image_size=16, in_chans=1)
     assert list(model.config.block_out_channels) == [32, 64]
-    seen = attention_resolutions(build_unet("ddpm_small", image_size=16, in_chans=1), 16, 1)
+    seen = attention_resolutions(unet("ddpm_small", image_size=16, in_chans=1), 16, 1)
     assert set(seen.values()) == {8} and len(seen) == 1 + 2 + 1  # down, up, middle at 8x8
-    none = build_unet(
-        "ddpm_small", image_size=16, in_chans=1, attention_levels=(), layers_per_block=2
-    )
+    none = unet("ddpm_small", image_size=16, in_chans=1, attention_levels=(), layers_per_block=2)
     assert attention_resolutions(none, 16, 1) == {"mid_block.attentions.0": 8}
-    plain = build_unet(
-        "ddpm_small", image_size=16, in_chans=1, attention_levels=(), mid_attention=False
-    )
+    plain = unet("ddpm_small", image_size=16, in_chans=1, attention_levels=(), mid_attention=False)
     assert attention_resolutions(plain, 16, 1) == {}
     print(f"ddpm_small parameters: {sum(p.numel() for p in model.parameters()):,}")
 
@@ -199,7 +198,7 @@ def test_ddpm_small_trains_on_digits():
     """30 Adam steps on one fixed batch with fixed (t, noise): the loss falls."""
     images = digits_16()[:16]
     assert images.shape == (16, 1, 16, 16) and images.min() >= -1 and images.max() <= 1
-    model = build_unet("ddpm_small", image_size=16, in_chans=1).train()
+    model = unet("ddpm_small", image_size=16, in_chans=1).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     diffusion = Diffusion()
     losses = []
@@ -269,7 +268,7 @@ def test_loss_draws_t_uniformly_and_reproducibly():
 
 
 def test_loss_gradients():
-    model = build_unet("ddpm_small", image_size=16, in_chans=1, layers_per_block=1)
+    model = unet("ddpm_small", image_size=16, in_chans=1, layers_per_block=1)
     loss = Diffusion().loss(model, torch.rand(2, 1, 16, 16) * 2 - 1)
     assert loss.dim() == 0
     loss.backward()
@@ -332,7 +331,7 @@ def test_ddim_authors_variant():
 
 
 def test_sampling_shape_range_determinism_and_batches():
-    model = build_unet("ddpm_small", image_size=16, in_chans=1, layers_per_block=1).train()
+    model = unet("ddpm_small", image_size=16, in_chans=1, layers_per_block=1).train()
     diffusion = Diffusion()
 
     def run(seed, steps=4, **kw):

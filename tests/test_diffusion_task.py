@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -16,15 +17,15 @@ from test_run import resolved, run_cli
 from torchvision.datasets import CIFAR10
 from wandb_records import offline_runs
 
-import agr_suite.engine.trainer as trainer_module
-from agr_suite.config import DDIM_VARIANTS, FEATURES, SAMPLE_FROM
+from agr_suite.config import DDIM_VARIANTS, RunConfig
 from agr_suite.data.generation import build_generation_datasets
 from agr_suite.diffusion import DDIM_VARIANTS as DIFFUSION_DDIM_VARIANTS
 from agr_suite.engine import train
 from agr_suite.engine.checkpoint import load
+from agr_suite.engine.task import EvalOutput
 from agr_suite.metrics.generation import InceptionWeightsMissingError
+from agr_suite.tasks import build_task
 from agr_suite.tasks import diffusion as diffusion_task
-from agr_suite.tasks.base import EvalOutput
 
 # A UNet of a few thousand parameters, few samples and DDIM steps: seconds per run.
 TINY_UNET = [
@@ -48,44 +49,45 @@ FAST = [
 ]
 
 
-def _cfg(tmp_path, *overrides: str) -> dict:
-    cfg = resolved([*FAST, *TINY_UNET, f"paths.data_dir={tmp_path / 'data'}", *overrides])
-    cfg["paths"]["runs"] = str(tmp_path / "runs")
-    return cfg
+def _cfg(tmp_path, *overrides: str) -> RunConfig:
+    return resolved(
+        [
+            *FAST,
+            *TINY_UNET,
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.runs={tmp_path / 'runs'}",
+            *overrides,
+        ]
+    )
 
 
 def _read_history(run_dir) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
 
 
-def test_config_choices_match_the_modules_that_own_them():
+def test_config_ddim_variants_are_the_samplers():
+    # the schema names them without importing diffusers; agr_suite.diffusion defines them
     assert DDIM_VARIANTS == tuple(DIFFUSION_DDIM_VARIANTS)
-    assert FEATURES == diffusion_task.FEATURES
-    assert SAMPLE_FROM == diffusion_task.SAMPLE_FROM
 
 
 def test_table1_presets_carry_the_papers_settings():
     for name, optimizer in (("ddpm_adan", "adan"), ("ddpm_adan_agr", "adan_agr")):
         cfg = resolved([f"experiment=table1/{name}"])
-        assert cfg["task"] == "diffusion" and cfg["model"]["name"] == "ddpm"
-        assert cfg["dataset"]["name"] == "cifar10" and cfg["dataset"]["hflip"] is True
-        assert cfg["optimizer"]["name"] == optimizer
-        assert cfg["optimizer"]["lr"] == 2e-4 and cfg["optimizer"]["weight_decay"] == 0.0
-        assert cfg["scheduler"]["warmup_steps"] == 200
-        trainer = cfg["trainer"]
-        assert (trainer["epochs"], trainer["batch_size"], trainer["grad_clip"]) == (2000, 128, 1.0)
-        assert trainer["eval_every"] == 400 and trainer["eval_at"] == [10]
-        assert cfg["model"]["ema_decay"] == 0.9999
-        assert cfg["model"]["diffusion"] == {
-            "timesteps": 1000,
-            "beta_start": 1e-4,
-            "beta_end": 0.02,
-            "schedule": "linear",
-            "prediction": "epsilon",
-        }
-        metrics = cfg["metrics"]
-        assert (metrics["num_samples"], metrics["steps"], metrics["eta"]) == (50000, 100, 0.0)
-        assert metrics["sample_from"] == "raw" and metrics["is_splits"] == 10
+        assert cfg.task == "diffusion" and cfg.model.name == "ddpm"
+        assert cfg.dataset.name == "cifar10" and cfg.dataset.hflip is True
+        assert cfg.optimizer.name == optimizer
+        assert cfg.optimizer.lr == 2e-4 and cfg.optimizer.weight_decay == 0.0
+        assert cfg.scheduler.warmup_steps == 200
+        trainer = cfg.trainer
+        assert (trainer.epochs, trainer.batch_size, trainer.grad_clip) == (2000, 128, 1.0)
+        assert trainer.eval_every == 400 and trainer.eval_at == [10]
+        assert cfg.model.ema_decay == 0.9999
+        process = cfg.model.diffusion
+        assert (process.timesteps, process.beta_start, process.beta_end) == (1000, 1e-4, 0.02)
+        assert (process.schedule, process.prediction) == ("linear", "epsilon")
+        metrics = cfg.metrics
+        assert (metrics.num_samples, metrics.steps, metrics.eta) == (50000, 100, 0.0)
+        assert metrics.sample_from == "raw" and metrics.is_splits == 10
 
 
 def test_digits_run_trains_samples_and_scores(tmp_path):
@@ -97,7 +99,7 @@ def test_digits_run_trains_samples_and_scores(tmp_path):
         "trainer.eval_every=1",
     )
     run_dir = tmp_path / "run"
-    results = train(cfg, run_dir)
+    results = train(cfg, run_dir, build_task)
     assert results["status"] == "completed"
     history = _read_history(run_dir)
     assert [h["epoch"] for h in history] == [1, 2]
@@ -149,7 +151,7 @@ def test_sampling_compiles_the_unet_once_when_asked(tmp_path, monkeypatch):
         "trainer.eval_every=1",
         "metrics.compile=true",
     )
-    train(cfg, tmp_path / "run")
+    train(cfg, tmp_path / "run", build_task)
     history = _read_history(tmp_path / "run")
     assert len(made) == 1
     # limit_batches=1 caps sampling at the IS splits' minimum, 10 samples, in batches of the
@@ -184,7 +186,7 @@ def test_cifar10_fixture_run_in_minus_one_one_with_flips(tmp_path, monkeypatch):
     for _ in range(3):  # flips are random: a flipped reference would differ on some draw
         reference = torch.stack([reference_set[i][0] for i in range(len(expected))])
         torch.testing.assert_close(reference, expected, rtol=0, atol=1e-6)
-    results = train(cfg, tmp_path / "run")
+    results = train(cfg, tmp_path / "run", build_task)
     assert results["status"] == "completed"
     record = _read_history(tmp_path / "run")[-1]
     assert record["sample_from"] == "ema" and math.isfinite(record["fid"])
@@ -208,12 +210,12 @@ def test_resume_keeps_the_ema_and_the_warmup_position(tmp_path):
         "model.ema_decay=0.9",
     ]
     straight = _cfg(tmp_path, *overrides, "trainer.epochs=2")
-    train(straight, tmp_path / "straight")
+    train(straight, tmp_path / "straight", build_task)
     first = _cfg(tmp_path, *overrides, "trainer.epochs=2")
-    first["trainer"]["epochs"] = 1
-    train(first, tmp_path / "resumed")
+    first.trainer.epochs = 1
+    train(first, tmp_path / "resumed", build_task)
     after_one = load(tmp_path / "resumed" / "checkpoints" / "last.pt")
-    train(_cfg(tmp_path, *overrides, "trainer.epochs=2"), tmp_path / "resumed")
+    train(_cfg(tmp_path, *overrides, "trainer.epochs=2"), tmp_path / "resumed", build_task)
 
     a = load(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = load(tmp_path / "resumed" / "checkpoints" / "last.pt")
@@ -239,7 +241,7 @@ def test_inception_offline_without_weights_fails_before_training(tmp_path, monke
     cfg = _cfg(tmp_path, "dataset=cifar10", "metrics.features=inception")
     with pytest.raises(InceptionWeightsMissingError, match="metrics.inception_weights"):
         diffusion_task.build(cfg)
-    cfg["metrics"]["inception_weights"] = str(tmp_path / "nowhere.pth")
+    cfg.metrics.inception_weights = str(tmp_path / "nowhere.pth")
     with pytest.raises(InceptionWeightsMissingError, match="nowhere.pth"):
         diffusion_task.build(cfg)
 
@@ -271,7 +273,7 @@ def test_sample_grids_go_to_wandb_as_images(tmp_path):
         "logger=wandb",
         "logger.mode=offline",
     )
-    train(cfg, tmp_path / "run")
+    train(cfg, tmp_path / "run", build_task)
     (run,) = offline_runs(tmp_path / "run")
     images = [row for row in run.history if "samples/_type" in row]  # an image's fields
     assert len(images) == 1 and images[0]["samples/_type"] == "image-file"
@@ -292,7 +294,7 @@ def test_limit_batches_caps_the_generation_evaluation(tmp_path, capsys):
         "trainer.limit_batches=2",
         "metrics.num_samples=1000",
     )
-    results = train(cfg, tmp_path / "run")
+    results = train(cfg, tmp_path / "run", build_task)
     assert results["metrics"]["num_samples"] == 16
     protocol = results["info"]["generation_metrics"]
     assert protocol["num_samples"] == 16
@@ -303,15 +305,14 @@ def test_limit_batches_caps_the_generation_evaluation(tmp_path, capsys):
 def test_an_evaluation_of_hours_is_announced_when_the_run_starts(tmp_path, monkeypatch, capsys):
     """10 million samples x 1000 DDIM steps: hours on any device. The estimate times the real
     UNet; the evaluation itself is replaced by a stub so that the test ends."""
-    real_build = trainer_module.build_task
 
-    def build(name, cfg):
+    def build(cfg):
         # the task sees no limit_batches (it would cap the samples), the engine's loop does
-        parts = real_build(name, {**cfg, "trainer": {**cfg["trainer"], "limit_batches": None}})
+        uncapped = replace(cfg, trainer=replace(cfg.trainer, limit_batches=None))
+        parts = build_task(uncapped)
         parts.evaluate = lambda model, ctx: EvalOutput({"fid": 1.0, "is_mean": 1.0, "is_std": 0})
         return parts
 
-    monkeypatch.setattr(trainer_module, "build_task", build)
     cfg = _cfg(
         tmp_path,
         "dataset=digits",
@@ -320,12 +321,12 @@ def test_an_evaluation_of_hours_is_announced_when_the_run_starts(tmp_path, monke
         "metrics.num_samples=10000000",
         "metrics.steps=1000",
     )
-    results = train(cfg, tmp_path / "run")
+    results = train(cfg, tmp_path / "run", build)
     warning = capsys.readouterr().err
     assert "warning: each evaluation of this run will take about" in warning
     assert "trainer.limit_batches caps it" in warning
     # Beside an independent timing of the same UNet: one image per forward pass at most.
-    parts = real_build("diffusion", cfg)
+    parts = build_task(cfg)
     parts.model.eval()
     x, t = torch.randn(12, 1, 16, 16), torch.full((12,), 500)
     with torch.no_grad():

@@ -17,11 +17,11 @@ import pytest
 import torch
 from test_run import FAST, ROOT, TINY_MODELS, resolved, run_cli
 
-import agr_suite.engine.trainer as trainer_module
 from agr_suite.engine import DivergedError, train
 from agr_suite.engine.checkpoint import load
 from agr_suite.results import aggregate, write_outputs
 from agr_suite.table_spec import load_spec, plan_runs
+from agr_suite.tasks import build_task
 
 # Two optimizer steps per epoch (FAST: limit_batches=2, accumulate 1), a constant lr.
 TINY = [*FAST, "model=vit", *TINY_MODELS["vit"]]
@@ -98,22 +98,20 @@ CAUSES = {
 def test_a_diverged_run_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, cause):
     patch, step, what = CAUSES[cause]
     # The independent reference: the same run stopped after one epoch, its weights as they are.
-    reference = train(resolved([*TINY, "trainer.epochs=1"]), tmp_path / "one_epoch")
+    reference = train(resolved([*TINY, "trainer.epochs=1"]), tmp_path / "one_epoch", build_task)
     assert reference["status"] == "completed"
     good = load(tmp_path / "one_epoch" / "checkpoints" / "last.pt")["model"]
 
-    real_build = trainer_module.build_task
     calls = {"batches": 0, "evaluations": 0}
 
-    def build(name, cfg):
-        parts = real_build(name, cfg)
+    def build(cfg):
+        parts = build_task(cfg)
         patch(parts, calls)
         return parts
 
-    monkeypatch.setattr(trainer_module, "build_task", build)
     folder = tmp_path / "diverging"
     with pytest.raises(DivergedError, match=f"^diverged at epoch 2 step {step}: {what}"):
-        train(resolved([*TINY, "trainer.epochs=3"]), folder)
+        train(resolved([*TINY, "trainer.epochs=3"]), folder, build)
     results = json.loads((folder / "results.json").read_text())
     assert results["status"] == "failed" and results["epochs_completed"] == 1
     assert re.match(f"diverged at epoch 2 step {step}: {what}", results["error"])
@@ -129,11 +127,10 @@ def test_a_diverged_run_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, ca
 def test_weights_broken_by_an_epochs_last_step_are_never_checkpointed(tmp_path, monkeypatch):
     """Every loss finite, no evaluation at epoch 2: the NaN that epoch 2's last optimizer step
     writes into the weights (from a NaN gradient) is caught before epoch 2's checkpoint."""
-    real_build = trainer_module.build_task
     calls = {"batches": 0}
 
-    def build(name, cfg):
-        parts = real_build(name, cfg)
+    def build(cfg):
+        parts = build_task(cfg)
         real_loss = parts.loss
 
         def loss(model, batch):
@@ -147,13 +144,12 @@ def test_weights_broken_by_an_epochs_last_step_are_never_checkpointed(tmp_path, 
         parts.loss = loss
         return parts
 
-    monkeypatch.setattr(trainer_module, "build_task", build)
     cfg = resolved([*TINY, "trainer.epochs=3", "trainer.eval_every=3"])
     with pytest.raises(
         DivergedError,
         match=f"^diverged at epoch 2 step {2 * STEPS_PER_EPOCH}: the weights or the optimizer",
     ):
-        train(cfg, tmp_path)
+        train(cfg, tmp_path, build)
     kept = load(tmp_path / "checkpoints" / "last.pt")
     assert kept["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
@@ -185,7 +181,9 @@ def test_the_table_lists_a_diverged_run_with_its_reason_and_never_averages_it(tm
     outcomes = {}
     for run in planned:
         try:
-            outcomes[run.group] = train(resolved(list(run.overrides)), run.folder)["status"]
+            outcomes[run.group] = train(resolved(list(run.overrides)), run.folder, build_task)[
+                "status"
+            ]
         except DivergedError:
             outcomes[run.group] = "diverged"
     assert sorted(outcomes.values()) == ["completed", "diverged"]

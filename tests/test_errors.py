@@ -15,6 +15,7 @@ from agr_suite.data import DatasetMissingError
 from agr_suite.engine import CheckpointError, train
 from agr_suite.errors import UserError
 from agr_suite.metrics.generation import InceptionWeightsMissingError
+from agr_suite.tasks import build_task
 
 TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
 
@@ -23,7 +24,7 @@ TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
 def finished_runs(tmp_path_factory):
     """A runs folder holding one completed run of TINY (the folder the CLI cases point at)."""
     runs = tmp_path_factory.mktemp("finished") / "runs"
-    results = train(resolved(TINY), runs / "default" / "digits-vit-adamw_agr" / "seed0")
+    results = train(resolved(TINY), runs / "default" / "digits-vit-adamw_agr" / "seed0", build_task)
     assert results["status"] == "completed"
     return runs
 

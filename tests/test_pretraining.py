@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import text_fixtures
 import torch
-from omegaconf import OmegaConf
 from pretraining_metric_worker import halves, hand_batch, hand_metrics, rank_worker
 from test_run import run_cli
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import AlbertForPreTraining
 
+from agr_suite.config import RunConfig, compose, preset
 from agr_suite.metrics.pretraining import PretrainingEvaluator
 from agr_suite.models import count_parameters
 from agr_suite.models.albert import build_albert
@@ -60,8 +60,8 @@ def albert_parameters(V: int, P: int, E: int, H: int, inner: int) -> int:
         ("albert_base", dict(E=128, H=768, inner=3072, layers=12, heads=12)),
     ],
 )
-def test_presets_and_their_yaml_have_the_published_sizes(name, sizes):
-    model = build_albert(name, vocab_size=1000, max_length=64)
+def test_model_configs_have_the_published_sizes(name, sizes):
+    model = build_albert(preset("model", name), vocab_size=1000, max_length=64)
     config = model.config
     assert (config.embedding_size, config.hidden_size, config.intermediate_size) == (
         sizes["E"],
@@ -76,18 +76,11 @@ def test_presets_and_their_yaml_have_the_published_sizes(name, sizes):
     assert isinstance(model, AlbertForPreTraining)
     expected = albert_parameters(1000, 64, sizes["E"], sizes["H"], sizes["inner"])
     assert count_parameters(model) == expected
-    # The run config builds the same model: its yaml repeats the preset's numbers.
-    options = OmegaConf.to_container(OmegaConf.load(CONFIGS / "model" / f"{name}.yaml"))
-    assert options.pop("name") == name and options.pop("task") == "pretraining"
-    from_yaml = build_albert(name, vocab_size=1000, max_length=64, **options).config
-    assert from_yaml.to_dict() == config.to_dict()
 
 
-def test_unknown_model_option_or_preset_is_refused():
+def test_unknown_model_option_is_refused():
     with pytest.raises(TypeError, match="hidden_sise"):
-        build_albert("albert_tiny", vocab_size=100, max_length=32, hidden_sise=8)
-    with pytest.raises(ValueError, match="albert_huge"):
-        build_albert("albert_huge", vocab_size=100, max_length=32)
+        build_albert(preset("model", "albert_tiny"), vocab_size=100, max_length=32, hidden_sise=8)
 
 
 def _random_batch(generator, batch=4, length=32, positions=6, vocab=100):
@@ -111,7 +104,9 @@ def _random_batch(generator, batch=4, length=32, positions=6, vocab=100):
 
 def test_masked_positions_head_gives_transformers_loss_and_gradients():
     torch.manual_seed(0)
-    model = build_albert("albert_tiny", vocab_size=100, max_length=32).double().eval()
+    model = (
+        build_albert(preset("model", "albert_tiny"), vocab_size=100, max_length=32).double().eval()
+    )
     batch = _random_batch(torch.Generator().manual_seed(1))
     full = {k: v for k, v in batch.items() if k != "mlm_positions"}
 
@@ -180,17 +175,17 @@ def test_metrics_sum_exactly_over_ranks(tmp_path):
 # --------------------------------------------------------------------------- task
 
 
-def _cfg(data_dir: Path, **dataset) -> dict:
-    model = OmegaConf.to_container(OmegaConf.load(CONFIGS / "model" / "albert_tiny.yaml"))
-    data = OmegaConf.to_container(OmegaConf.load(CONFIGS / "dataset" / "pydoc.yaml"))
-    data.update(max_length=64, max_predictions=10, **dataset)
-    return {
-        "seed": 0,
-        "paths": {"data_dir": str(data_dir)},
-        "dataset": data,
-        "model": model,
-        "trainer": {},
-    }
+def _cfg(data_dir: Path, *overrides: str) -> RunConfig:
+    return compose(
+        [
+            "model=albert_tiny",
+            "dataset=pydoc",
+            "dataset.max_length=64",
+            "dataset.max_predictions=10",
+            f"paths.data_dir='{data_dir}'",
+            *overrides,
+        ]
+    )
 
 
 @pytest.fixture(scope="module")

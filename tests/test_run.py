@@ -11,17 +11,18 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-import agr_suite.engine.trainer as trainer_module
-from agr_suite.config import ConfigError, validate
+from agr_suite.config import ConfigError, RunConfig, validate
+from agr_suite.config import compose as compose_run_config
 from agr_suite.engine import CheckpointError, train
 from agr_suite.engine.checkpoint import load
+from agr_suite.tasks import build_task
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -54,8 +55,9 @@ def compose_cfg(overrides: list[str], hydra_cfg: bool = False):
         return compose("config", overrides=overrides, return_hydra_config=hydra_cfg)
 
 
-def resolved(overrides: list[str]) -> dict:
-    return OmegaConf.to_container(compose_cfg(overrides), resolve=True)
+def resolved(overrides: list[str]) -> RunConfig:
+    """The typed, checked config ``python run.py OVERRIDES`` runs with."""
+    return compose_run_config(overrides)
 
 
 def run_cli(
@@ -88,7 +90,7 @@ def tree_digest(folder: Path) -> str:
 
 def test_default_is_the_papers_headline_setting():
     cfg = resolved([])
-    assert (cfg["dataset"]["name"], cfg["model"]["name"], cfg["optimizer"]["name"]) == (
+    assert (cfg.dataset.name, cfg.model.name, cfg.optimizer.name) == (
         "cifar100",
         "resnet18",
         "adamw_agr",
@@ -112,12 +114,10 @@ def test_every_dataset_model_optimizer_combination_composes():
 
 def test_agr_variants_only_switch_agr_on():
     for base in ("adamw", "adan", "sgd"):
-        plain = resolved([f"optimizer={base}"])["optimizer"]
-        with_agr = resolved([f"optimizer={base}_agr"])["optimizer"]
-        assert {k: v for k, v in with_agr.items() if k != "name"} == {
-            k: v for k, v in plain.items() if k != "name"
-        }
-        assert with_agr["name"] == f"{base}_agr"
+        plain = resolved([f"optimizer={base}"]).optimizer
+        with_agr = resolved([f"optimizer={base}_agr"]).optimizer
+        assert replace(with_agr, name=plain.name) == plain
+        assert with_agr.name == f"{base}_agr"
 
 
 def test_slurm_launcher_selects_submitit():
@@ -137,7 +137,7 @@ def test_slurm_launcher_selects_submitit():
         ("trainer.precision=fp8", "trainer.precision"),
         ("optimizer.betas=[0.9,1.5]", "optimizer.betas"),
         ("optimizer.agr_strength=-1", "optimizer.agr_strength"),
-        ("optimizer.agr_permuted=1", "optimizer.agr_permuted"),
+        ("optimizer.agr_permuted=maybe", "optimizer.agr_permuted"),
         ("optimizer=sgd optimizer.momentum=1.0", "optimizer.momentum"),
         ("model=ddpm_small metrics.sample_from=best", "metrics.sample_from"),
         ("model=ddpm_small metrics.num_samples=1", "metrics.num_samples"),
@@ -159,7 +159,7 @@ def test_validation_names_the_key(override, key):
 @pytest.mark.parametrize("model", sorted(TINY_MODELS))
 def test_end_to_end_run_per_model_family(tmp_path, model):
     cfg = resolved([*FAST, f"model={model}", *TINY_MODELS[model], "trainer.epochs=1"])
-    results = train(cfg, tmp_path)
+    results = train(cfg, tmp_path, build_task)
     assert results["status"] == "completed"
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["status"] == "completed" and on_disk["epochs_completed"] == 1
@@ -185,7 +185,7 @@ def test_accumulation_and_clip_count_optimizer_steps(tmp_path):
             "optimizer.agr_until_epoch=0.5",
         ]
     )
-    train(cfg, tmp_path)
+    train(cfg, tmp_path, build_task)
     state = load(tmp_path / "checkpoints" / "last.pt")
     handle_state = state["optimizer"]["agr"]
     assert state["global_step"] == 2 and handle_state["steps"] == 2
@@ -312,7 +312,7 @@ def test_two_process_ddp_run_evaluates_every_example_once(tmp_path):
     assert results["environment"]["world_size"] == 2
     # Rank 0 alone, over the whole test set, with the trained weights.
     cfg = resolved([*args])
-    parts = trainer_module.build_task("classification", cfg)
+    parts = build_task(cfg)
     parts.model.load_state_dict(load(folder / "checkpoints" / "last.pt")["model"])
     parts.model.eval()
     evaluator = parts.make_evaluator(torch.device("cpu"))
@@ -336,16 +336,16 @@ def test_cpu_precision_and_channels_last_options_run(tmp_path, precision):
             "trainer.channels_last=true",
         ]
     )
-    assert train(cfg, tmp_path)["status"] == "completed"
+    assert train(cfg, tmp_path, build_task)["status"] == "completed"
 
 
 def test_history_follows_the_checkpoint_when_a_job_died_between_the_two_writes(tmp_path):
     fast = [*FAST, "model=vit", *TINY_MODELS["vit"]]
-    train(resolved([*fast, "trainer.epochs=1"]), tmp_path)
+    train(resolved([*fast, "trainer.epochs=1"]), tmp_path, build_task)
     history = tmp_path / "history.jsonl"
     epoch_one = json.loads(history.read_text().splitlines()[0])
     history.write_text("")  # killed after last.pt landed, before the history line did
-    train(resolved([*fast, "trainer.epochs=2"]), tmp_path)
+    train(resolved([*fast, "trainer.epochs=2"]), tmp_path, build_task)
     records = [json.loads(line) for line in history.read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[0] == epoch_one

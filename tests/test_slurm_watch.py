@@ -131,14 +131,14 @@ def test_a_requeue_exit_leaves_the_run_running_and_resumable(tmp_path, monkeypat
     handler, in the middle of an epoch: the run folder must not say "failed"."""
     from test_run import FAST, TINY_MODELS, resolved
 
-    import agr_suite.engine.trainer as trainer_module
     from agr_suite.engine import train
+    from agr_suite.tasks import build_task
 
     cfg = resolved([*FAST, "trainer.epochs=3", "model=vit", *TINY_MODELS["vit"]])
-    real_build, calls = trainer_module.build_task, {"n": 0}
+    calls = {"n": 0}
 
-    def build_with_a_requeue(name, cfg):
-        parts = real_build(name, cfg)
+    def build_with_a_requeue(cfg):
+        parts = build_task(cfg)
         real_loss = parts.loss
 
         def loss(model, batch):
@@ -150,14 +150,12 @@ def test_a_requeue_exit_leaves_the_run_running_and_resumable(tmp_path, monkeypat
         parts.loss = loss
         return parts
 
-    monkeypatch.setattr(trainer_module, "build_task", build_with_a_requeue)
     with pytest.raises(SystemExit):
-        train(cfg, tmp_path)
+        train(cfg, tmp_path, build_with_a_requeue)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["status"] == "running" and results["error"] is None
     assert results["epochs_completed"] == 1
-    monkeypatch.setattr(trainer_module, "build_task", real_build)
-    assert train(cfg, tmp_path)["status"] == "completed"  # and it resumes
+    assert train(cfg, tmp_path, build_task)["status"] == "completed"  # and it resumes
 
 
 SPEC = """

@@ -14,6 +14,7 @@ import pytest
 import text_fixtures
 import torch
 
+from agr_suite.config import TextDatasetConfig
 from agr_suite.data import DatasetMissingError
 from agr_suite.data.text import build_pretraining_data
 from agr_suite.data.text.corpus import PYDOC_TEST_EVERY, Corpus, pydoc_corpus, split_sentences
@@ -161,7 +162,8 @@ def test_unigram_is_refused_before_any_work(tmp_path):
     # The tokenizers library's UnigramTrainer gives different scores and ids run to run.
     with pytest.raises(ValueError, match="unigram is refused.*not deterministic"):
         build_tokenizer("unigram", _corpus(), vocab_size=100, lowercase=True, data_dir=tmp_path)
-    settings = {"name": "wikitext2", "tokenizer": "unigram"}  # no WikiText staged: refused first
+    # no WikiText staged: refused first
+    settings = TextDatasetConfig(name="wikitext2", download=False, tokenizer="unigram")
     with pytest.raises(ValueError, match="unigram is refused"):
         build_pretraining_data(settings, data_dir=tmp_path, seed=0)
     assert not (tmp_path / "tokenizers").exists()
@@ -416,13 +418,9 @@ def test_rule_rejects_impossible_fractions():
 
 def test_eval_set_is_fixed_across_run_seeds_and_training_draws_follow_torch_seed(tmp_path):
     text_fixtures.write_classic(tmp_path, "raw")
-    settings = {
-        "name": "wikitext2",
-        "download": False,
-        "vocab_size": 300,
-        "max_length": 64,
-        "max_predictions": 10,
-    }
+    settings = TextDatasetConfig(
+        name="wikitext2", download=False, vocab_size=300, max_length=64, max_predictions=10
+    )
     a = build_pretraining_data(settings, data_dir=tmp_path, seed=0)
     b = build_pretraining_data(settings, data_dir=tmp_path, seed=1)
     assert all(torch.equal(a.eval_set.tensors[k], v) for k, v in b.eval_set.tensors.items())

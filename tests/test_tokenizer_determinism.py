@@ -17,6 +17,7 @@ from pathlib import Path
 
 import text_fixtures
 
+from agr_suite.config import TextDatasetConfig
 from agr_suite.data.text import build_pretraining_data
 from agr_suite.data.text.corpus import Corpus, pydoc_corpus
 from agr_suite.data.text.tokenizer import (
@@ -199,7 +200,9 @@ def test_two_fresh_processes_learn_the_same_tokenizer(tmp_path):
 
 
 def test_run_info_names_the_tokenizer_and_corpus_and_follows_the_data(tmp_path):
-    settings = {"name": "wikitext2", "vocab_size": 300, "max_length": 64, "max_predictions": 10}
+    settings = TextDatasetConfig(
+        name="wikitext2", download=False, vocab_size=300, max_length=64, max_predictions=10
+    )
     folder = text_fixtures.write_classic(tmp_path, "raw")
     info = build_pretraining_data(settings, data_dir=tmp_path, seed=0).info
     (cached,) = (tmp_path / "tokenizers").iterdir()

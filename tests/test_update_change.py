@@ -6,7 +6,6 @@ import copy
 import pytest
 import torch
 from engine_runs import tiny_run
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from reference import agr_reference
 from timm.optim import Adan
@@ -14,8 +13,9 @@ from torch import nn
 
 import agr
 from agr.update_change import ShadowStep, parameter_kinds
+from agr_suite.config import compose as compose_run_config
 from agr_suite.engine import train
-from agr_suite.table_spec import CONFIGS
+from agr_suite.tasks import build_task
 
 
 class Small(nn.Module):
@@ -136,7 +136,7 @@ def test_agr_effect_script_prints_a_row_per_tensor(tmp_path, capsys):
     overrides = [
         "dataset=digits",
         "model=resnet18",
-        "+model.base_width=4",
+        "model.base_width=4",
         "trainer.devices=cpu",
         "trainer.num_workers=0",
         "trainer.epochs=1",
@@ -144,12 +144,11 @@ def test_agr_effect_script_prints_a_row_per_tensor(tmp_path, capsys):
         "trainer.batch_size=16",
         "optimizer=adamw",  # a baseline run: the script measures AGR on its state anyway
     ]
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    cfg = compose_run_config(overrides)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    train(cfg, run_dir)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    train(cfg, run_dir, build_task)
     assert script.main([str(run_dir)]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]

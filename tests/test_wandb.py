@@ -14,6 +14,7 @@ from test_run import FAST, TINY_MODELS, resolved, run_cli, tree_digest
 from wandb_records import offline_runs
 
 from agr_suite.engine import DivergedError, train
+from agr_suite.tasks import build_task
 
 TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
 FOLDER = Path("default") / "digits-vit-adamw_agr" / "seed0"
@@ -67,7 +68,7 @@ def test_an_explicit_logger_mode_overrides_wandb_mode(tmp_path):
     W&B files then go to the run folder (no WANDB_DIR)."""
     assert os.environ["WANDB_MODE"] == "disabled"
     assert "WANDB_DIR" not in os.environ
-    results = train(resolved([*TINY, "logger=wandb", "logger.mode=offline"]), tmp_path)
+    results = train(resolved([*TINY, "logger=wandb", "logger.mode=offline"]), tmp_path, build_task)
     (run,) = offline_runs(tmp_path)
     assert run.run.project == "agr-suite" and run.config["logger"]["mode"] == "offline"
     assert run.exit_code == 0 and results["status"] == "completed"
@@ -77,7 +78,7 @@ def test_an_explicit_logger_mode_overrides_wandb_mode(tmp_path):
 def test_a_diverged_run_finishes_its_wandb_run_as_failed(tmp_path):
     cfg = resolved([*TINY, "logger=wandb", "logger.mode=offline", "optimizer.lr=1e6"])
     with pytest.raises(DivergedError):
-        train(cfg, tmp_path)
+        train(cfg, tmp_path, build_task)
     (run,) = offline_runs(tmp_path)
     assert run.exit_code == 1
     assert json.loads((tmp_path / "results.json").read_text())["status"] == "failed"

@@ -13,20 +13,21 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ..config import LOADERS, ImageDatasetConfig, RunConfig
 from ..data.device_data import NotOnDevice, device_split
 from ..data.device_loader import DeviceLoader
 from ..errors import ConfigError
 
-LOADERS = ("auto", "torch", "device")
+__all__ = ["LOADERS", "build_train_loader"]
 
 
 def build_train_loader(
-    train_set, *, cfg: dict[str, Any], device: torch.device, rank: int, world_size: int, collate
+    train_set, *, cfg: RunConfig, device: torch.device, rank: int, world_size: int, collate
 ) -> tuple[Any, Any]:
     """(loader, sampler): iterate the loader; call ``sampler.set_epoch(e)`` each epoch."""
-    trainer, seed = cfg["trainer"], int(cfg["seed"])
-    batch_size = int(trainer["batch_size"])
-    choice = (cfg.get("dataset") or {}).get("loader", "auto")
+    seed, batch_size = cfg.seed, cfg.trainer.batch_size
+    # text data sets have no device loader
+    choice = cfg.dataset.loader if isinstance(cfg.dataset, ImageDatasetConfig) else "torch"
     if choice == "device" and collate is not None:
         raise ConfigError("dataset.loader=device: this task's batches are not images and labels")
     wanted = choice == "device" or (choice == "auto" and device.type == "cuda")
@@ -61,7 +62,7 @@ def build_train_loader(
         train_set,
         batch_size=batch_size,
         sampler=sampler,
-        num_workers=int(trainer.get("num_workers", 0)),
+        num_workers=cfg.trainer.num_workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),
         drop_last=False,

@@ -6,6 +6,8 @@ import os
 import sys
 from typing import Any
 
+from ..config import RunConfig, as_dict
+
 
 class NullLogger:
     run_id: str | None = None
@@ -32,19 +34,20 @@ class WandbLogger:
     else the run folder; the key: WANDB_API_KEY or `wandb login`). A value set in the config
     (``logger.mode=offline``) overrides the environment."""
 
-    def __init__(self, cfg: dict[str, Any], settings: dict[str, Any], run_dir, run_id=None):
+    def __init__(self, cfg: RunConfig, run_dir, run_id=None):
         import wandb
 
+        settings = cfg.logger
         self._wandb = wandb
         self.run = wandb.init(
-            project=settings.get("project") or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
-            entity=settings.get("entity"),
-            group=settings.get("group"),
-            name=settings.get("run_name"),
-            tags=list(settings.get("tags") or []),
-            mode=settings.get("mode"),
-            dir=str(settings.get("dir") or os.environ.get("WANDB_DIR") or run_dir),
-            config=cfg,
+            project=settings.project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
+            entity=settings.entity,
+            group=settings.group,
+            name=settings.run_name,
+            tags=list(settings.tags),
+            mode=settings.mode,
+            dir=str(settings.dir or os.environ.get("WANDB_DIR") or run_dir),
+            config=as_dict(cfg),
             id=run_id,
             resume="allow" if run_id else None,
         )
@@ -63,13 +66,13 @@ class WandbLogger:
         self._wandb.finish(exit_code=exit_code)
 
 
-def make_logger(cfg: dict[str, Any], run_dir, is_main: bool, run_id: str | None = None):
-    settings = cfg.get("logger") or {}
-    if not is_main or settings.get("name", "none") == "none":
+def make_logger(cfg: RunConfig, run_dir, is_main: bool, run_id: str | None = None):
+    name = cfg.logger.name
+    if not is_main or name == "none":
         return NullLogger()
-    if settings["name"] == "wandb":
-        return WandbLogger(cfg, settings, run_dir, run_id)
-    raise ValueError(f"logger={settings['name']!r} is not valid; choose wandb or none")
+    if name == "wandb":
+        return WandbLogger(cfg, run_dir, run_id)
+    raise ValueError(f"logger={name!r} is not valid; choose wandb or none")
 
 
 class Progress:

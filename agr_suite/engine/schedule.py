@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
-SCHEDULES = ("cosine", "multistep", "constant")
+from ..config import SCHEDULES, SchedulerConfig
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, settings: dict[str, Any], steps_per_epoch: int, epochs: int
+    optimizer: torch.optim.Optimizer,
+    settings: SchedulerConfig,
+    steps_per_epoch: int,
+    epochs: int,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR stepped once per optimizer step. Epoch-valued settings (warmup_epochs,
     milestones) are converted to steps with ``steps_per_epoch``."""
-    name = settings.get("name", "constant")
+    name = settings.name
     if name not in SCHEDULES:
         raise ValueError(f"scheduler={name!r} is not valid; choose one of {', '.join(SCHEDULES)}")
-    warmup = round(float(settings.get("warmup_epochs", 0) or 0) * steps_per_epoch)
-    if settings.get("warmup_steps") is not None:
-        warmup = int(settings["warmup_steps"])
+    warmup = round(float(settings.warmup_epochs) * steps_per_epoch)
+    if settings.warmup_steps is not None:
+        warmup = int(settings.warmup_steps)
     total = max(1, epochs * steps_per_epoch)
-    milestones = [int(m) * steps_per_epoch for m in settings.get("milestones", []) or []]
-    gamma = float(settings.get("gamma", 0.1))
-    min_ratio = float(settings.get("min_lr_ratio", 0.0))
+    milestones = [int(m) * steps_per_epoch for m in settings.milestones]
+    gamma, min_ratio = float(settings.gamma), float(settings.min_lr_ratio)
 
     def factor(step: int) -> float:
         # `step` counts completed optimizer steps; the LR for the next step is factor(step).

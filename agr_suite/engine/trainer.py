@@ -1,8 +1,11 @@
 """The training loop shared by every task.
 
-batch -> loss -> backward -> [unscale, clip] -> optimizer step (AGR inside) -> LR step;
-evaluation every ``eval_every`` epochs; ``last.pt`` (and ``best.pt``) after every epoch;
-``history.jsonl`` and ``results.json`` in the run folder. Rank 0 writes; every rank trains.
+``train(cfg, run_dir, build_task)``: the launcher hands the engine its task builder
+(:data:`agr_suite.engine.task.TaskBuilder`); the engine imports no task. One optimizer step
+(:meth:`_Run._train_step`): batches -> forward -> backward -> [unscale, clip] -> optimizer
+step (AGR inside) -> LR step; evaluation every ``eval_every`` epochs; ``last.pt`` (and
+``best.pt``) after every epoch; ``history.jsonl`` and ``results.json`` in the run folder.
+Rank 0 writes; every rank trains.
 
 Divergence: a training loss or evaluation metric that is NaN/inf, a training loss above
 ``trainer.divergence_factor`` x the run's first loss, or weights/optimizer state that became
@@ -27,16 +30,15 @@ from torch.utils.data import DataLoader, Sampler
 import agr
 from agr import regularizer, update_change
 
-from ..tasks import build_task
-from ..tasks.base import EvalContext, EvalOutput
+from ..config import PRECISIONS, RunConfig
 from . import checkpoint, distributed
 from .loaders import build_train_loader
 from .loggers import Progress, make_logger
 from .optimizer_config import build_from_config
 from .run_folder import RunFolder, environment
 from .schedule import build_scheduler
+from .task import EvalContext, EvalOutput, TaskBuilder, TaskParts
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # A task's evaluation estimated to take longer than this on the run's device is announced
 # with a warning when the run starts (TaskParts.estimate_eval_s).
 SLOW_EVAL_WARNING_S = 3600.0
@@ -79,95 +81,106 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def train(cfg: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
-    """Train, evaluate and checkpoint one run described by ``cfg`` (a resolved config) in
-    ``run_dir``; resumes from ``checkpoints/last.pt`` when it exists. Returns results.json."""
-    ctx = distributed.setup(cfg["trainer"].get("devices", "auto"))
+def train(cfg: RunConfig, run_dir: str | Path, build_task: TaskBuilder) -> dict[str, Any]:
+    """Train, evaluate and checkpoint one run described by ``cfg`` in ``run_dir``, on the task
+    ``build_task(cfg)`` gives (called once the run is seeded); resumes from
+    ``checkpoints/last.pt`` when it exists. Returns results.json."""
+    ctx = distributed.setup(cfg.trainer.devices)
     try:
-        return _Run(cfg, RunFolder(run_dir), ctx).fit()
+        return _Run(cfg, RunFolder(run_dir), ctx, build_task).fit()
     finally:
         distributed.cleanup()
 
 
 class _Run:
-    def __init__(self, cfg: dict[str, Any], folder: RunFolder, ctx: distributed.DistContext):
-        self.cfg, self.folder, self.ctx = cfg, folder, ctx
-        self.trainer = cfg["trainer"]
+    def __init__(
+        self,
+        cfg: RunConfig,
+        folder: RunFolder,
+        ctx: distributed.DistContext,
+        build_task: TaskBuilder,
+    ) -> None:
+        self.cfg, self.folder, self.ctx, self.build_task = cfg, folder, ctx, build_task
+        self.trainer = cfg.trainer
         self.device = ctx.device
 
     # ------------------------------------------------------------------ setup
     def _build(self) -> None:
-        cfg, trainer, ctx = self.cfg, self.trainer, self.ctx
-        seed = int(cfg["seed"])
-        seed_everything(seed + ctx.rank)
-        if trainer.get("deterministic"):
+        seed_everything(self.cfg.seed + self.ctx.rank)
+        if self.trainer.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
-        self.parts = build_task(cfg.get("task", "classification"), cfg)
+        self.parts: TaskParts = self.build_task(self.cfg)
+        self._build_model()
+        self._build_loaders()
+        self._build_optimization()
+
+    def _build_model(self) -> None:
+        """The model on its device (``self.model``, unwrapped: checkpoints, optimizer,
+        evaluation) and the module the training step calls (DDP, compile)."""
         model = self.parts.model.to(self.device)
-        if trainer.get("channels_last"):
+        if self.trainer.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.model = model  # the unwrapped module: checkpoints, optimizer, evaluation
+        self.model = model
         if self.parts.state is not None:
             self.parts.state.setup(model, self.device)
         self.train_model = (
             DistributedDataParallel(
                 model, device_ids=[self.device] if self.device.type == "cuda" else None
             )
-            if ctx.distributed
+            if self.ctx.distributed
             else model
         )
-        if trainer.get("compile"):
+        if self.trainer.compile:
             self.train_model = torch.compile(self.train_model)
 
-        batch_size = int(trainer["batch_size"])
-        workers = int(trainer.get("num_workers", 0))
+    def _build_loaders(self) -> None:
+        """The training loader (each rank its share), the evaluation loader (each example on
+        one rank) and how many batches of each an epoch reads."""
+        trainer, ctx = self.trainer, self.ctx
         self.train_loader, self.sampler = build_train_loader(
             self.parts.train_set,
-            cfg=cfg,
+            cfg=self.cfg,
             device=self.device,
             rank=ctx.rank,
             world_size=ctx.world_size,
             collate=self.parts.collate,
         )
-        limit = trainer.get("limit_batches")
-        self.train_batches = (
-            min(len(self.train_loader), int(limit)) if limit else len(self.train_loader)
-        )
+        limit = trainer.limit_batches
+        self.train_batches = min(len(self.train_loader), limit) if limit else len(self.train_loader)
         self.eval_loader, self.eval_batches = None, 0
         if self.parts.evaluate is None:
             self.eval_loader = DataLoader(
                 self.parts.eval_set,
-                batch_size=int(trainer.get("eval_batch_size") or batch_size),
+                batch_size=trainer.eval_batch_size or trainer.batch_size,
                 sampler=ShardSampler(len(self.parts.eval_set), ctx.rank, ctx.world_size),
-                num_workers=workers,
+                num_workers=trainer.num_workers,
                 pin_memory=self.device.type == "cuda",
                 collate_fn=self.parts.collate,
             )
             self.eval_batches = (
-                min(len(self.eval_loader), int(limit)) if limit else len(self.eval_loader)
+                min(len(self.eval_loader), limit) if limit else len(self.eval_loader)
             )
-        self.accumulate = int(trainer.get("accumulate", 1))
-        self.steps_per_epoch = math.ceil(self.train_batches / self.accumulate)
-        self.epochs = int(trainer["epochs"])
+        self.steps_per_epoch = math.ceil(self.train_batches / trainer.accumulate)
+        self.epochs = trainer.epochs
 
+    def _build_optimization(self) -> None:
+        """Optimizer (AGR attached by its name), LR schedule, mixed precision."""
         self.optimizer = build_from_config(
-            cfg["optimizer"], model, steps_per_epoch=self.steps_per_epoch, seed=cfg["seed"]
+            self.cfg.optimizer, self.model, steps_per_epoch=self.steps_per_epoch, seed=self.cfg.seed
         )
         self.agr_handle = agr.handle_of(self.optimizer)
         if self.agr_handle is not None and self.device.type == "cpu":
             regularizer.load_cpu_kernel()  # a first build here, not inside epoch 1's timing
-        self.param_names = {id(p): n for n, p in model.named_parameters()}
-        self.param_kinds = update_change.parameter_kinds(model)
+        self.param_names = {id(p): n for n, p in self.model.named_parameters()}
+        self.param_kinds = update_change.parameter_kinds(self.model)
         self.scheduler = build_scheduler(
-            self.optimizer, cfg.get("scheduler") or {}, self.steps_per_epoch, self.epochs
+            self.optimizer, self.cfg.scheduler, self.steps_per_epoch, self.epochs
         )
-        self.amp_dtype = autocast_dtype(trainer.get("precision", "auto"), self.device)
+        self.amp_dtype = autocast_dtype(self.trainer.precision, self.device)
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_dtype == torch.float16
         )
-        self.grad_clip = trainer.get("grad_clip")
-        self.log_every = int(trainer.get("log_every", 50))
 
     # ------------------------------------------------------------------ state
     def _state(self, epoch: int) -> dict[str, Any]:
@@ -213,7 +226,7 @@ class _Run:
             self.parts.state.load_state_dict(state["task_state"])
         checkpoint.set_rng_state(state["rng"])
         if self.ctx.rank:  # each rank continues its own stream, as in an unbroken run
-            seed_everything(int(self.cfg["seed"]) + self.ctx.rank + 7919 * int(state["epoch"]))
+            seed_everything(self.cfg.seed + self.ctx.rank + 7919 * int(state["epoch"]))
         return int(state["epoch"])
 
     # ------------------------------------------------------------------ loop
@@ -225,7 +238,7 @@ class _Run:
         self.reference_loss: float | None = None  # the run's first training loss
         self.agr_update_change: list[dict[str, dict[str, float]]] = []  # per logging step
         self.history: list[dict[str, Any]] = []
-        self.results: dict[str, Any] = {"status": "running", "seed": int(self.cfg["seed"])}
+        self.results: dict[str, Any] = {"status": "running", "seed": self.cfg.seed}
         started = time.time()
         self.logger = None
         try:
@@ -236,9 +249,9 @@ class _Run:
             self.logger = make_logger(self.cfg, folder.path, main, self.wandb_id)
             self.progress = Progress(main, self.epochs)
             self.progress.line(
-                f"run {folder.path} | {self.cfg['model']['name']} "
+                f"run {folder.path} | {self.cfg.model.name} "
                 f"{self.parts.info.get('params', 0) / 1e6:.2f}M params | "
-                f"{self.cfg['optimizer']['name']} | device {self.device} x{self.ctx.world_size}"
+                f"{self.cfg.optimizer.name} | device {self.device} x{self.ctx.world_size}"
                 + (f" | resumed after epoch {start_epoch}" if start_epoch else "")
             )
             self.results.update(
@@ -279,7 +292,7 @@ class _Run:
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
         self.sampler.set_epoch(epoch)
         if isinstance(self.train_loader, DataLoader):  # its workers' seeds
-            self.train_loader.generator.manual_seed(int(self.cfg["seed"]) * 100_003 + epoch)
+            self.train_loader.generator.manual_seed(self.cfg.seed * 100_003 + epoch)
         self.train_model.train()
         self.progress.start_epoch(epoch, self.train_batches)
         # The losses stay on the device: the host reads them (one sync) on the logging steps
@@ -288,85 +301,97 @@ class _Run:
         samples, started, shown = 0, time.time(), ""
         unchecked: list[tuple[torch.Tensor, int]] = []  # (batch loss, its optimizer step)
         batches = iter(self.train_loader)
-        for index in range(self.train_batches):
-            batch = _to_device(next(batches), self.device, self.trainer.get("channels_last"))
-            boundary = (index + 1) % self.accumulate == 0 or index + 1 == self.train_batches
-            sync = self.ctx.distributed and not boundary
-            with self.train_model.no_sync() if sync else contextlib.nullcontext():
-                with self._autocast():
-                    loss = self.parts.loss(self.train_model, batch)
-                group = min(
-                    self.accumulate,
-                    self.train_batches - (index // self.accumulate) * self.accumulate,
-                )
-                self.scaler.scale(loss / group).backward()
-            detached = loss.detach()
-            unchecked.append((detached, self.global_step + 1))
-            size = self.parts.batch_size(batch)
-            loss_sum += detached.double() * size
-            samples += size
-            if boundary:
-                self._optimizer_step()
-            logging = boundary and self.global_step % self.log_every == 0
-            if logging or index + 1 == self.train_batches:
+        accumulate = self.trainer.accumulate
+        for first in range(0, self.train_batches, accumulate):
+            count = min(accumulate, self.train_batches - first)
+            for loss, size in self._train_step(batches, count):
+                unchecked.append((loss, self.global_step))
+                loss_sum += loss.double() * size
+                samples += size
+            if (
+                self.global_step % self.trainer.log_every == 0
+                or first + count == self.train_batches
+            ):
                 last = self._check_losses(epoch, unchecked)
                 unchecked = []
                 shown = f"loss {last:.4f} lr {self._lr():.2e}"
-            self.progress.update(shown)
+            for _ in range(count):
+                self.progress.update(shown)
         elapsed = time.time() - started
         samples_t = torch.tensor(float(samples), dtype=torch.float64, device=self.device)
-        count = torch.stack([loss_sum, samples_t])
+        count_t = torch.stack([loss_sum, samples_t])
         if self.ctx.distributed:
-            torch.distributed.all_reduce(count)
+            torch.distributed.all_reduce(count_t)
         return {
             "epoch": epoch + 1,
             "step": self.global_step,
-            "train_loss": float(count[0] / max(1.0, float(count[1]))),
+            "train_loss": float(count_t[0] / max(1.0, float(count_t[1]))),
             "lr": self._lr(),
-            "train_samples_per_s": float(count[1]) / max(elapsed, 1e-9),
+            "train_samples_per_s": float(count_t[1]) / max(elapsed, 1e-9),
             "epoch_time_s": elapsed,
         }
 
-    def _optimizer_step(self) -> None:
-        handle = self.agr_handle
-        logging_step = (self.global_step + 1) % self.log_every == 0
+    def _train_step(self, batches, count: int) -> list[tuple[torch.Tensor, int]]:
+        """One optimizer step on the next ``count`` batches, top to bottom: data -> forward ->
+        backward (the gradient of the batches' mean loss; DDP syncs on the last batch only)
+        -> [unscale, clip] -> optimizer step (AGR inside) -> LR schedule -> task state.
+        Returns each batch's loss (detached, still on the device) and size."""
+        handle, trainer = self.agr_handle, self.trainer
+        diagnostics = (self.global_step + 1) % trainer.log_every == 0
         if handle is not None:
-            handle.track_stats = logging_step
-        if self.grad_clip:
+            handle.track_stats = diagnostics
+        losses = []
+        for index in range(count):
+            batch = _to_device(next(batches), self.device, trainer.channels_last)
+            deferred_sync = self.ctx.distributed and index < count - 1
+            with self.train_model.no_sync() if deferred_sync else contextlib.nullcontext():
+                with self._autocast():
+                    loss = self.parts.loss(self.train_model, batch)
+                self.scaler.scale(loss / count).backward()
+            losses.append((loss.detach(), self.parts.batch_size(batch)))
+        if trainer.grad_clip:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(self.grad_clip))
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), trainer.grad_clip)
         shadow = None
-        if logging_step and handle is not None and handle.active and not self.scaler.is_enabled():
+        if diagnostics and handle is not None and handle.active and not self.scaler.is_enabled():
             # AGR's effect on the update: the plain step, taken and undone (agr.update_change)
             shadow = update_change.ShadowStep(self.optimizer, handle)
             shadow.run()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if shadow is not None:
-            step_change = update_change.summarize_by_kind(
-                shadow.changes(), self.param_names, self.param_kinds
-            )
-            self.agr_update_change.append(step_change)
-            self.logger.log(
-                {f"agr/update_change/{k}": v["median"] for k, v in step_change.items()},
-                step=self.global_step + 1,
-            )
+            self._record_update_change(shadow)
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         if self.parts.state is not None:
             self.parts.state.after_step(self.model)
         self.global_step += 1
-        if logging_step and handle is not None and handle.last_stats is not None:
-            if handle.last_stats.step == handle.steps:
-                stats = handle.last_stats
-                self.agr_removed.append(stats.removed_fraction)
-                self.logger.log(
-                    {
-                        "agr/removed_fraction": stats.removed_fraction,
-                        "agr/max_alpha": stats.max_alpha,
-                    },
-                    step=self.global_step,
-                )
+        if diagnostics:
+            self._record_agr_stats()
+        return losses
+
+    def _record_update_change(self, shadow: update_change.ShadowStep) -> None:
+        """||u_AGR - u|| / ||u|| of the step just taken, by parameter kind."""
+        step_change = update_change.summarize_by_kind(
+            shadow.changes(), self.param_names, self.param_kinds
+        )
+        self.agr_update_change.append(step_change)
+        self.logger.log(
+            {f"agr/update_change/{k}": v["median"] for k, v in step_change.items()},
+            step=self.global_step + 1,
+        )
+
+    def _record_agr_stats(self) -> None:
+        """The L1 fraction AGR removed and its largest factor, on the step just taken."""
+        handle = self.agr_handle
+        if handle is None or handle.last_stats is None or handle.last_stats.step != handle.steps:
+            return
+        stats = handle.last_stats
+        self.agr_removed.append(stats.removed_fraction)
+        self.logger.log(
+            {"agr/removed_fraction": stats.removed_fraction, "agr/max_alpha": stats.max_alpha},
+            step=self.global_step,
+        )
 
     # ------------------------------------------------------------------ divergence
     def _check_losses(self, epoch: int, unchecked: list[tuple[torch.Tensor, int]]) -> float:
@@ -406,7 +431,7 @@ class _Run:
             raise self._diverged(epoch, step, f"the training loss is {value}")
         if self.reference_loss is None:
             self.reference_loss = value
-        factor = self.trainer.get("divergence_factor")
+        factor = self.trainer.divergence_factor
         if factor and self.reference_loss > 0 and value > float(factor) * self.reference_loss:
             raise self._diverged(
                 epoch,
@@ -462,8 +487,7 @@ class _Run:
 
     def _evaluates(self, epoch: int) -> bool:
         """Evaluate after every ``eval_every``-th epoch, the epochs in ``eval_at``, and the last."""
-        extra = {int(e) for e in self.trainer.get("eval_at") or []}
-        every = int(self.trainer.get("eval_every", 1))
+        every, extra = self.trainer.eval_every, set(self.trainer.eval_at)
         return epoch % every == 0 or epoch in extra or epoch == self.epochs
 
     def _autocast(self):
@@ -482,7 +506,7 @@ class _Run:
             device=self.device,
             epoch=epoch,
             run_dir=self.folder.path,
-            seed=int(self.cfg["seed"]),
+            seed=self.cfg.seed,
             rank=self.ctx.rank,
             world_size=self.ctx.world_size,
             autocast=self._autocast,
@@ -499,7 +523,7 @@ class _Run:
         evaluator = self.parts.make_evaluator(self.device)
         batches = iter(self.eval_loader)
         for _ in range(self.eval_batches):
-            batch = _to_device(next(batches), self.device, self.trainer.get("channels_last"))
+            batch = _to_device(next(batches), self.device, self.trainer.channels_last)
             with self._autocast():
                 evaluator.update(self.model, batch)
         return evaluator.compute()

@@ -1,16 +1,12 @@
 """ALBERT for pre-training (MLM + SOP), randomly initialised, from transformers.
 
-    model = build_albert("albert_tiny", vocab_size=30522, max_length=512)
-    model = build_albert("albert_base", vocab_size=30000, max_length=512, hidden_dropout_prob=0.1)
+    from agr_suite.config import preset
+    model = build_albert(preset("model", "albert_tiny"), vocab_size=30522, max_length=512)
 
-Presets (any ``AlbertConfig`` field given as an option overrides them):
-
-- ``albert_tiny``: the configuration the authors' ALBERT code loads by default
-  (``config/albert_unittest.json`` of the ALBERT-Pytorch code they forked): embedding 24,
-  hidden 64, feed-forward 256, 6 layers, 1 head, max length 512; GELU (erf) and hidden
-  dropout 0.1 as in that code's model, no attention dropout.
-- ``albert_base``: ALBERT-base (Lan et al. 2020; ``albert-base-v2``): embedding 128, hidden
-  768, feed-forward 3072, 12 layers, 12 heads, ``gelu_new``, no dropout.
+The architecture is a :class:`agr_suite.config.AlbertModelConfig` (its defaults: the
+configuration the authors' ALBERT code loads, ``configs/model/albert_tiny.yaml``;
+``configs/model/albert_base.yaml``: ALBERT-base); any other ``AlbertConfig`` field may be
+passed to :func:`build_albert` as a keyword.
 
 The model is :class:`AlbertForPreTrainingAtMasks`, an ``AlbertForPreTraining`` whose forward
 also takes ``mlm_positions`` ([batch, P], see :mod:`agr_suite.data.text.masking`): the MLM head then
@@ -29,30 +25,9 @@ import torch.nn.functional as F
 from transformers import AlbertConfig, AlbertForPreTraining
 from transformers.models.albert.modeling_albert import AlbertForPreTrainingOutput
 
-__all__ = ["PRESETS", "AlbertForPreTrainingAtMasks", "albert_config", "build_albert"]
+from ..config import AlbertModelConfig
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "albert_tiny": {
-        "embedding_size": 24,
-        "hidden_size": 64,
-        "intermediate_size": 256,
-        "num_hidden_layers": 6,
-        "num_attention_heads": 1,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.1,
-        "attention_probs_dropout_prob": 0.0,
-    },
-    "albert_base": {
-        "embedding_size": 128,
-        "hidden_size": 768,
-        "intermediate_size": 3072,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "hidden_act": "gelu_new",
-        "hidden_dropout_prob": 0.0,
-        "attention_probs_dropout_prob": 0.0,
-    },
-}
+__all__ = ["AlbertForPreTrainingAtMasks", "albert_config", "build_albert"]
 
 IGNORE_INDEX = -100
 
@@ -111,34 +86,45 @@ _FIELDS = {f.name for f in dataclasses.fields(AlbertConfig)} - {
 
 
 def albert_config(
-    name: str, *, vocab_size: int, max_length: int, pad_token_id: int = 0, **options: Any
+    cfg: AlbertModelConfig,
+    *,
+    vocab_size: int,
+    max_length: int,
+    pad_token_id: int = 0,
+    **albert_kwargs: Any,
 ) -> AlbertConfig:
-    """The ``AlbertConfig`` of preset ``name`` with ``options`` applied."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown ALBERT preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    bad = sorted(set(options) - _FIELDS)
+    """The ``AlbertConfig`` of ``cfg`` with ``albert_kwargs`` (other AlbertConfig fields)."""
+    bad = sorted(set(albert_kwargs) - _FIELDS)
     if bad:
         raise TypeError(
-            f"unknown option(s) {', '.join(map(repr, bad))} for model {name!r}; valid options "
-            f"are AlbertConfig fields such as {', '.join(PRESETS[name])}"
+            f"unknown option(s) {', '.join(map(repr, bad))} for model {cfg.name!r}; valid "
+            f"options are AlbertConfig fields such as {', '.join(sorted(cfg.options()))}"
         )
     for arg, value in {"vocab_size": vocab_size, "max_length": max_length}.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{arg} must be a positive int, got {value!r}")
-    settings = {**PRESETS[name], **options}
     return AlbertConfig(
         vocab_size=vocab_size,
         max_position_embeddings=max_length,
         pad_token_id=pad_token_id,
-        **settings,
+        **{**cfg.options(), **albert_kwargs},
     )
 
 
 def build_albert(
-    name: str, *, vocab_size: int, max_length: int, pad_token_id: int = 0, **options: Any
+    cfg: AlbertModelConfig,
+    *,
+    vocab_size: int,
+    max_length: int,
+    pad_token_id: int = 0,
+    **albert_kwargs: Any,
 ) -> AlbertForPreTrainingAtMasks:
     """A randomly initialised ALBERT for MLM + SOP pre-training (see the module docstring)."""
     config = albert_config(
-        name, vocab_size=vocab_size, max_length=max_length, pad_token_id=pad_token_id, **options
+        cfg,
+        vocab_size=vocab_size,
+        max_length=max_length,
+        pad_token_id=pad_token_id,
+        **albert_kwargs,
     )
     return AlbertForPreTrainingAtMasks(config)

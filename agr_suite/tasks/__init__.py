@@ -1,4 +1,4 @@
-"""Tasks: one module per family of experiments. ``build_task(name, cfg)`` -> TaskParts.
+"""Tasks: one module per family of experiments. ``build_task(cfg)`` -> TaskParts.
 
 The model config names its task (``model.task``): the image classifiers ``classification``
 (Table 2), the DDPM UNets ``diffusion`` (Table 1), ALBERT ``pretraining`` (Table 3).
@@ -7,14 +7,15 @@ The model config names its task (``model.task``): the image classifiers ``classi
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
 
-from .base import TaskParts
+from ..config import TASKS, RunConfig
+from ..engine.task import TaskParts
 
-TASKS = ("classification", "diffusion", "pretraining")
+__all__ = ["TASKS", "build_task"]
 
 
-def build_task(name: str, cfg: dict[str, Any]) -> TaskParts:
-    if name not in TASKS:
-        raise ValueError(f"task={name!r} is not valid; choose one of {', '.join(TASKS)}")
-    return import_module(f"{__name__}.{name}").build(cfg)
+def build_task(cfg: RunConfig) -> TaskParts:
+    """The parts of the run's task (``cfg.task``); the engine calls it once seeded."""
+    if cfg.task not in TASKS:
+        raise ValueError(f"task={cfg.task!r} is not valid; choose one of {', '.join(TASKS)}")
+    return import_module(f"{__name__}.{cfg.task}").build(cfg)

@@ -3,15 +3,14 @@ cross-entropy, and top-1/top-5 accuracy."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
+from ..config import RunConfig
 from ..data import build_datasets, cifar, digits, tinyimagenet
+from ..engine.task import TaskParts
 from ..metrics.classification import ClassificationEvaluator
 from ..models import build_model, count_parameters
-from .base import TaskParts
 
 
 def _data_sha256(name: str, train_set, eval_set) -> str:
@@ -23,24 +22,23 @@ def _data_sha256(name: str, train_set, eval_set) -> str:
     return digits.data_sha256()
 
 
-def build(cfg: dict[str, Any]) -> TaskParts:
-    data = cfg["dataset"]
+def build(cfg: RunConfig) -> TaskParts:
+    data = cfg.dataset
     train_set, eval_set, info = build_datasets(
-        data["name"],
-        data_dir=cfg["paths"]["data_dir"],
-        download=bool(data.get("download", False)),
-        augment=bool(data.get("augment", True)),
-        seed=int(cfg["seed"]),
+        data.name,
+        data_dir=cfg.paths.data_dir,
+        download=data.download,
+        augment=data.augment,
+        seed=cfg.seed,
     )
-    model_options = {k: v for k, v in cfg["model"].items() if k not in ("name", "task")}
     model = build_model(
-        cfg["model"]["name"],
+        cfg.model.name,
         num_classes=info.num_classes,
         image_size=info.image_size,
         in_chans=info.channels,
-        **model_options,
+        **cfg.model.options(),
     )
-    label_smoothing = float(cfg["trainer"].get("label_smoothing", 0.0) or 0.0)
+    label_smoothing = cfg.trainer.label_smoothing
 
     def loss(model: torch.nn.Module, batch) -> torch.Tensor:
         images, labels = batch
@@ -59,6 +57,6 @@ def build(cfg: dict[str, Any]) -> TaskParts:
             "image_size": info.image_size,
             "train_size": len(train_set),
             "eval_size": len(eval_set),
-            "data_sha256": _data_sha256(data["name"], train_set, eval_set),
+            "data_sha256": _data_sha256(data.name, train_set, eval_set),
         },
     )

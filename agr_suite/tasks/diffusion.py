@@ -24,22 +24,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..config import FEATURES, SAMPLE_FROM, GenerationMetricsConfig, RunConfig
 from ..data.generation import build_generation_datasets
 from ..diffusion import EMA, Diffusion, save_grid, to_uint8
+from ..engine.task import EvalContext, EvalOutput, TaskParts
 from ..metrics.generation import GenerationMetrics, resolve_inception_weights
 from ..models import count_parameters
 from ..models.diffusion import build_unet
-from .base import EvalContext, EvalOutput, TaskParts
-
-SAMPLE_FROM = ("raw", "ema")
-FEATURES = ("auto", "inception", "digits_cnn")
-# Keys of the model config that describe the diffusion around the UNet, not the UNet.
-_NOT_UNET = {"name", "task", "diffusion", "ema_decay"}
 
 
 class EMAState:
     """The EMA of the weights as the engine's task state (see
-    ``agr_suite.tasks.base.TaskState``)."""
+    ``agr_suite.engine.task.TaskState``)."""
 
     def __init__(self, decay: float) -> None:
         self.decay = float(decay)
@@ -73,7 +69,12 @@ class Scorer:
     statistics are built on first use (the reference cached on disk for later runs)."""
 
     def __init__(
-        self, kind: str, settings: dict[str, Any], reference_set, dataset: str, data_dir: Path
+        self,
+        kind: str,
+        settings: GenerationMetricsConfig,
+        reference_set,
+        dataset: str,
+        data_dir: Path,
     ) -> None:
         self.kind, self.settings, self.reference_set = kind, settings, reference_set
         self.dataset, self.data_dir = dataset, data_dir
@@ -83,17 +84,17 @@ class Scorer:
         if self.kind == "inception":
             from ..metrics.generation import InceptionFeatures
 
-            extractor = InceptionFeatures(self.settings.get("inception_weights"), device)
+            extractor = InceptionFeatures(self.settings.inception_weights, device)
         else:
             from ..metrics.digits_features import DigitsFeatures
 
             extractor = DigitsFeatures(self.data_dir / "digits_cnn", device)
         metrics = GenerationMetrics(
             extractor,
-            splits=int(self.settings["is_splits"]),
-            batch_size=int(self.settings["batch_size"]),
+            splits=self.settings.is_splits,
+            batch_size=self.settings.batch_size,
         )
-        loader = DataLoader(self.reference_set, batch_size=int(self.settings["batch_size"]))
+        loader = DataLoader(self.reference_set, batch_size=self.settings.batch_size)
         metrics.reference_statistics(
             loader, self.data_dir / "fid_stats", dataset=f"{self.dataset}-train"
         )
@@ -141,49 +142,42 @@ def seconds_per_image_step(
         batch = min(2 * batch, max_batch)
 
 
-def build(cfg: dict[str, Any]) -> TaskParts:
-    data, model_cfg, settings = cfg["dataset"], cfg["model"], cfg["metrics"]
-    data_dir = Path(cfg["paths"]["data_dir"]).expanduser().resolve()
-    sample_from = settings["sample_from"]
+def build(cfg: RunConfig) -> TaskParts:
+    data, model_cfg, settings = cfg.dataset, cfg.model, cfg.metrics
+    data_dir = Path(cfg.paths.data_dir).expanduser().resolve()
+    sample_from = settings.sample_from
     if sample_from not in SAMPLE_FROM:
         raise ValueError(f"metrics.sample_from={sample_from!r} is not valid; choose raw or ema")
-    kind = feature_kind(settings["features"], data["name"])
+    kind = feature_kind(settings.features, data.name)
     if kind == "inception":  # fail before training, not after the first 400 epochs
-        resolve_inception_weights(settings.get("inception_weights"))
+        resolve_inception_weights(settings.inception_weights)
 
     train_set, reference_set, info = build_generation_datasets(
-        data["name"],
-        data_dir=data_dir,
-        download=bool(data.get("download", False)),
-        hflip=bool(data.get("hflip", False)),
+        data.name, data_dir=data_dir, download=data.download, hflip=data.hflip
     )
-    options = {k: v for k, v in model_cfg.items() if k not in _NOT_UNET}
-    model = build_unet(
-        model_cfg["name"], image_size=info.image_size, in_chans=info.channels, **options
-    )
-    process = model_cfg.get("diffusion") or {}
+    model = build_unet(model_cfg, image_size=info.image_size, in_chans=info.channels)
+    process = model_cfg.diffusion
     diffusion = Diffusion(
-        num_train_timesteps=int(process.get("timesteps", 1000)),
-        beta_start=float(process.get("beta_start", 1e-4)),
-        beta_end=float(process.get("beta_end", 0.02)),
-        schedule=process.get("schedule", "linear"),
-        prediction=process.get("prediction", "epsilon"),
-        ddim=settings["ddim_variant"],
+        num_train_timesteps=process.timesteps,
+        beta_start=process.beta_start,
+        beta_end=process.beta_end,
+        schedule=process.schedule,
+        prediction=process.prediction,
+        ddim=settings.ddim_variant,
     )
-    ema = EMAState(float(model_cfg.get("ema_decay", 0.9999)))
-    score = Scorer(kind, settings, reference_set, data["name"], data_dir)
-    num_samples, steps, eta = int(settings["num_samples"]), int(settings["steps"]), settings["eta"]
-    sample_batch = int(settings["batch_size"])
-    limit, capped = (cfg.get("trainer") or {}).get("limit_batches"), False
+    ema = EMAState(model_cfg.ema_decay)
+    score = Scorer(kind, settings, reference_set, data.name, data_dir)
+    num_samples, steps, eta = settings.num_samples, settings.steps, settings.eta
+    sample_batch = settings.batch_size
+    limit, capped = cfg.trainer.limit_batches, False
     if limit is not None:  # a smoke run: at most `limit` evaluation batches of samples
-        trainer = cfg["trainer"]
-        eval_batch = int(trainer.get("eval_batch_size") or trainer["batch_size"])
+        eval_batch = cfg.trainer.eval_batch_size or cfg.trainer.batch_size
         sample_batch = min(sample_batch, eval_batch)
         # at least one sample per IS split and two for FID's covariance
-        cap = max(int(limit) * sample_batch, int(settings["is_splits"]), 2)
+        cap = max(limit * sample_batch, settings.is_splits, 2)
         capped = cap < num_samples
         num_samples = min(num_samples, cap)
-    sampler = f"DDIM ({settings['ddim_variant']}), {steps} steps, eta {eta}"
+    sampler = f"DDIM ({settings.ddim_variant}), {steps} steps, eta {eta}"
     protocol: dict[str, Any] = {
         "metric": "FID (digits-CNN features)" if kind == "digits_cnn" else "FID (Inception-v3)",
         "is_metric": "IS (digits-CNN classifier)" if kind == "digits_cnn" else "IS (Inception-v3)",
@@ -191,17 +185,17 @@ def build(cfg: dict[str, Any]) -> TaskParts:
         "implementation": GenerationMetrics.implementation,
         "num_samples": num_samples,
         **({"num_samples_capped_by": f"trainer.limit_batches={limit}"} if capped else {}),
-        "reference_set": f"{data['name']} train ({len(reference_set)} images)",
+        "reference_set": f"{data.name} train ({len(reference_set)} images)",
         "sampler": sampler,
         "sample_from": sample_from,
-        "is_splits": int(settings["is_splits"]),
+        "is_splits": settings.is_splits,
         "is_std": "std over the IS splits of one run (population std)",
     }
 
     def loss(model: nn.Module, batch) -> torch.Tensor:
         return diffusion.loss(model, batch[0])
 
-    compile_sampler = settings["compile"]
+    compile_sampler = settings.compile
     compiled: dict[int, nn.Module] = {}
 
     def sampling_model(model: nn.Module, device: torch.device) -> nn.Module:
@@ -247,7 +241,7 @@ def build(cfg: dict[str, Any]) -> TaskParts:
         if not ctx.is_main:
             return EvalOutput({})
         grid = save_grid(
-            gathered[: int(settings["grid_size"])], ctx.run_dir / f"samples_epoch{ctx.epoch}.png"
+            gathered[: settings.grid_size], ctx.run_dir / f"samples_epoch{ctx.epoch}.png"
         )
         scores = score(gathered, ctx.device)
         if "extractor" not in protocol:

@@ -3,28 +3,23 @@ modelling plus sentence-order prediction; SOP and MLM accuracy on the evaluation
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from ..config import RunConfig
 from ..data.text import build_pretraining_data
+from ..engine.task import TaskParts
 from ..metrics.pretraining import PretrainingEvaluator
 from ..models import count_parameters
 from ..models.albert import build_albert
-from .base import TaskParts
 
 
-def build(cfg: dict[str, Any]) -> TaskParts:
-    data = build_pretraining_data(
-        dict(cfg["dataset"]), data_dir=cfg["paths"]["data_dir"], seed=int(cfg["seed"])
-    )
-    model_options = {k: v for k, v in cfg["model"].items() if k not in ("name", "task")}
+def build(cfg: RunConfig) -> TaskParts:
+    data = build_pretraining_data(cfg.dataset, data_dir=cfg.paths.data_dir, seed=cfg.seed)
     model = build_albert(
-        cfg["model"]["name"],
+        cfg.model,
         vocab_size=data.form.vocab_size,
         max_length=data.form.max_length,
         pad_token_id=data.form.pad_id,
-        **model_options,
     )
 
     def loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

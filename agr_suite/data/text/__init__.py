@@ -1,6 +1,6 @@
 """Text data for ALBERT pre-training (Table 3): corpora, tokenizers, MLM + SOP examples.
 
-    data = build_pretraining_data(cfg["dataset"], data_dir="data", seed=0)
+    data = build_pretraining_data(cfg.dataset, data_dir="data", seed=0)  # a TextDatasetConfig
     data.train_set, data.eval_set, data.tokenizer, data.info
 
 Corpora: ``wikitext2`` (:mod:`.wikitext`) and the embedded ``pydoc`` (:mod:`.corpus`).
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from ...config import TextDatasetConfig
 from .corpus import Corpus, pydoc_corpus
 from .masking import MaskingRule
 from .pretraining import (
@@ -32,25 +33,6 @@ from .wikitext import load_wikitext2
 __all__ = ["CORPORA", "PretrainingData", "build_pretraining_data", "load_corpus"]
 
 CORPORA = ("wikitext2", "pydoc")
-
-# The dataset settings and their defaults; configs/dataset/{wikitext2,pydoc}.yaml set every one
-# that applies (``variant`` is WikiText-2's only).
-DEFAULTS: dict[str, Any] = {
-    "download": False,
-    "variant": "raw",
-    "eval_split": "test",
-    "tokenizer": "wordpiece",
-    "vocab_size": 30522,
-    "lowercase": True,
-    "max_length": 512,
-    "short_seq_prob": 0.1,
-    "mask_prob": 0.15,
-    "max_ngram": 3,
-    "max_predictions": 75,
-    "mask_token_fraction": 0.8,
-    "random_token_fraction": 0.1,
-    "eval_seed": 0,
-}
 
 
 def load_corpus(
@@ -73,52 +55,46 @@ class PretrainingData:
 
 
 def build_pretraining_data(
-    settings: dict[str, Any], *, data_dir: str | Path, seed: int
+    s: TextDatasetConfig, *, data_dir: str | Path, seed: int
 ) -> PretrainingData:
-    """Train and eval sets for the dataset config ``settings`` (keys: ``name`` and those of
-    :data:`DEFAULTS`). ``seed`` lays out the training pairs; the eval set depends only on the
-    data and ``eval_seed``, so every run is scored on the same examples."""
-    unknown = sorted(set(settings) - set(DEFAULTS) - {"name"})
-    if unknown:
-        raise ValueError(f"unknown dataset setting(s) {', '.join(unknown)} for {settings['name']}")
-    s = {**DEFAULTS, **settings}
-    check_spec(s["tokenizer"])
-    corpus = load_corpus(
-        s["name"], data_dir=data_dir, download=bool(s["download"]), variant=s["variant"]
-    )
-    eval_split = s["eval_split"]
+    """Train and eval sets for the dataset config ``s``. ``seed`` lays out the training
+    pairs; the eval set depends only on the data and ``eval_seed``, so every run is scored on
+    the same examples."""
+    check_spec(s.tokenizer)
+    corpus = load_corpus(s.name, data_dir=data_dir, download=s.download, variant=s.variant)
+    eval_split = s.eval_split
     if eval_split == "train" or eval_split not in corpus.splits:
         choices = [k for k in corpus.splits if k != "train"]
         raise ValueError(f"eval_split={eval_split!r} is not valid; choose one of {choices}")
     tokenizer, description = build_tokenizer(
-        s["tokenizer"],
+        s.tokenizer,
         corpus,
-        vocab_size=int(s["vocab_size"]),
-        lowercase=bool(s["lowercase"]),
+        vocab_size=s.vocab_size,
+        lowercase=s.lowercase,
         data_dir=data_dir,
-        download=bool(s["download"]),
+        download=s.download,
     )
     tokenizer_digest = tokenizer_sha256(tokenizer)  # before encoding sets truncation/padding
     masking = MaskingRule(
-        mask_prob=float(s["mask_prob"]),
-        max_ngram=int(s["max_ngram"]),
-        max_predictions=int(s["max_predictions"]),
-        mask_token_fraction=float(s["mask_token_fraction"]),
-        random_token_fraction=float(s["random_token_fraction"]),
+        mask_prob=s.mask_prob,
+        max_ngram=s.max_ngram,
+        max_predictions=s.max_predictions,
+        mask_token_fraction=s.mask_token_fraction,
+        random_token_fraction=s.random_token_fraction,
     )
-    form = SequenceFormat.of(tokenizer, int(s["max_length"]), masking)
+    form = SequenceFormat.of(tokenizer, s.max_length, masking)
 
     def pairs(split: str, pair_seed: int):
         documents = tokenize_documents(tokenizer, corpus.splits[split])
         return segment_pairs(
             documents,
             max_tokens=form.max_tokens,
-            short_seq_prob=float(s["short_seq_prob"]),
+            short_seq_prob=s.short_seq_prob,
             rng=np.random.default_rng(pair_seed),
         )
 
     train_pairs = pairs("train", seed)
-    eval_pairs = pairs(eval_split, int(s["eval_seed"]))
+    eval_pairs = pairs(eval_split, s.eval_seed)
     if not train_pairs or not eval_pairs:
         raise ValueError(f"{corpus.name}: no sentence pairs in train or {eval_split}")
     train_tokens = sum(len(p.first) + len(p.second) + 3 for p in train_pairs)
@@ -139,7 +115,7 @@ def build_pretraining_data(
     }
     return PretrainingData(
         train_set=PretrainingExamples(train_pairs, form),
-        eval_set=FixedExamples(eval_pairs, form, seed=int(s["eval_seed"])),
+        eval_set=FixedExamples(eval_pairs, form, seed=s.eval_seed),
         tokenizer=tokenizer,
         form=form,
         info=info,

@@ -1,5 +1,7 @@
-"""What the engine needs from a task. A task knows its data, model, loss and evaluation;
-it knows nothing of Hydra, W&B, devices or checkpoints."""
+"""What the engine needs from a task, and how it gets one: the launcher hands
+:func:`agr_suite.engine.train` a :data:`TaskBuilder`, which the engine calls once the run is
+seeded (the model's initial weights depend on the seed). A task knows its data, model, loss
+and evaluation; it knows nothing of Hydra, W&B, devices or checkpoints."""
 
 from __future__ import annotations
 
@@ -91,3 +93,8 @@ class TaskParts:
     """Seconds one ``evaluate`` will take on this device and how that was estimated (e.g. a
     few timed forward passes); called once when the run starts, on the main process, in eval
     mode without gradients. The engine warns when it is over an hour."""
+
+
+TaskBuilder = Callable[[Any], TaskParts]
+"""The run config (``agr_suite.config.RunConfig``) -> the task's parts, e.g.
+``agr_suite.tasks.build_task``; a test passes its own small task."""

@@ -1,0 +1,7 @@
+"""Registers the suite's typed config schema (agr_suite.config) in Hydra's ConfigStore.
+
+Hydra imports every module under ``hydra_plugins`` when it starts, so any composition of
+``configs/`` (run.py, scripts/reproduce.py, the Slurm workers, ``hydra.compose`` in tests)
+finds ``/schema/...`` without importing the suite first."""
+
+import agr_suite.config  # noqa: F401  (registers on import)
