@@ -169,7 +169,10 @@ def test_a_cell_that_does_not_compose_names_the_spec_and_the_cell(tmp_path, caps
     spec.write_text(
         (ROOT / "experiments" / "table2.yaml")
         .read_text()
-        .replace("overrides: [model=vgg11,", "overrides: [model=vgg99,")
+        .replace(
+            "overrides: [experiment=table2/mini/digits_vgg11]",
+            "overrides: [experiment=table2/mini/digits_vgg11, model=vgg99]",
+        )
     )
     code = reproduce.main([str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
