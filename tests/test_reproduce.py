@@ -29,7 +29,7 @@ def expected_runs(table: str, scale: str, runs_dir: Path) -> set[tuple[int, froz
     replaces the scale's); cells with the same overrides are the same runs."""
     raw = yaml.safe_load((ROOT / "experiments" / f"{table}.yaml").read_text())
     scaled = raw["scales"][scale]
-    rows = scaled.get("rows", raw.get("rows"))
+    rows = scaled["rows"]
     columns = [c for c in raw["columns"] if c["name"] in scaled.get("columns", [c["name"]])]
     extra = scaled.get("column_overrides", {})
     root = runs_dir / scaled["runs_subdir"] if scaled.get("runs_subdir") else runs_dir
@@ -253,7 +253,7 @@ scales:
   paper:
     cost: {unit: GPU-hours, per_run: 2.0, per_launch: 1.0}
     metrics:
-      top1: {paired_sd: 1.0, paired_sd_reason: a guess, seeds_for_margin: SEEDS}
+      top1: {paired_sd: 1.0, paired_sd_reason: a guess}
     rows:
       - {name: digits / ResNet-18, overrides: [dataset=digits, model=resnet18]}
 """
@@ -276,7 +276,7 @@ def seeds_for_80_percent_power(effect: float, sd: float) -> int:
 def test_dry_run_prints_the_power_plan_beside_the_specs_seeds(tmp_path, capsys):
     needed = seeds_for_80_percent_power(1.0, 1.0)  # 10
     spec = tmp_path / "power.yaml"
-    spec.write_text(POWER_SPEC.replace("SEEDS", str(needed)))
+    spec.write_text(POWER_SPEC)
     code = reproduce.main([str(spec), "--dry-run", "--runs-dir", str(tmp_path / "r")])
     out = capsys.readouterr().out
     assert code == 0
@@ -286,14 +286,16 @@ def test_dry_run_prints_the_power_plan_beside_the_specs_seeds(tmp_path, capsys):
     assert "the 3-seed plan (this command): 6 runs, 13 GPU-hours" in out
 
 
-def test_a_power_plan_that_disagrees_with_the_calculation_is_refused(tmp_path, capsys):
+def test_a_power_plan_is_computed_not_written_and_needs_its_reason(tmp_path, capsys):
+    """The seeds follow from margin and paired sd; a spec that writes them (the key
+    seeds_for_margin is gone) or an sd without its reason is refused."""
     needed = seeds_for_80_percent_power(1.0, 1.0)
     spec = tmp_path / "power.yaml"
-    spec.write_text(POWER_SPEC.replace("SEEDS", str(needed - 1)))
+    spec.write_text(POWER_SPEC.replace("a guess}", f"a guess, seeds_for_margin: {needed}}}"))
     code = reproduce.main([str(spec), "--dry-run", "--runs-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
-    assert code == 2 and f"needs {needed} seeds" in err and "seeds_for_margin" in err
-    spec.write_text(POWER_SPEC.replace(", seeds_for_margin: SEEDS", ""))
+    assert code == 2 and "unknown ['seeds_for_margin']" in err
+    spec.write_text(POWER_SPEC.replace(", paired_sd_reason: a guess", ""))
     assert reproduce.main([str(spec), "--dry-run"]) == 2
     assert "go together" in capsys.readouterr().err
 
