@@ -1,4 +1,4 @@
-"""Table specs (`experiments/<table>.yaml`): which runs make which cell of a table.
+"""Table specs (`tables/<table>.yaml`): which runs make which cell of a table.
 
 A table is rows x columns. Columns are the compared arms (the optimizer, with or without
 AGR; one is the baseline, and every other column gets a paired difference against it); rows
@@ -10,7 +10,7 @@ plus ``seed=N`` for each seed, so one cell is `python run.py experiment=<preset>
 seed=N`. Cells with the same overrides share their runs (Table 1's rows are epochs of the
 same runs).
 
-The format, with every key (see experiments/table2.yaml for a full example; any other key is
+The format, with every key (see tables/table2.yaml for a full example; any other key is
 refused)::
 
     title: Table 2 ...
@@ -76,7 +76,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ROOT / "experiments"
+TABLES = ROOT / "tables"
 CONFIGS = ROOT / "configs"
 SELECTS = ("final", "best")
 SCALES = ("paper", "mini")
@@ -215,7 +215,7 @@ def merge_overrides(*lists: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 def spec_path(table: str) -> Path:
-    """experiments/<table>.yaml, or `table` itself when it is a path to a YAML file."""
+    """tables/<table>.yaml, or `table` itself when it is a path to a YAML file."""
     candidate = Path(table)
     if candidate.suffix in (".yaml", ".yml"):
         return candidate

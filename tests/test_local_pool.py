@@ -185,7 +185,7 @@ def test_dry_run_prints_the_wall_time_on_n_gpus_with_k_runs_each(
     monkeypatch.setattr(reproduce, "GPU_BENCH", bench)
     import yaml
 
-    raw = yaml.safe_load((ROOT / "experiments" / "table2.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "tables" / "table2.yaml").read_text())
     paper = raw["scales"]["paper"]
     rows = paper["rows"]
     per_run = [row["cost"] if "cost" in row else paper["cost"]["per_run"] for row in rows]

@@ -27,7 +27,7 @@ def expected_runs(table: str, scale: str, runs_dir: Path) -> set[tuple[int, froz
     (the scale's own lists where it has them) and seed, the scale's, row's and column's
     overrides, a later one replacing an earlier one of the same key (a row's batch size
     replaces the scale's); cells with the same overrides are the same runs."""
-    raw = yaml.safe_load((ROOT / "experiments" / f"{table}.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "tables" / f"{table}.yaml").read_text())
     scaled = raw["scales"][scale]
     rows = scaled["rows"]
     columns = [c for c in raw["columns"] if c["name"] in scaled.get("columns", [c["name"]])]
@@ -81,7 +81,7 @@ def test_dry_run_lists_exactly_the_runs_of_the_spec(tmp_path, capsys, table, sca
 
 
 def test_the_papers_table1_values_are_in_its_spec():
-    raw = yaml.safe_load((ROOT / "experiments" / "table1.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "tables" / "table1.yaml").read_text())
     rows = {row["epoch"]: row["paper"] for row in raw["scales"]["paper"]["rows"]}
     adan = [rows[e]["Adan"]["is_mean"] for e in (10, 400, 800, 1200, 1600, 2000)]
     agr = [rows[e]["Adan(AGR)"]["is_mean"] for e in (10, 400, 800, 1200, 1600, 2000)]
@@ -167,7 +167,7 @@ def test_completed_runs_are_skipped_and_an_all_done_table_only_aggregates(
 def test_a_cell_that_does_not_compose_names_the_spec_and_the_cell(tmp_path, capsys):
     spec = tmp_path / "broken.yaml"
     spec.write_text(
-        (ROOT / "experiments" / "table2.yaml")
+        (ROOT / "tables" / "table2.yaml")
         .read_text()
         .replace(
             "overrides: [experiment=table2/mini/digits_vgg11]",

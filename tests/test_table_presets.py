@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from agr_suite.table_spec import load_spec, plan_runs  # noqa: E402
 
-SPECS = ROOT / "experiments"
+SPECS = ROOT / "tables"
 PRESETS = ROOT / "configs" / "experiment"
 TABLES = ["table1", "table2", "table3", "ablation_agr"]
 
@@ -58,9 +58,7 @@ FOLDERS = {
         for o in ("adamw", "adamw_agr")
     },
     ("ablation_agr", "paper"): set(ABLATION_ARMS.format(*["cifar100"] * 10).split()),
-    ("ablation_agr", "mini"): {
-        f"mini/{f}" for f in ABLATION_ARMS.format(*["digits"] * 10).split()
-    },
+    ("ablation_agr", "mini"): {f"mini/{f}" for f in ABLATION_ARMS.format(*["digits"] * 10).split()},
 }
 
 
@@ -69,7 +67,6 @@ T2_MINI = [
     "trainer.num_workers=0", "trainer.batch_size=64", "scheduler=cosine",
     "scheduler.warmup_epochs=1", "trainer.log_every=5",
 ]  # fmt: skip
-T2_MINI_RESNET = ["model=resnet18", "+model.base_width=8", "trainer.epochs=5", "optimizer.lr=2.0e-3"]
 T3_MINI = [
     "experiment=table3/albert_adamw", "dataset=pydoc", "trainer.devices=cpu",
     "trainer.num_workers=0", "trainer.epochs=3", "trainer.batch_size=16",
@@ -103,7 +100,10 @@ SPEC_OVERRIDES = {
         "scheduler.warmup_epochs=20", "trainer.epochs=300", "trainer.batch_size=256",
         "trainer.accumulate=4", "trainer.label_smoothing=0.1",
     ],
-    "table2/mini/digits_resnet18": [*T2_MINI, *T2_MINI_RESNET],
+    "table2/mini/digits_resnet18": [
+        *T2_MINI, "model=resnet18", "+model.base_width=8", "trainer.epochs=5",
+        "optimizer.lr=2.0e-3",
+    ],
     "table2/mini/digits_vgg11": [
         *T2_MINI, "model=vgg11", "+model.base_width=16", "trainer.epochs=5",
         "optimizer.lr=2.0e-3",
