@@ -16,7 +16,7 @@ difference with its 95% t-interval, then generated sentences: which intervals ex
 seed, the lowest and highest cell mean per metric, and, for a metric with a chance level,
 where the cells stand against chance. Numbers come from the CSV (full precision); the metric
 labels, directions, decimals and chance levels from the table's spec
-(``experiments/<table>.yaml`` at the CSV's scale).
+(``tables/<table>.yaml`` at the CSV's scale).
 """
 
 from __future__ import annotations

@@ -1,12 +1,17 @@
-"""Table specs (`experiments/<table>.yaml`): which runs make which cell of a table.
+"""Table specs (`tables/<table>.yaml`): which runs make which cell of a table.
 
-A table is rows x columns. Columns are the compared optimizers (one is the baseline; every
-other column gets a paired difference against it); rows are the settings (data set and
-model, weight decay, or an evaluation epoch). A cell's runs are the Hydra overrides of its
-scale, row and column (later ones win per key) plus ``seed=N`` for each seed. Cells with the
-same overrides share their runs (Table 1's rows are epochs of the same runs).
+A table is rows x columns. Columns are the compared arms (the optimizer, with or without
+AGR; one is the baseline, and every other column gets a paired difference against it); rows
+are the settings (data set and model, weight decay, or an evaluation epoch). A setting is a
+Hydra preset under configs/experiment/ (`# @package _global_`) that the row, or the scale
+for all its rows, chooses with `experiment=<preset>`; a column adds its arm (`optimizer=...`).
+A cell's runs are the Hydra overrides of its scale, row and column (later ones win per key)
+plus ``seed=N`` for each seed, so one cell is `python run.py experiment=<preset> <arm>
+seed=N`. Cells with the same overrides share their runs (Table 1's rows are epochs of the
+same runs).
 
-The format, with every key (see experiments/table2.yaml for a full example)::
+The format, with every key (see tables/table2.yaml for a full example; any other key is
+refused)::
 
     title: Table 2 ...
     seeds: [0, 1, 2]
@@ -24,10 +29,10 @@ The format, with every key (see experiments/table2.yaml for a full example)::
         margin: 0.5          # optional: the equivalence margin of a paired difference, in
                              # the metric's units (TOST; see agr_suite/verdicts.py)
         margin_reason: ...   # why that margin (printed under the table)
-        paired_sd: 0.4       # optional: the assumed sd of the paired differences (the power
-        paired_sd_reason: .. #   plan's basis; with margin and its reason)
-        seeds_for_margin: 8  # with paired_sd: the seeds that detect `margin` with 80% power
-                             # (checked against agr_suite.verdicts.seeds_needed on load)
+        paired_sd: 0.4       # optional: the assumed sd of the paired differences, the power
+        paired_sd_reason: .. #   plan's basis (with margin and its reason); the seeds that
+                             #   detect `margin` with 80% power follow from it
+                             #   (agr_suite.verdicts.seeds_needed)
         chance_key: null     # optional: a run metric holding the accuracy of always
                              # predicting the evaluated set's majority label (m); the cells
                              # are then also judged against the band [100 - m, m] that a
@@ -39,23 +44,22 @@ The format, with every key (see experiments/table2.yaml for a full example)::
     pairs: [[AdamW(AGR), AdamW]]   # optional: which paired differences to show
     paper_source: where the paper values come from (null: none published)
     notes: [...]             # printed under every scale's table; scales add their own
-    rows: [...]              # shared by the scales unless a scale gives its own
     scales:
       paper:
         title: ...           # optional: the table's title at this scale
         seeds: [0, 1, 2, 3, 4]   # optional: this scale's seeds (default: the spec's)
-        overrides: [experiment_name=table2]
+        overrides: [experiment=table1/ddpm_adan]  # optional: before every row's
         runs_subdir: ""      # under paths.runs; the mini scale uses "mini"
         results_subdir: ""   # under results/
         cost: {unit: GPU-hours (...), per_run: 1.0, per_launch: 0.0}
         metrics:             # optional: per-metric settings at this scale (label, margin,
-          fid: {label: ...}  #   margin_reason, paired_sd, paired_sd_reason, seeds_for_margin)
+          fid: {label: ...}  #   margin_reason, paired_sd, paired_sd_reason)
         columns: [AdamW, AdamW(AGR)]   # optional: run only these columns at this scale
         column_overrides: {AdamW(AGR): [...]}  # optional: added to a column at this scale
         notes: [...]
         rows:
           - name: CIFAR-100 / ResNet-18
-            overrides: [dataset=cifar100, model=resnet18]
+            overrides: [experiment=table2/cifar100_resnet18]
             epoch: null      # read the metrics at this epoch of history.jsonl
             cost: 0.8        # per run, in the scale's unit (default cost.per_run)
             paper: {AdamW(AGR): {top1: <value>}}  # column -> metric; absent: not published
@@ -72,7 +76,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = ROOT / "experiments"
+TABLES = ROOT / "tables"
 CONFIGS = ROOT / "configs"
 SELECTS = ("final", "best")
 SCALES = ("paper", "mini")
@@ -96,7 +100,7 @@ class Metric:
     margin_reason: str | None = None
     paired_sd: float | None = None  # assumed sd of paired differences: the power plan's basis
     paired_sd_reason: str | None = None
-    seeds_for_margin: int | None = None  # seeds that detect `margin` with 80% power
+    seeds_for_margin: int | None = None  # from margin and paired_sd: 80% power to detect margin
 
 
 @dataclass(frozen=True)
@@ -211,15 +215,15 @@ def merge_overrides(*lists: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 def spec_path(table: str) -> Path:
-    """experiments/<table>.yaml, or `table` itself when it is a path to a YAML file."""
+    """tables/<table>.yaml, or `table` itself when it is a path to a YAML file."""
     candidate = Path(table)
     if candidate.suffix in (".yaml", ".yml"):
         return candidate
-    return EXPERIMENTS / f"{table}.yaml"
+    return TABLES / f"{table}.yaml"
 
 
 def available_tables() -> list[str]:
-    return sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
+    return sorted(p.stem for p in TABLES.glob("*.yaml"))
 
 
 def load_spec(
@@ -282,46 +286,51 @@ def _margin(value: Any, path: Path, where: str) -> float | None:
     return margin
 
 
-SCALE_METRIC_KEYS = (
-    "label",
-    "margin",
-    "margin_reason",
-    "paired_sd",
-    "paired_sd_reason",
-    "seeds_for_margin",
-)
+# The keys each level of a spec may have (anything else is refused, so a removed or
+# misspelt key cannot be silently ignored).
+TOP_KEYS = (
+    "title", "seeds", "metrics", "columns", "baseline", "pairs", "paper_source", "notes",
+    "scales",
+)  # fmt: skip
+METRIC_KEYS = (
+    "key", "label", "select", "higher_is_better", "decimals", "chance", "chance_basis",
+    "chance_key", "margin", "margin_reason", "paired_sd", "paired_sd_reason",
+)  # fmt: skip
+SCALE_METRIC_KEYS = ("label", "margin", "margin_reason", "paired_sd", "paired_sd_reason")
+COLUMN_KEYS = ("name", "overrides")
+SCALE_KEYS = (
+    "title", "seeds", "overrides", "runs_subdir", "results_subdir", "cost", "metrics",
+    "columns", "column_overrides", "notes", "rows",
+)  # fmt: skip
+COST_KEYS = ("unit", "per_run", "per_launch")
+ROW_KEYS = ("name", "overrides", "epoch", "cost", "paper")
+
+
+def _known(item: dict, allowed: tuple[str, ...], path: Path, where: str) -> None:
+    unknown = set(item) - set(allowed)
+    if unknown:
+        raise _fail(path, where, f"unknown {sorted(unknown)}; the keys are {', '.join(allowed)}")
 
 
 def _power_plan(
     item: dict, margin: float | None, path: Path, where: str
 ) -> tuple[float | None, int | None]:
-    """The assumed paired sd and the seeds it implies for the margin: both declared, and
-    the seeds checked against the power calculation so the spec cannot drift from it."""
+    """The assumed paired sd and the seeds it implies for the margin (80% power, two-sided
+    5%; agr_suite.verdicts.seeds_needed): the sd comes with its reason and a margin."""
     from .verdicts import seeds_needed
 
-    keys = ("paired_sd", "paired_sd_reason", "seeds_for_margin")
+    keys = ("paired_sd", "paired_sd_reason")
     given = [item.get(k) is not None for k in keys]
     if not any(given):
         return None, None
     if not all(given) or margin is None:
-        raise _fail(
-            path,
-            where,
-            "paired_sd, paired_sd_reason and seeds_for_margin go together, with a margin",
-        )
+        raise _fail(path, where, "paired_sd and paired_sd_reason go together, with a margin")
     sd = _number(item["paired_sd"], path, f"{where}.paired_sd")
     if not sd > 0:
         raise _fail(path, f"{where}.paired_sd", f"{sd!r}: an sd is a number > 0")
     needed = seeds_needed(margin, sd)
     if needed is None:
         raise _fail(path, where, f"margin {margin:g} with paired sd {sd:g} needs too many seeds")
-    if item["seeds_for_margin"] != needed:
-        raise _fail(
-            path,
-            f"{where}.seeds_for_margin",
-            f"{item['seeds_for_margin']!r}, but margin {margin:g} with paired sd {sd:g} needs "
-            f"{needed} seeds for 80% power (two-sided 5%); write {needed}",
-        )
     return sd, needed
 
 
@@ -330,10 +339,12 @@ def _parse(
 ) -> TableSpec:
     if not isinstance(raw, dict):
         raise _fail(path, "top level", "a spec is a mapping")
+    _known(raw, TOP_KEYS, path, "top level")
     scales = raw.get("scales") or {}
     if scale not in scales:
         raise _fail(path, "scales", f"no scale {scale!r}; it has: {', '.join(scales) or 'none'}")
     scaled = scales[scale] or {}
+    _known(scaled, SCALE_KEYS, path, f"scales.{scale}")
 
     scaled_metrics = scaled.get("metrics") or {}
     if not isinstance(scaled_metrics, dict):
@@ -343,6 +354,7 @@ def _parse(
         where = f"metrics[{i}]"
         if not isinstance(item, dict) or "key" not in item:
             raise _fail(path, where, "each metric needs a `key`")
+        _known(item, METRIC_KEYS, path, where)
         at_scale = scaled_metrics.get(item["key"]) or {}
         unknown = set(at_scale) - set(SCALE_METRIC_KEYS)
         if unknown:
@@ -397,6 +409,7 @@ def _parse(
     for i, item in enumerate(raw.get("columns") or []):
         if not isinstance(item, dict) or "name" not in item:
             raise _fail(path, f"columns[{i}]", "each column needs a `name`")
+        _known(item, COLUMN_KEYS, path, f"columns[{i}]")
         name = str(item["name"])
         overrides = _overrides(item.get("overrides"), path, f"columns[{i}]")
         scaled_extra = extra_by_column.get(name)
@@ -424,12 +437,12 @@ def _parse(
         columns = [c for c in columns if c.name in keep]
         pairs = [pair for pair in pairs if set(pair) <= set(keep)]
 
-    row_items = scaled.get("rows", raw.get("rows"))
     rows = []
-    for i, item in enumerate(row_items or []):
-        where = f"scales.{scale}.rows[{i}]" if "rows" in scaled else f"rows[{i}]"
+    for i, item in enumerate(scaled.get("rows") or []):
+        where = f"scales.{scale}.rows[{i}]"
         if not isinstance(item, dict) or "name" not in item:
             raise _fail(path, where, "each row needs a `name`")
+        _known(item, ROW_KEYS, path, where)
         epoch = item.get("epoch")
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
             raise _fail(path, where, f"epoch={epoch!r} is not an integer")
@@ -452,6 +465,7 @@ def _parse(
         raise _fail(path, "rows", f"scale {scale!r} needs at least one row, with distinct names")
 
     cost = scaled.get("cost") or {}
+    _known(cost, COST_KEYS, path, f"scales.{scale}.cost")
     spec_seeds = scaled.get("seeds", raw.get("seeds", (0, 1, 2)))
     chosen_seeds = tuple(seeds) if seeds is not None else tuple(spec_seeds)
     if not chosen_seeds or not all(isinstance(s, int) and s >= 0 for s in chosen_seeds):

@@ -3,7 +3,7 @@
     scripts/make_table.py [TABLE ...] [--scale paper|mini] [--seeds 0,1,2]
 
 Writes results/[mini/]TABLE.md, .csv and TABLE_curves.png for each table (default: every
-spec in experiments/) from the run folders alone; missing, failed and NaN runs are listed.
+spec in tables/) from the run folders alone; missing, failed and NaN runs are listed.
 The README's summary of results/mini/ is rewritten from the CSVs by scripts/readme_summary.py
 (`make tables` runs both).
 """

@@ -3,7 +3,7 @@
     scripts/reproduce.py TABLE [TABLE ...] [--seeds 0,1,2] [--scale paper|mini] [--dry-run]
                          [--launcher local|slurm|submitit_local] [-- override ...]
 
-Expands experiments/TABLE.yaml into runs, skips those whose results.json says completed,
+Expands tables/TABLE.yaml into runs, skips those whose results.json says completed,
 launches the rest as one Hydra multirun of run.py (the run_list sweeper: every pending run
 in one launch, so on Slurm one array job whose preempted tasks are requeued and resume
 from their run folder), then writes results/[mini/]TABLE.{md,csv} and TABLE_curves.png.
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawTextHelpFormatter,
     )
     parser.add_argument(
-        "tables", nargs="+", help=f"specs in experiments/ ({', '.join(available_tables())})"
+        "tables", nargs="+", help=f"specs in tables/ ({', '.join(available_tables())})"
     )
     parser.add_argument("--seeds", help="comma-separated seeds (default: the spec's)")
     parser.add_argument("--launcher", default="local", help=f"one of {', '.join(launchers())}")

@@ -185,10 +185,10 @@ def test_dry_run_prints_the_wall_time_on_n_gpus_with_k_runs_each(
     monkeypatch.setattr(reproduce, "GPU_BENCH", bench)
     import yaml
 
-    raw = yaml.safe_load((ROOT / "experiments" / "table2.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "tables" / "table2.yaml").read_text())
     paper = raw["scales"]["paper"]
-    rows = paper.get("rows", raw.get("rows"))
-    per_run = [row.get("cost", paper["cost"]["per_run"]) for row in rows]
+    rows = paper["rows"]
+    per_run = [row["cost"] if "cost" in row else paper["cost"]["per_run"] for row in rows]
     costs = [c for c in per_run for _ in range(len(raw["columns"]) * len(raw["seeds"]))]
     assert len(costs) == 48
     args = ["table2", "--dry-run", "--runs-dir", str(tmp_path), "--gpus", str(gpus)]

@@ -27,9 +27,9 @@ def expected_runs(table: str, scale: str, runs_dir: Path) -> set[tuple[int, froz
     (the scale's own lists where it has them) and seed, the scale's, row's and column's
     overrides, a later one replacing an earlier one of the same key (a row's batch size
     replaces the scale's); cells with the same overrides are the same runs."""
-    raw = yaml.safe_load((ROOT / "experiments" / f"{table}.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "tables" / f"{table}.yaml").read_text())
     scaled = raw["scales"][scale]
-    rows = scaled.get("rows", raw.get("rows"))
+    rows = scaled["rows"]
     columns = [c for c in raw["columns"] if c["name"] in scaled.get("columns", [c["name"]])]
     extra = scaled.get("column_overrides", {})
     root = runs_dir / scaled["runs_subdir"] if scaled.get("runs_subdir") else runs_dir
@@ -81,7 +81,7 @@ def test_dry_run_lists_exactly_the_runs_of_the_spec(tmp_path, capsys, table, sca
 
 
 def test_the_papers_table1_values_are_in_its_spec():
-    raw = yaml.safe_load((ROOT / "experiments" / "table1.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "tables" / "table1.yaml").read_text())
     rows = {row["epoch"]: row["paper"] for row in raw["scales"]["paper"]["rows"]}
     adan = [rows[e]["Adan"]["is_mean"] for e in (10, 400, 800, 1200, 1600, 2000)]
     agr = [rows[e]["Adan(AGR)"]["is_mean"] for e in (10, 400, 800, 1200, 1600, 2000)]
@@ -167,9 +167,12 @@ def test_completed_runs_are_skipped_and_an_all_done_table_only_aggregates(
 def test_a_cell_that_does_not_compose_names_the_spec_and_the_cell(tmp_path, capsys):
     spec = tmp_path / "broken.yaml"
     spec.write_text(
-        (ROOT / "experiments" / "table2.yaml")
+        (ROOT / "tables" / "table2.yaml")
         .read_text()
-        .replace("overrides: [model=vgg11,", "overrides: [model=vgg99,")
+        .replace(
+            "overrides: [experiment=table2/mini/digits_vgg11]",
+            "overrides: [experiment=table2/mini/digits_vgg11, model=vgg99]",
+        )
     )
     code = reproduce.main([str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
@@ -250,7 +253,7 @@ scales:
   paper:
     cost: {unit: GPU-hours, per_run: 2.0, per_launch: 1.0}
     metrics:
-      top1: {paired_sd: 1.0, paired_sd_reason: a guess, seeds_for_margin: SEEDS}
+      top1: {paired_sd: 1.0, paired_sd_reason: a guess}
     rows:
       - {name: digits / ResNet-18, overrides: [dataset=digits, model=resnet18]}
 """
@@ -273,7 +276,7 @@ def seeds_for_80_percent_power(effect: float, sd: float) -> int:
 def test_dry_run_prints_the_power_plan_beside_the_specs_seeds(tmp_path, capsys):
     needed = seeds_for_80_percent_power(1.0, 1.0)  # 10
     spec = tmp_path / "power.yaml"
-    spec.write_text(POWER_SPEC.replace("SEEDS", str(needed)))
+    spec.write_text(POWER_SPEC)
     code = reproduce.main([str(spec), "--dry-run", "--runs-dir", str(tmp_path / "r")])
     out = capsys.readouterr().out
     assert code == 0
@@ -283,14 +286,16 @@ def test_dry_run_prints_the_power_plan_beside_the_specs_seeds(tmp_path, capsys):
     assert "the 3-seed plan (this command): 6 runs, 13 GPU-hours" in out
 
 
-def test_a_power_plan_that_disagrees_with_the_calculation_is_refused(tmp_path, capsys):
+def test_a_power_plan_is_computed_not_written_and_needs_its_reason(tmp_path, capsys):
+    """The seeds follow from margin and paired sd; a spec that writes them (the key
+    seeds_for_margin is gone) or an sd without its reason is refused."""
     needed = seeds_for_80_percent_power(1.0, 1.0)
     spec = tmp_path / "power.yaml"
-    spec.write_text(POWER_SPEC.replace("SEEDS", str(needed - 1)))
+    spec.write_text(POWER_SPEC.replace("a guess}", f"a guess, seeds_for_margin: {needed}}}"))
     code = reproduce.main([str(spec), "--dry-run", "--runs-dir", str(tmp_path / "r")])
     err = capsys.readouterr().err
-    assert code == 2 and f"needs {needed} seeds" in err and "seeds_for_margin" in err
-    spec.write_text(POWER_SPEC.replace(", seeds_for_margin: SEEDS", ""))
+    assert code == 2 and "unknown ['seeds_for_margin']" in err
+    spec.write_text(POWER_SPEC.replace(", paired_sd_reason: a guess", ""))
     assert reproduce.main([str(spec), "--dry-run"]) == 2
     assert "go together" in capsys.readouterr().err
 

@@ -83,7 +83,7 @@ def checkout(cluster, tmp_path_factory):
     tests never write into this repository's own configs/local/)."""
     root = tmp_path_factory.mktemp("checkout")
     ignore = shutil.ignore_patterns("__pycache__", "local")
-    for name in ("lib", "agr_suite", "configs", "experiments", "hydra_plugins", "scripts"):
+    for name in ("lib", "agr_suite", "configs", "tables", "hydra_plugins", "scripts"):
         shutil.copytree(ROOT / name, root / name, ignore=ignore)
     shutil.copy2(ROOT / "run.py", root / "run.py")
     (root / "configs" / "local").mkdir()

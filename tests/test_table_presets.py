@@ -1,0 +1,253 @@
+"""Tables are configs too: every table's settings are Hydra presets (configs/experiment/), the
+table specs only choose them. For every cell of every table at both scales, the command a
+researcher types, `python run.py experiment=<preset> <arm>`, gives exactly the config and the
+run folder of reproduce.py's run of that cell, and the composition of the spec's own override
+list (read from the YAML here, not through agr_suite.table_spec) gives that config too. The
+run folders are the ones the committed results were made from (listed by hand below)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agr_suite.table_spec import load_spec, plan_runs  # noqa: E402
+
+SPECS = ROOT / "tables"
+PRESETS = ROOT / "configs" / "experiment"
+TABLES = ["table1", "table2", "table3", "ablation_agr"]
+
+# The run folders (below paths.runs, without the seed level) of every table, as they were
+# before the settings moved into presets: what results/ was made from.
+ABLATION_ARMS = (
+    "ablation_agr-all-always/{}-resnet18-adamw_agr ablation_agr-all-first10/{}-resnet18-adamw_agr "
+    "ablation_agr-k10/{}-resnet18-adamw_agr ablation_agr-k100-permuted/{}-resnet18-adamw_agr "
+    "ablation_agr-k100/{}-resnet18-adamw_agr ablation_agr-permuted/{}-resnet18-adamw_agr "
+    "ablation_agr-weights-always/{}-resnet18-adamw_agr ablation_agr/{}-resnet18-adamw "
+    "ablation_agr/{}-resnet18-sgd ablation_agr/{}-resnet18-sgd_agr"
+)
+FOLDERS = {
+    ("table1", "paper"): {f"table1/cifar10-ddpm-{o}" for o in ("adan", "adan_agr", "adamw")},
+    ("table1", "mini"): {f"mini/table1/digits-ddpm_small-{o}" for o in ("adan", "adan_agr")},
+    ("table2", "paper"): {
+        f"table2/{d}-{m}-{o}"
+        for d in ("cifar100", "tinyimagenet")
+        for m in ("resnet18", "vgg16", "vit", "convnext")
+        for o in ("adamw", "adamw_agr")
+    },
+    ("table2", "mini"): {
+        f"mini/table2/digits-{m}-{o}"
+        for m in ("resnet18", "vgg11", "vit", "convnext")
+        for o in ("adamw", "adamw_agr")
+    },
+    ("table3", "paper"): {
+        f"table3-wd{wd}/wikitext2-albert_tiny-{o}"
+        for wd in ("0", "0.01", "0.05", "0.1")
+        for o in ("adamw", "adamw_agr")
+    },
+    ("table3", "mini"): {
+        f"mini/table3-wd{wd}/pydoc-albert_tiny-{o}"
+        for wd in ("0", "0.01", "0.05", "0.1")
+        for o in ("adamw", "adamw_agr")
+    },
+    ("ablation_agr", "paper"): set(ABLATION_ARMS.format(*["cifar100"] * 10).split()),
+    ("ablation_agr", "mini"): {f"mini/{f}" for f in ABLATION_ARMS.format(*["digits"] * 10).split()},
+}
+
+
+T2_MINI = [
+    "experiment_name=table2", "dataset=digits", "dataset.augment=false", "trainer.devices=cpu",
+    "trainer.num_workers=0", "trainer.batch_size=64", "scheduler=cosine",
+    "scheduler.warmup_epochs=1", "trainer.log_every=5",
+]  # fmt: skip
+T3_MINI = [
+    "experiment=table3/albert_adamw", "dataset=pydoc", "trainer.devices=cpu",
+    "trainer.num_workers=0", "trainer.epochs=3", "trainer.batch_size=16",
+    "trainer.eval_batch_size=512", "optimizer.lr=2.0e-3", "scheduler.warmup_epochs=0.3",
+    "trainer.log_every=10",
+]  # fmt: skip
+# The independent reference: each preset's settings as the override strings the table specs
+# held before they became presets (an arm's overrides go after them).
+SPEC_OVERRIDES = {
+    "table1/ddpm_adan": ["experiment=table1/ddpm_adan"],
+    "table1/mini/digits_ddpm_small": [
+        "experiment=table1/ddpm_adan", "dataset=digits", "model=ddpm_small",
+        "trainer.devices=cpu", "trainer.num_workers=0", "trainer.epochs=10",
+        "trainer.eval_every=5", "trainer.eval_at=[]", "trainer.batch_size=32",
+        "optimizer.lr=1.0e-3", "scheduler=cosine", "scheduler.warmup_steps=50",
+        "metrics.num_samples=500", "metrics.steps=20", "trainer.log_every=10",
+    ],
+    **{
+        f"table2/{d}_{m}": ["experiment_name=table2", f"dataset={d}", f"model={m}"]
+        for d in ("cifar100", "tinyimagenet")
+        for m in ("resnet18", "vgg16", "vit", "convnext")
+    },
+    "table2/tinyimagenet_vit": [
+        "experiment_name=table2", "dataset=tinyimagenet", "model=vit", "optimizer.lr=5.0e-4",
+        "optimizer.weight_decay=0.05", "scheduler=cosine", "trainer.epochs=300",
+        "trainer.grad_clip=5.0",
+    ],
+    "table2/tinyimagenet_convnext": [
+        "experiment_name=table2", "dataset=tinyimagenet", "model=convnext",
+        "optimizer.lr=4.0e-3", "optimizer.weight_decay=0.05", "scheduler=cosine",
+        "scheduler.warmup_epochs=20", "trainer.epochs=300", "trainer.batch_size=256",
+        "trainer.accumulate=4", "trainer.label_smoothing=0.1",
+    ],
+    "table2/mini/digits_resnet18": [
+        *T2_MINI, "model=resnet18", "+model.base_width=8", "trainer.epochs=5",
+        "optimizer.lr=2.0e-3",
+    ],
+    "table2/mini/digits_vgg11": [
+        *T2_MINI, "model=vgg11", "+model.base_width=16", "trainer.epochs=5",
+        "optimizer.lr=2.0e-3",
+    ],
+    "table2/mini/digits_vit": [
+        *T2_MINI, "model=vit", "model.embed_dim=64", "model.depth=4", "model.num_heads=4",
+        "model.patch_size=8", "model.drop_path_rate=0.0", "trainer.batch_size=32",
+        "trainer.epochs=20", "optimizer.lr=1.0e-3",
+    ],
+    "table2/mini/digits_convnext": [
+        *T2_MINI, "model=convnext", "model.depths=[1,1,1,1]", "model.dims=[8,16,32,64]",
+        "+model.patch_size=2", "model.drop_path_rate=0.0", "trainer.epochs=8",
+        "optimizer.lr=4.0e-3",
+    ],
+    **{
+        f"table3/albert_wd{name}": [
+            "experiment=table3/albert_adamw", f"optimizer.weight_decay={wd}",
+            f"experiment_name=table3-wd{label}",
+        ]
+        for name, wd, label in (("0", "0.0", "0"), ("0_01", "0.01", "0.01"),
+                                ("0_05", "0.05", "0.05"), ("0_1", "0.1", "0.1"))
+    },
+    **{
+        f"table3/mini/pydoc_wd{name}": [
+            *T3_MINI, f"optimizer.weight_decay={wd}", f"experiment_name=table3-wd{label}",
+        ]
+        for name, wd, label in (("0", "0.0", "0"), ("0_01", "0.01", "0.01"),
+                                ("0_05", "0.05", "0.05"), ("0_1", "0.1", "0.1"))
+    },
+    "ablation_agr/cifar100_resnet18": [
+        "experiment_name=ablation_agr", "dataset=cifar100", "model=resnet18",
+    ],
+    "ablation_agr/mini/digits_resnet18": [
+        "experiment_name=ablation_agr", "dataset=digits", "dataset.augment=false",
+        "trainer.devices=cpu", "trainer.num_workers=0", "trainer.epochs=5",
+        "trainer.batch_size=64", "scheduler=cosine", "scheduler.warmup_epochs=1",
+        "optimizer.lr=2.0e-3", "trainer.log_every=2", "model=resnet18", "+model.base_width=8",
+    ],
+}  # fmt: skip
+
+
+def raw_cells(table: str, scale: str):
+    """(row name, column name, preset, arm overrides) for every cell, read from the YAML: the
+    scale's and row's overrides (which may only choose a preset), then the column's and the
+    scale's additions to that column (the arm)."""
+    raw = yaml.safe_load((SPECS / f"{table}.yaml").read_text())
+    scaled = raw["scales"][scale]
+    rows = scaled["rows"] if "rows" in scaled else raw["rows"]
+    keep = scaled["columns"] if "columns" in scaled else [c["name"] for c in raw["columns"]]
+    added = scaled["column_overrides"] if "column_overrides" in scaled else {}
+    for row in rows:
+        setting = [*scaled.get("overrides", []), *row.get("overrides", [])]
+        presets = [o.split("=", 1)[1] for o in setting if o.startswith("experiment=")]
+        assert len(presets) == 1 and len(setting) == 1, (
+            f"{table} {scale} {row['name']}: a row (with its scale) chooses one preset and "
+            f"sets nothing else, not {setting}"
+        )
+        for column in raw["columns"]:
+            if column["name"] in keep:
+                arm = [*column["overrides"], *added.get(column["name"], [])]
+                assert not any(o.startswith("experiment=") for o in arm)
+                yield row["name"], column["name"], presets[0], arm
+
+
+def resolved(cfg) -> dict:
+    """The job's config (everything but Hydra's own node), every interpolation resolved."""
+    return OmegaConf.to_container(
+        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
+    )
+
+
+def hydra_configs():
+    return initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3")
+
+
+@pytest.mark.parametrize("scale", ["paper", "mini"])
+@pytest.mark.parametrize("table", TABLES)
+def test_a_cell_is_its_preset_and_its_arm(tmp_path, table, scale):
+    spec = load_spec(table, scale)
+    planned = {(run.group, run.seed): run for run in plan_runs(spec, tmp_path)}
+    with hydra_configs():
+        check_cells(table, scale, spec, planned, tmp_path)
+
+
+def check_cells(table, scale, spec, planned, tmp_path):
+    group_of = {(c.row.name, c.column.name): c.group for c in spec.cells}
+    runs = tmp_path / "mini" if scale == "mini" else tmp_path
+    seed = spec.seeds[-1]
+    folders = set()
+    cells = list(raw_cells(table, scale))
+    assert len(cells) == len(spec.cells)
+    composed: dict[tuple, tuple[dict, Path]] = {}  # Table 1's rows are epochs of the same runs
+
+    def config(overrides: list[str]) -> dict:
+        return composition(overrides)[0]
+
+    def composition(overrides: list[str]) -> tuple[dict, Path]:
+        """The resolved config and the folder `python run.py <overrides>` writes."""
+        key = tuple(overrides)
+        if key not in composed:
+            cfg = compose("config", overrides, return_hydra_config=True)
+            folder = Path(OmegaConf.to_container(cfg.hydra.run, resolve=True)["dir"])
+            composed[key] = resolved(cfg), folder
+        return composed[key]
+
+    for row, column, preset, arm in cells:
+        assert (PRESETS / f"{preset}.yaml").is_file(), preset
+        common = [f"paths.runs={runs}", f"seed={seed}"]
+        typed = [f"experiment={preset}", *arm, *common]
+        run = planned[(group_of[(row, column)], seed)]
+        where = f"{table} {scale}: {row} x {column}"
+        assert config(typed) == config([*SPEC_OVERRIDES[preset], *arm, *common]), where
+        assert config(typed) == config(list(run.overrides)), where
+        # `python run.py` (one run) writes where reproduce.py's multirun looks for it
+        assert composition(typed)[1] == run.folder, where
+        folders.add(str(run.folder.parent.relative_to(tmp_path)))
+    assert folders == FOLDERS[(table, scale)]
+
+
+@pytest.fixture
+def configs():
+    with hydra_configs():
+        yield
+
+
+def test_the_presets_hold_table2s_code_settings(configs):
+    """The authors' TinyImageNet settings [code] (PAPER_NOTES.md, Table 2) reach the run."""
+    vit = compose("config", ["experiment=table2/tinyimagenet_vit", "optimizer=adamw"])
+    assert (vit.optimizer.lr, vit.optimizer.weight_decay) == (5.0e-4, 0.05)
+    assert (vit.scheduler.name, vit.trainer.epochs, vit.trainer.grad_clip) == ("cosine", 300, 5.0)
+    convnext = compose("config", ["experiment=table2/tinyimagenet_convnext", "optimizer=adamw"])
+    assert (convnext.optimizer.lr, convnext.optimizer.weight_decay) == (4.0e-3, 0.05)
+    assert (convnext.trainer.batch_size, convnext.trainer.accumulate) == (256, 4)
+    assert (convnext.scheduler.name, convnext.scheduler.warmup_epochs) == ("cosine", 20)
+    assert (convnext.trainer.epochs, convnext.trainer.label_smoothing) == (300, 0.1)
+    source = (PRESETS / "table2" / "tinyimagenet_vit.yaml").read_text()
+    assert source.count("# [code]") >= 5
+
+
+def test_every_preset_composes_alone(configs):
+    """A preset is a runnable config: `python run.py experiment=<preset>`."""
+    presets = sorted(PRESETS.rglob("*.yaml"))
+    assert len(presets) > 20
+    for path in presets:
+        name = path.relative_to(PRESETS).with_suffix("").as_posix()
+        cfg = compose("config", [f"experiment={name}"])
+        assert cfg.experiment_name, name
