@@ -101,11 +101,11 @@ SPEC_OVERRIDES = {
         "trainer.accumulate=4", "trainer.label_smoothing=0.1",
     ],
     "table2/mini/digits_resnet18": [
-        *T2_MINI, "model=resnet18", "+model.base_width=8", "trainer.epochs=5",
+        *T2_MINI, "model=resnet18", "model.base_width=8", "trainer.epochs=5",
         "optimizer.lr=2.0e-3",
     ],
     "table2/mini/digits_vgg11": [
-        *T2_MINI, "model=vgg11", "+model.base_width=16", "trainer.epochs=5",
+        *T2_MINI, "model=vgg11", "model.base_width=16", "trainer.epochs=5",
         "optimizer.lr=2.0e-3",
     ],
     "table2/mini/digits_vit": [
@@ -115,7 +115,7 @@ SPEC_OVERRIDES = {
     ],
     "table2/mini/digits_convnext": [
         *T2_MINI, "model=convnext", "model.depths=[1,1,1,1]", "model.dims=[8,16,32,64]",
-        "+model.patch_size=2", "model.drop_path_rate=0.0", "trainer.epochs=8",
+        "model.patch_size=2", "model.drop_path_rate=0.0", "trainer.epochs=8",
         "optimizer.lr=4.0e-3",
     ],
     **{
@@ -140,7 +140,7 @@ SPEC_OVERRIDES = {
         "experiment_name=ablation_agr", "dataset=digits", "dataset.augment=false",
         "trainer.devices=cpu", "trainer.num_workers=0", "trainer.epochs=5",
         "trainer.batch_size=64", "scheduler=cosine", "scheduler.warmup_epochs=1",
-        "optimizer.lr=2.0e-3", "trainer.log_every=2", "model=resnet18", "+model.base_width=8",
+        "optimizer.lr=2.0e-3", "trainer.log_every=2", "model=resnet18", "model.base_width=8",
     ],
 }  # fmt: skip
 
