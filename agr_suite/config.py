@@ -514,7 +514,7 @@ def _optimizer_problem(optimizer: OptimizerConfig) -> str | None:
     way), tried on one CPU parameter; None when it accepts them."""
     import torch
 
-    from .engine.optimizer_config import build_from_config
+    from .optimizer_config import build_from_config
 
     try:
         build_from_config(

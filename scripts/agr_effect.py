@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from agr.update_change import ShadowStep, parameter_kinds
     from agr_suite.config import read_run_config
     from agr_suite.engine import checkpoint
-    from agr_suite.engine.optimizer_config import build_from_config
+    from agr_suite.optimizer_config import build_from_config
     from agr_suite.tasks import build_task
 
     config, ckpt = (

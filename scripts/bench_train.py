@@ -81,10 +81,10 @@ from agr_suite.config import RunConfig, as_dict, load  # noqa: E402
 from agr_suite.data import build_datasets, dataset_info  # noqa: E402
 from agr_suite.engine import RunFolder, train  # noqa: E402
 from agr_suite.engine.loaders import LOADERS, build_train_loader  # noqa: E402
-from agr_suite.engine.optimizer_config import build_from_config  # noqa: E402
 from agr_suite.engine.run_folder import environment  # noqa: E402
 from agr_suite.engine.schedule import build_scheduler  # noqa: E402
 from agr_suite.models import build_model, count_parameters  # noqa: E402
+from agr_suite.optimizer_config import build_from_config  # noqa: E402
 from agr_suite.tasks import build_task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

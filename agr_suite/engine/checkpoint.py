@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..atomic import write_atomic
 from ..errors import UserError
 
 
@@ -19,17 +18,8 @@ class CheckpointError(UserError, RuntimeError):
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename: a reader (or a job killed
-    mid-write) sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """torch.save, whole or not at all (agr_suite.atomic)."""
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

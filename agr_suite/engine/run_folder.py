@@ -7,11 +7,12 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..atomic import write_text_atomic
 
 
 def _jsonable(value: Any) -> Any:
@@ -26,11 +27,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(_jsonable(data), handle, indent=2, allow_nan=False)
-        handle.write("\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
 
 
 class RunFolder:
@@ -67,9 +64,8 @@ class RunFolder:
         """Replace history.jsonl (on resume, with the records the checkpoint carries: the
         file may be a line behind or ahead of a checkpoint if the job was killed between
         the two writes)."""
-        tmp = self.history.with_name(".history.jsonl.tmp")
-        tmp.write_text("".join(json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in records))
-        os.replace(tmp, self.history)
+        lines = "".join(json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in records)
+        write_text_atomic(self.history, lines)
 
     def read_history(self) -> list[dict[str, Any]]:
         if not self.history.exists():

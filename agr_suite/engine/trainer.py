@@ -31,10 +31,10 @@ import agr
 from agr import regularizer, update_change
 
 from ..config import PRECISIONS, RunConfig
+from ..optimizer_config import build_from_config
 from . import checkpoint, distributed
 from .loaders import build_train_loader
 from .loggers import Progress, make_logger
-from .optimizer_config import build_from_config
 from .run_folder import RunFolder, environment
 from .schedule import build_scheduler
 from .task import EvalContext, EvalOutput, TaskBuilder, TaskParts

@@ -23,8 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..atomic import write_atomic
 from ..data.digits import SPLIT_SEED, TEST_FRACTION, load_split
-from ..engine.checkpoint import save_atomic
 
 __all__ = [
     "FEATURE_LABEL",
@@ -208,7 +208,7 @@ class DigitsFeatures:
                 "image_size": IMAGE_SIZE,
                 "state_dict": model.state_dict(),
             }
-            save_atomic(payload, self.cache_path)
+            write_atomic(self.cache_path, lambda tmp: torch.save(payload, tmp))
         else:
             model, accuracy = cached
         self.test_accuracy = accuracy

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import urllib.request
 import warnings
 from collections.abc import Iterable
@@ -34,6 +33,7 @@ import torch
 from scipy import linalg
 from torch import Tensor
 
+from ..atomic import write_atomic
 from ..errors import UserError
 
 __all__ = [
@@ -195,12 +195,11 @@ def _download_weights(url: str, destination: Path, timeout: float = 30.0) -> Non
     """Download ``url`` to ``destination`` (through a temporary file, renamed when complete),
     checking the SHA-256 prefix in its file name (the torch.hub convention). ``timeout`` bounds
     each network wait, so a machine without network fails instead of hanging."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
     match = re.search(r"-([a-f0-9]+)\.", destination.name)
-    digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=destination.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+
+    def fetch(tmp: str) -> None:
+        digest = hashlib.sha256()
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
                 digest.update(chunk)
@@ -209,10 +208,8 @@ def _download_weights(url: str, destination: Path, timeout: float = 30.0) -> Non
                 f"SHA-256 of the download ({digest.hexdigest()[:8]}...) does not start with "
                 f"{match.group(1)} (corrupted or partial download)"
             )
-        os.replace(tmp, destination)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    write_atomic(destination, fetch, suffix=".part")
 
 
 def _missing_message(looked: list[str], what: str, destination: Path | None = None) -> str:
@@ -371,15 +368,7 @@ def _batches(images: ImagesLike, batch_size: int) -> Iterable[Tensor]:
 
 
 def _save_npz_atomic(path: Path, **arrays: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomic(path, lambda tmp: np.savez(tmp, **arrays), suffix=".tmp.npz")
 
 
 def _safe(text: str) -> str:

@@ -9,7 +9,7 @@ import torch
 
 import agr
 
-from ..config import OptimizerConfig
+from .config import OptimizerConfig
 
 # Settings the engine turns into others before agr.build_optimizer sees them.
 _ENGINE_KEYS = ("name", "agr_until_epoch", "agr_permuted")
