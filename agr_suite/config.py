@@ -204,7 +204,7 @@ class LoggerConfig:
     """Weights & Biases by W&B's own conventions: a value left null is W&B's choice from its
     environment variables (WANDB_MODE, WANDB_ENTITY, WANDB_PROJECT, WANDB_DIR)."""
 
-    name: str = _check(one_of(LOGGERS), "none")
+    name: str = _check(one_of(LOGGERS))
     project: str | None = setting(None)  # null: WANDB_PROJECT, else agr-suite
     entity: str | None = setting(None)  # null: WANDB_ENTITY, else the account's default
     group: str | None = setting("${experiment_name}")
