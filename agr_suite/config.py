@@ -430,12 +430,17 @@ SCHEMAS: dict[str, dict[str, type]] = {
 ``/schema/<group>/<kind>``."""
 
 
+# The groups whose YAML files name their schema in their defaults list; the others merge
+# into RunConfig's typed fields.
+NAMED_SCHEMAS = ("dataset", "model", "metrics")
+
+
 def register() -> None:
     """Put the schemas in Hydra's ConfigStore (idempotent; done when this module loads)."""
     store = ConfigStore.instance()
     store.store(name="schema", node=RunConfig)
-    for group, kinds in SCHEMAS.items():
-        for kind, schema in kinds.items():
+    for group in NAMED_SCHEMAS:
+        for kind, schema in SCHEMAS[group].items():
             store.store(group=f"schema/{group}", name=kind, node=schema)
 
 
