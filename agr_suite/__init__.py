@@ -1,13 +1,17 @@
 """agr-suite: the experiment suite that reproduces the AGR paper's tables, on top of the AGR
 library (``agr``, the distribution torch-agr in ``lib/``).
 
-    engine/       the training loop: devices, precision, checkpoints, run folder, logging
-    tasks/        classification, diffusion, pretraining: what each task hands the engine
-    data/         dataset readers and the embedded datasets (images, generation, text/)
-    models/       CIFAR ResNet/VGG, timm ViT/ConvNeXt, diffusers UNets, ALBERT
-    metrics/      accuracy, FID/IS, the digits CNN, SOP/MLM
-    config.py     config checks; preflight.py the machine's; errors.py one exit path
-    table_spec.py, results.py, verdicts.py, claims.py: specs -> runs -> tables -> README
+    config.py        the typed config schema: every setting's type, default, check, source
+    engine/          the training loop and what it needs from a task (task.py): devices,
+                     precision, checkpoints, run folder, logging, the EMA of the weights
+    tasks.py         the launcher's registry: model.task -> the family that builds it
+    classification/  Table 2: task, models, metrics
+    generation/      Table 1: task, data, UNet, diffusion process, FID/IS
+    pretraining/     Table 3: task, text data, ALBERT, SOP/MLM metrics
+    images/          the image data sets both image families read; the device loader
+    optimizer_config.py  the config's optimizer settings -> agr.build_optimizer
+    preflight.py, errors.py, atomic.py  the machine's checks, exit codes, whole-file writes
+    table_spec.py, results.py, verdicts.py, claims.py: tables/ specs -> runs -> tables -> README
     slurm.py, local_pool.py: the Slurm and local launchers' bookkeeping
 
 The library never imports the suite; the suite imports the library as ``agr``.

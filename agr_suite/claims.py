@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .results import (
+from agr_suite.results import (
     MINUS,
     Summary,
     chance_note,
@@ -38,7 +38,7 @@ from .results import (
     identical,
     summarize,
 )
-from .table_spec import ROOT, Metric, load_spec, spec_path
+from agr_suite.table_spec import ROOT, Metric, load_spec, spec_path
 
 BEGIN = "<!-- mini-results:begin -->"
 END = "<!-- mini-results:end -->"

@@ -31,8 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from agr.optim import IMPLS, OPTIMIZERS
 from agr.regularizer import SCOPES
-
-from .errors import ConfigError
+from agr_suite.errors import ConfigError
 
 __all__ = [
     "ConfigError",
@@ -54,7 +53,8 @@ LOGGERS = ("none", "wandb")
 WANDB_MODES = ("online", "offline", "disabled", "shared")
 FEATURES = ("auto", "inception", "digits_cnn")
 SAMPLE_FROM = ("raw", "ema")
-DDIM_VARIANTS = ("ddim", "authors")  # agr_suite.diffusion.DDIM_VARIANTS (tests check they agree)
+# agr_suite.generation.diffusion.DDIM_VARIANTS (a test checks they agree)
+DDIM_VARIANTS = ("ddim", "authors")
 UNET_INITS = ("ddpm", "default")
 # How many betas each optimizer family takes (AdamW (beta1, beta2), Adan (beta1, beta2,
 # beta3), SGD none); tests/test_errors.py checks these against agr.build_optimizer.
@@ -278,9 +278,9 @@ class ModelConfig:
 
 
 # The image classifiers' settings: null is the architecture's own value, which its builder in
-# agr_suite/models documents (ResNet/VGG width 64; ViT-S: patch image_size // 8, embed 384,
-# depth 12, 6 heads, MLP ratio 4, drop path 0.1; ConvNeXt-T: patch image_size // 32, depths
-# (3, 3, 9, 3), dims (96, 192, 384, 768), drop path 0.1).
+# agr_suite/classification/models documents (ResNet/VGG width 64; ViT-S: patch
+# image_size // 8, embed 384, depth 12, 6 heads, MLP ratio 4, drop path 0.1; ConvNeXt-T:
+# patch image_size // 32, depths (3, 3, 9, 3), dims (96, 192, 384, 768), drop path 0.1).
 @dataclass
 class ResNetConfig(ModelConfig):
     task: str = "classification"
@@ -519,7 +519,7 @@ def _optimizer_problem(optimizer: OptimizerConfig) -> str | None:
     way), tried on one CPU parameter; None when it accepts them."""
     import torch
 
-    from .optimizer_config import build_from_config
+    from agr_suite.optimizer_config import build_from_config
 
     try:
         build_from_config(

@@ -24,6 +24,11 @@ class ConfigError(UserError, ValueError):
     """A config value, or the machine a config asks for, that cannot work; names the key."""
 
 
+class DatasetMissingError(UserError, FileNotFoundError):
+    """A data set's files are absent (or corrupted) and could not be downloaded; the message
+    says which files, where they were looked for and how to get them."""
+
+
 @contextmanager
 def exit_on_user_error() -> Iterator[None]:
     """Inside: a :class:`UserError` prints ``error: <message>`` to stderr and exits with

@@ -8,8 +8,7 @@ import dataclasses
 import torch
 
 import agr
-
-from .config import OptimizerConfig
+from agr_suite.config import OptimizerConfig
 
 # Settings the engine turns into others before agr.build_optimizer sees them.
 _ENGINE_KEYS = ("name", "agr_until_epoch", "agr_permuted")

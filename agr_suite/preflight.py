@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .config import LoggerConfig, RunConfig
-from .errors import ConfigError, exit_on_user_error
+from agr_suite.config import LoggerConfig, RunConfig
+from agr_suite.errors import ConfigError, exit_on_user_error
 
 WANDB_OFFLINE_MODES = ("offline", "dryrun", "disabled")
 
@@ -45,7 +45,7 @@ def check_writable(path: str | os.PathLike, setting: str = "paths.runs") -> None
 
 def check_device(devices: str) -> None:
     """ConfigError when ``trainer.devices`` asks for a GPU this machine does not have."""
-    from .engine.distributed import resolve_device
+    from agr_suite.engine.distributed import resolve_device
 
     resolve_device(devices)
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .table_spec import Cell, Metric, PlannedRun, Row, TableSpec
-from .verdicts import Verdict, verdicts
+from agr_suite.table_spec import Cell, Metric, PlannedRun, Row, TableSpec
+from agr_suite.verdicts import Verdict, verdicts
 
 COMPLETED, FAILED, RUNNING, MISSING, NOT_COMPOSED = (
     "completed",
@@ -590,7 +590,7 @@ def _chance_cells(table: Table, metric: Metric) -> list:
 
 
 def _shown_path(path: Path) -> str:
-    from .table_spec import ROOT
+    from agr_suite.table_spec import ROOT
 
     resolved = path.resolve()
     return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)

@@ -317,7 +317,7 @@ def _power_plan(
 ) -> tuple[float | None, int | None]:
     """The assumed paired sd and the seeds it implies for the margin (80% power, two-sided
     5%; agr_suite.verdicts.seeds_needed): the sd comes with its reason and a margin."""
-    from .verdicts import seeds_needed
+    from agr_suite.verdicts import seeds_needed
 
     keys = ("paired_sd", "paired_sd_reason")
     given = [item.get(k) is not None for k in keys]

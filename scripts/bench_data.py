@@ -4,7 +4,7 @@ On CIFAR-shaped data (random uint8 images, 32x32x3; the real CIFAR needs no netw
 the pixels do not change the work): the torchvision pipeline the suite uses without a device
 loader (PIL images, RandomCrop(32, padding=4) -> RandomHorizontalFlip -> RandomRotation(15)
 -> ToTensor -> Normalize, one image at a time through a DataLoader in the main process) and
-agr_suite.data.device_loader.DeviceLoader (the same augmentation batched on the tensors' device,
+agr_suite.images.device_loader.DeviceLoader (the same augmentation batched on the tensors' device,
 here the CPU), each with and without augmentation. One thread, no workers: images/s per
 core. The pipelines take turns epoch by epoch, so both see the same machine load; medians
 and the speed-up of the augmenting device loader over torchvision go to
@@ -36,8 +36,8 @@ for _path in (ROOT / "lib", ROOT):  # this checkout's library (agr) and suite (a
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from agr_suite.data.device_loader import Augment, DeviceLoader  # noqa: E402
 from agr_suite.engine.run_folder import environment  # noqa: E402
+from agr_suite.images.device_loader import Augment, DeviceLoader  # noqa: E402
 
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)  # CIFAR-100's
 BATCH = 128

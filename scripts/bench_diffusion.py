@@ -25,9 +25,10 @@ import torch
 
 import agr
 from agr_suite.config import preset
-from agr_suite.diffusion import EMA, Diffusion
+from agr_suite.engine.ema import EMA
 from agr_suite.engine.run_folder import environment
-from agr_suite.models.diffusion import build_unet
+from agr_suite.generation.diffusion import Diffusion
+from agr_suite.generation.unet import build_unet
 
 SHAPES = {"ddpm_small": (16, 1), "ddpm": (32, 3)}
 

@@ -492,7 +492,7 @@ def main() -> None:
             "num_workers": args.num_workers,
             "runs_per_gpu": args.runs_per_gpu,
             "data": "synthetic, in the real on-disk formats (torchvision's CIFAR pickles, "
-            "TinyImageNet's JPEG folders), read by agr_suite.data",
+            "TinyImageNet's JPEG folders), read by agr_suite.images",
         },
         "how": {name: HOW[name] for name in pieces},
         "pieces": {},

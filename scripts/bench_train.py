@@ -2,12 +2,12 @@
 engine's epoch time.
 
 Same model, data, batch and optimizer in both: a CIFAR ResNet-18 / VGG-11 (100 classes,
-32x32x3) built by agr_suite.models, AdamW with AGR (``optimizer=adamw_agr``, the suite's default)
-with the config's hyperparameters, and a synthetic CIFAR-100 written in the real on-disk
-format (torchvision's pickles) into a temporary data_dir, so both read it through the real
-reader (agr_suite.data.build_datasets, with the config's augmentation). ``--dataset tinyimagenet``
-writes a synthetic TinyImageNet instead (64x64, 200 classes, the official folder layout of
-JPEGs).
+32x32x3) built by agr_suite.classification.models, AdamW with AGR (``optimizer=adamw_agr``,
+the suite's default) with the config's hyperparameters, and a synthetic CIFAR-100 written in
+the real on-disk format (torchvision's pickles) into a temporary data_dir, so both read it
+through the real reader (agr_suite.images.build_datasets, with the config's augmentation).
+``--dataset tinyimagenet`` writes a synthetic TinyImageNet instead (64x64, 200 classes, the
+official folder layout of JPEGs).
 
 - engine: ``agr_suite.engine.train(cfg, run_dir)`` with ``trainer.epochs=1``,
   ``trainer.limit_batches=K``, a fresh run_dir each round (so it never resumes); its speed is
@@ -77,13 +77,14 @@ from torchvision.datasets import CIFAR100  # noqa: E402
 
 import agr  # noqa: E402
 from agr import regularizer  # noqa: E402
+from agr_suite.classification.models import build_model  # noqa: E402
 from agr_suite.config import RunConfig, as_dict, load  # noqa: E402
-from agr_suite.data import build_datasets, dataset_info  # noqa: E402
 from agr_suite.engine import RunFolder, train  # noqa: E402
 from agr_suite.engine.loaders import LOADERS, build_train_loader  # noqa: E402
 from agr_suite.engine.run_folder import environment  # noqa: E402
 from agr_suite.engine.schedule import build_scheduler  # noqa: E402
-from agr_suite.models import build_model, count_parameters  # noqa: E402
+from agr_suite.engine.task import count_parameters  # noqa: E402
+from agr_suite.images import build_datasets, dataset_info  # noqa: E402
 from agr_suite.optimizer_config import build_from_config  # noqa: E402
 from agr_suite.tasks import build_task  # noqa: E402
 
@@ -217,7 +218,7 @@ def engine_epoch(cfg: RunConfig) -> float:
 
 
 class BareLoop:
-    """The hand-written loop, reading the same files through agr_suite.data.build_datasets."""
+    """The hand-written loop, reading the same files through agr_suite.images.build_datasets."""
 
     def __init__(self, cfg: RunConfig, args: argparse.Namespace) -> None:
         self.cfg, self.args = cfg, args
@@ -237,7 +238,7 @@ class BareLoop:
         self.label_smoothing = cfg.trainer.label_smoothing
 
     def build_model(self) -> torch.nn.Module:
-        # as agr_suite.tasks.classification builds it
+        # as agr_suite.classification.task builds it
         return build_model(
             self.cfg.model.name,
             num_classes=self.info.num_classes,
@@ -535,7 +536,7 @@ def main() -> None:
             "channels_last": args.channels_last,
             "compile": args.compile,
             "dataset": (
-                f"synthetic {args.dataset} in its real on-disk format, read by agr_suite.data"
+                f"synthetic {args.dataset} in its real on-disk format, read by agr_suite.images"
             ),
             "train_images": args.train_images,
             "test_images": args.test_images,

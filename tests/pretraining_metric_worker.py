@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import torch
 
-from agr_suite.metrics.pretraining import PretrainingEvaluator
+from agr_suite.pretraining.metrics import PretrainingEvaluator
 
 
 class FixedLogits(torch.nn.Module):

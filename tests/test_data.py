@@ -1,4 +1,4 @@
-"""Dataset readers (agr_suite.data) against small fixtures written in the real on-disk formats.
+"""Dataset readers (agr_suite.images) against small fixtures written in the real on-disk formats.
 
 Nothing here reaches the network: every test runs with ``urllib.request.urlopen`` replaced by a
 function that raises, and the download tests replace torchvision's ``download_url``.
@@ -25,9 +25,15 @@ from sklearn.model_selection import train_test_split
 from torchvision import transforms as T
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from agr_suite.data import DATASETS, DatasetInfo, DatasetMissingError, build_datasets, dataset_info
-from agr_suite.data import digits as digits_module
-from agr_suite.data import tinyimagenet as tiny_module
+from agr_suite.images import (
+    DATASETS,
+    DatasetInfo,
+    DatasetMissingError,
+    build_datasets,
+    dataset_info,
+)
+from agr_suite.images import digits as digits_module
+from agr_suite.images import tinyimagenet as tiny_module
 
 
 @pytest.fixture(autouse=True)
@@ -373,9 +379,9 @@ def test_digits_digest_is_the_raw_split_and_follows_the_data():
 
 
 def test_classification_and_generation_runs_record_the_digits_digest(tmp_path):
+    from agr_suite.classification.task import build
     from agr_suite.config import compose
-    from agr_suite.data.generation import build_generation_datasets
-    from agr_suite.tasks.classification import build
+    from agr_suite.generation.data import build_generation_datasets
 
     cfg = compose(["dataset=digits", "dataset.augment=false", f"paths.data_dir='{tmp_path}'"])
     assert build(cfg).info["data_sha256"] == digits_module.data_sha256()
@@ -385,8 +391,8 @@ def test_classification_and_generation_runs_record_the_digits_digest(tmp_path):
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_digest_is_the_loaded_pixels_and_labels(tmp_path, monkeypatch, name):
-    from agr_suite.data import cifar as cifar_module
-    from agr_suite.data.generation import build_generation_datasets
+    from agr_suite.generation.data import build_generation_datasets
+    from agr_suite.images import cifar as cifar_module
 
     splits = write_cifar(tmp_path / name, name)
     accept_fixture_checksums(monkeypatch, CIFAR_CLASSES[name], tmp_path / name)

@@ -12,7 +12,7 @@ from PIL import Image
 from scipy import stats
 from torchvision import transforms as T
 
-from agr_suite.data.device_loader import (
+from agr_suite.images.device_loader import (
     Augment,
     AugmentDraw,
     DeviceLoader,
@@ -177,8 +177,8 @@ def test_cifar_split_is_the_torchvision_dataset(tmp_path, monkeypatch, name):
     from fixtures import accept_fixture_checksums, write_cifar
     from torchvision.datasets import CIFAR10, CIFAR100
 
-    from agr_suite.data import build_datasets
-    from agr_suite.data.device_data import device_split
+    from agr_suite.images import build_datasets
+    from agr_suite.images.device_data import device_split
 
     write_cifar(tmp_path / name, name)
     accept_fixture_checksums(
@@ -192,8 +192,8 @@ def test_cifar_split_is_the_torchvision_dataset(tmp_path, monkeypatch, name):
 
 
 def test_digits_split_is_the_digits_dataset():
-    from agr_suite.data import build_datasets
-    from agr_suite.data.device_data import device_split
+    from agr_suite.images import build_datasets
+    from agr_suite.images.device_data import device_split
 
     train, test, _ = build_datasets("digits", data_dir=".", augment=True)
     assert_same_as_dataset(device_split(test), test)
@@ -201,15 +201,15 @@ def test_digits_split_is_the_digits_dataset():
 
 
 def test_generation_split_keeps_the_images_in_minus_one_one():
-    from agr_suite.data.device_data import device_split
-    from agr_suite.data.generation import build_generation_datasets
+    from agr_suite.generation.data import build_generation_datasets
+    from agr_suite.images.device_data import device_split
 
     train, _, _ = build_generation_datasets("digits", data_dir=".", hflip=False)
     assert_same_as_dataset(device_split(train), train)
 
 
 def test_a_transform_without_a_device_equivalent_is_refused():
-    from agr_suite.data.device_data import NotOnDevice, augment_of
+    from agr_suite.images.device_data import NotOnDevice, augment_of
 
     with pytest.raises(NotOnDevice, match="ColorJitter"):
         augment_of(T.Compose([T.ColorJitter(0.1), T.ToTensor()]))
@@ -221,8 +221,8 @@ def test_tinyimagenet_split_is_the_image_folder(tmp_path):
     """Decoded once to uint8 (a grayscale JPEG among them, as in the real train split)."""
     from fixtures import write_tinyimagenet
 
-    from agr_suite.data import build_datasets
-    from agr_suite.data.device_data import device_split
+    from agr_suite.images import build_datasets
+    from agr_suite.images.device_data import device_split
 
     write_tinyimagenet(tmp_path)
     train, test, _ = build_datasets("tinyimagenet", data_dir=tmp_path, augment=False)
@@ -253,9 +253,9 @@ def test_auto_keeps_the_dataloader_on_cpu_and_device_is_refused_for_text(monkeyp
     from torch.utils.data import DataLoader
 
     from agr_suite.config import compose
-    from agr_suite.data import build_datasets
     from agr_suite.engine.loaders import build_train_loader
     from agr_suite.errors import ConfigError
+    from agr_suite.images import build_datasets
 
     train, _, _ = build_datasets("digits", data_dir=".", augment=True)
     cfg = compose(["dataset=digits", "trainer.batch_size=8", "trainer.num_workers=0"])

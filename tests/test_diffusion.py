@@ -1,5 +1,5 @@
-"""``agr_suite.models.diffusion`` and ``agr_suite.diffusion``: the UNets, the noising, DDIM,
-grids and the EMA.
+"""``agr_suite.generation.unet``, ``agr_suite.generation.diffusion`` and
+``agr_suite.engine.ema``: the UNets, the noising, DDIM, grids and the EMA.
 
 References are computed here, not taken from the code under test: abar_t from the linear betas in
 float64, the paper UNet's parameter count written out layer by layer from the authors' UNet
@@ -19,8 +19,9 @@ from PIL import Image
 from torch import nn
 
 from agr_suite.config import preset
-from agr_suite.diffusion import EMA, Diffusion, save_grid, to_uint8
-from agr_suite.models.diffusion import build_unet
+from agr_suite.engine.ema import EMA
+from agr_suite.generation.diffusion import Diffusion, save_grid, to_uint8
+from agr_suite.generation.unet import build_unet
 
 T = 1000
 

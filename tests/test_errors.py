@@ -11,10 +11,9 @@ from test_run import FAST, TINY_MODELS, resolved, run_cli, tree_digest
 import agr
 from agr.optim import OPTIMIZERS
 from agr_suite.config import BETAS_PER_FAMILY, ConfigError, validate
-from agr_suite.data import DatasetMissingError
 from agr_suite.engine import CheckpointError, train
-from agr_suite.errors import UserError
-from agr_suite.metrics.generation import InceptionWeightsMissingError
+from agr_suite.errors import DatasetMissingError, UserError
+from agr_suite.generation.metrics import InceptionWeightsMissingError
 from agr_suite.tasks import build_task
 
 TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]

@@ -1,9 +1,10 @@
-"""``agr_suite.models``: shapes, gradients, parameter counts, stems and errors of the model
-builders.
+"""``agr_suite.classification.models``: shapes, gradients, parameter counts, stems and errors
+of the model builders.
 
 Expected parameter counts are written out below from the architectures' definitions (conv, BN,
-LayerNorm and Linear sizes), not computed from ``agr_suite.models``' code; ResNet-18 for
-CIFAR-100 has the known count 11,220,132 (kuangliu/pytorch-cifar's ResNet18 with a 100-way head).
+LayerNorm and Linear sizes), not computed from ``agr_suite.classification.models``' code;
+ResNet-18 for CIFAR-100 has the known count 11,220,132 (kuangliu/pytorch-cifar's ResNet18
+with a 100-way head).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from agr_suite.models import MODELS, build_model, count_parameters
+from agr_suite.classification.models import MODELS, build_model
+from agr_suite.engine.task import count_parameters
 
 # (num_classes, image_size, in_chans): CIFAR-100, TinyImageNet, the embedded 1-channel digits.
 SETTINGS = [(100, 32, 3), (200, 64, 3), (10, 32, 1)]

@@ -17,10 +17,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 from transformers import AlbertForPreTraining
 
 from agr_suite.config import RunConfig, compose, preset
-from agr_suite.metrics.pretraining import PretrainingEvaluator
-from agr_suite.models import count_parameters
-from agr_suite.models.albert import build_albert
-from agr_suite.tasks.pretraining import build
+from agr_suite.engine.task import count_parameters
+from agr_suite.pretraining.albert import build_albert
+from agr_suite.pretraining.metrics import PretrainingEvaluator
+from agr_suite.pretraining.task import build
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

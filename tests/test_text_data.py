@@ -1,4 +1,4 @@
-"""Text data for ALBERT pre-training (agr_suite.data.text): corpora, WikiText readers on
+"""Text data for ALBERT pre-training (agr_suite.pretraining.text): corpora, WikiText readers on
 fixture files in the real formats, tokenizers, sentence-order pairs and n-gram masking.
 
 Expectations come from the fixtures' construction, hand computation and the rules' own
@@ -15,25 +15,30 @@ import text_fixtures
 import torch
 
 from agr_suite.config import TextDatasetConfig
-from agr_suite.data import DatasetMissingError
-from agr_suite.data.text import build_pretraining_data
-from agr_suite.data.text.corpus import PYDOC_TEST_EVERY, Corpus, pydoc_corpus, split_sentences
-from agr_suite.data.text.masking import (
+from agr_suite.errors import DatasetMissingError
+from agr_suite.pretraining.text import build_pretraining_data
+from agr_suite.pretraining.text.corpus import (
+    PYDOC_TEST_EVERY,
+    Corpus,
+    pydoc_corpus,
+    split_sentences,
+)
+from agr_suite.pretraining.text.masking import (
     IGNORE_INDEX,
     MaskingRule,
     choose_masked_positions,
     mask_sequence,
     word_spans,
 )
-from agr_suite.data.text.pretraining import (
+from agr_suite.pretraining.text.pretraining import (
     FixedExamples,
     Sentence,
     SequenceFormat,
     make_example,
     segment_pairs,
 )
-from agr_suite.data.text.tokenizer import SPECIAL_TOKENS, build_tokenizer
-from agr_suite.data.text.wikitext import load_wikitext2
+from agr_suite.pretraining.text.tokenizer import SPECIAL_TOKENS, build_tokenizer
+from agr_suite.pretraining.text.wikitext import load_wikitext2
 
 
 def within(count: float, n: int, p: float, sigmas: float = 4.0) -> bool:

@@ -1,5 +1,6 @@
-"""The learned WordPiece tokenizer is the same in any process (agr_suite.data.text.tokenizer), and a
-pre-training run records what its numbers depend on (tokenizer and corpus digests).
+"""The learned WordPiece tokenizer is the same in any process
+(agr_suite.pretraining.text.tokenizer), and a pre-training run records what its numbers
+depend on (tokenizer and corpus digests).
 
 Expectations come from hand computation (the merge order of a tiny corpus), an independent
 slow re-implementation of the documented rule (recount every pair before every merge), and
@@ -18,9 +19,9 @@ from pathlib import Path
 import text_fixtures
 
 from agr_suite.config import TextDatasetConfig
-from agr_suite.data.text import build_pretraining_data
-from agr_suite.data.text.corpus import Corpus, pydoc_corpus
-from agr_suite.data.text.tokenizer import (
+from agr_suite.pretraining.text import build_pretraining_data
+from agr_suite.pretraining.text.corpus import Corpus, pydoc_corpus
+from agr_suite.pretraining.text.tokenizer import (
     MAX_WORD_CHARS,
     SPECIAL_TOKENS,
     build_tokenizer,
@@ -37,8 +38,8 @@ SPECIALS = list(SPECIAL_TOKENS)
 _CHILD = """
 import hashlib, json, sys
 from pathlib import Path
-from agr_suite.data.text.corpus import pydoc_corpus
-from agr_suite.data.text.tokenizer import build_tokenizer, tokenizer_sha256
+from agr_suite.pretraining.text.corpus import pydoc_corpus
+from agr_suite.pretraining.text.tokenizer import build_tokenizer, tokenizer_sha256
 tokenizer, _ = build_tokenizer(
     "wordpiece", pydoc_corpus(), vocab_size=5000, lowercase=True, data_dir=sys.argv[1]
 )

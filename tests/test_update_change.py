@@ -44,7 +44,7 @@ def test_parameter_kinds():
 def test_parameter_kinds_of_a_vit_put_its_position_embedding_and_token_with_embeddings():
     """timm's ViT holds pos_embed (1, N, D) and cls_token (1, 1, D) itself; the patch
     embedding is a conv."""
-    from agr_suite.models import build_model
+    from agr_suite.classification.models import build_model
 
     kinds = parameter_kinds(
         build_model(

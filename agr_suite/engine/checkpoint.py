@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import write_atomic
-from ..errors import UserError
+from agr_suite.atomic import write_atomic
+from agr_suite.errors import UserError
 
 
 class CheckpointError(UserError, RuntimeError):

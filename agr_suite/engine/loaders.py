@@ -1,5 +1,5 @@
 """The training loader of a run: torch's DataLoader over the task's dataset, or the
-device-resident loader (agr_suite.data.device_loader) over the same images and transform.
+device-resident loader (agr_suite.images.device_loader) over the same images and transform.
 
 ``dataset.loader``: ``torch`` (DataLoader + DistributedSampler, CPU workers), ``device``
 (the whole split on the run's device, augmented there batch by batch), or ``auto``: device on
@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..config import LOADERS, ImageDatasetConfig, RunConfig
-from ..data.device_data import NotOnDevice, device_split
-from ..data.device_loader import DeviceLoader
-from ..errors import ConfigError
+from agr_suite.config import LOADERS, ImageDatasetConfig, RunConfig
+from agr_suite.errors import ConfigError
+from agr_suite.images.device_data import NotOnDevice, device_split
+from agr_suite.images.device_loader import DeviceLoader
 
 __all__ = ["LOADERS", "build_train_loader"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import write_text_atomic
+from agr_suite.atomic import write_text_atomic
 
 
 def _jsonable(value: Any) -> Any:

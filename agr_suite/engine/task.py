@@ -98,3 +98,9 @@ class TaskParts:
 TaskBuilder = Callable[[Any], TaskParts]
 """The run config (``agr_suite.config.RunConfig``) -> the task's parts, e.g.
 ``agr_suite.tasks.build_task``; a test passes its own small task."""
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = True) -> int:
+    """Number of scalar parameters, each shared (tied) tensor counted once."""
+    unique = {id(p): p for p in model.parameters()}  # parameters() already dedups; be explicit
+    return sum(p.numel() for p in unique.values() if p.requires_grad or not trainable_only)

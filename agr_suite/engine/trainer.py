@@ -29,15 +29,14 @@ from torch.utils.data import DataLoader, Sampler
 
 import agr
 from agr import regularizer, update_change
-
-from ..config import PRECISIONS, RunConfig
-from ..optimizer_config import build_from_config
-from . import checkpoint, distributed
-from .loaders import build_train_loader
-from .loggers import Progress, make_logger
-from .run_folder import RunFolder, environment
-from .schedule import build_scheduler
-from .task import EvalContext, EvalOutput, TaskBuilder, TaskParts
+from agr_suite.config import PRECISIONS, RunConfig
+from agr_suite.engine import checkpoint, distributed
+from agr_suite.engine.loaders import build_train_loader
+from agr_suite.engine.loggers import Progress, make_logger
+from agr_suite.engine.run_folder import RunFolder, environment
+from agr_suite.engine.schedule import build_scheduler
+from agr_suite.engine.task import EvalContext, EvalOutput, TaskBuilder, TaskParts
+from agr_suite.optimizer_config import build_from_config
 
 # A task's evaluation estimated to take longer than this on the run's device is announced
 # with a warning when the run starts (TaskParts.estimate_eval_s).

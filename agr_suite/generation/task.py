@@ -24,34 +24,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..config import FEATURES, SAMPLE_FROM, GenerationMetricsConfig, RunConfig
-from ..data.generation import build_generation_datasets
-from ..diffusion import EMA, Diffusion, save_grid, to_uint8
-from ..engine.task import EvalContext, EvalOutput, TaskParts
-from ..metrics.generation import GenerationMetrics, resolve_inception_weights
-from ..models import count_parameters
-from ..models.diffusion import build_unet
-
-
-class EMAState:
-    """The EMA of the weights as the engine's task state (see
-    ``agr_suite.engine.task.TaskState``)."""
-
-    def __init__(self, decay: float) -> None:
-        self.decay = float(decay)
-        self.ema: EMA | None = None
-
-    def setup(self, model: nn.Module, device: torch.device) -> None:
-        self.ema = EMA(model, self.decay)  # a float32 copy of the weights, on their device
-
-    def after_step(self, model: nn.Module) -> None:
-        self.ema.update(model)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"ema": self.ema.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.ema.load_state_dict(state["ema"])
+from agr_suite.config import FEATURES, SAMPLE_FROM, GenerationMetricsConfig, RunConfig
+from agr_suite.engine.ema import EMAState
+from agr_suite.engine.task import EvalContext, EvalOutput, TaskParts, count_parameters
+from agr_suite.generation.data import build_generation_datasets
+from agr_suite.generation.diffusion import Diffusion, save_grid, to_uint8
+from agr_suite.generation.metrics import GenerationMetrics, resolve_inception_weights
+from agr_suite.generation.unet import build_unet
 
 
 def feature_kind(features: str, dataset: str) -> str:
@@ -82,11 +61,11 @@ class Scorer:
 
     def _build(self, device: torch.device) -> GenerationMetrics:
         if self.kind == "inception":
-            from ..metrics.generation import InceptionFeatures
+            from agr_suite.generation.metrics import InceptionFeatures
 
             extractor = InceptionFeatures(self.settings.inception_weights, device)
         else:
-            from ..metrics.digits_features import DigitsFeatures
+            from agr_suite.generation.digits_features import DigitsFeatures
 
             extractor = DigitsFeatures(self.data_dir / "digits_cnn", device)
         metrics = GenerationMetrics(

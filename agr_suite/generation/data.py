@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from . import cifar, digits
+from agr_suite.images import cifar, digits
 
 __all__ = ["GENERATION_DATASETS", "GenerationDataInfo", "build_generation_datasets"]
 

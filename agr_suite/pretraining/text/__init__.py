@@ -5,7 +5,7 @@
 
 Corpora: ``wikitext2`` (:mod:`.wikitext`) and the embedded ``pydoc`` (:mod:`.corpus`).
 Tokenizers: :mod:`.tokenizer`. Examples and masking: :mod:`.pretraining`, :mod:`.masking`.
-Absent data raises :class:`agr_suite.data.DatasetMissingError` with what to stage where.
+Absent data raises :class:`agr_suite.images.DatasetMissingError` with what to stage where.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from ...config import TextDatasetConfig
-from .corpus import Corpus, pydoc_corpus
-from .masking import MaskingRule
-from .pretraining import (
+from agr_suite.config import TextDatasetConfig
+from agr_suite.pretraining.text.corpus import Corpus, pydoc_corpus
+from agr_suite.pretraining.text.masking import MaskingRule
+from agr_suite.pretraining.text.pretraining import (
     FixedExamples,
     PretrainingExamples,
     SequenceFormat,
     segment_pairs,
     tokenize_documents,
 )
-from .tokenizer import build_tokenizer, check_spec, tokenizer_sha256
-from .wikitext import load_wikitext2
+from agr_suite.pretraining.text.tokenizer import build_tokenizer, check_spec, tokenizer_sha256
+from agr_suite.pretraining.text.wikitext import load_wikitext2
 
 __all__ = ["CORPORA", "PretrainingData", "build_pretraining_data", "load_corpus"]
 

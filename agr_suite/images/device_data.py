@@ -1,4 +1,4 @@
-"""A dataset's images as tensors for :class:`agr_suite.data.device_loader.DeviceLoader`.
+"""A dataset's images as tensors for :class:`agr_suite.images.device_loader.DeviceLoader`.
 
 :func:`device_split` reads the images, labels and transform of a dataset the suite builds
 (torchvision's CIFAR, the TinyImageNet ImageFolder, the digits, the generation images) and
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torchvision import transforms as T
 
-from .device_loader import Augment
+from agr_suite.images.device_loader import Augment
 
 __all__ = ["DeviceSplit", "device_split", "augment_of"]
 
@@ -85,8 +85,8 @@ def device_split(dataset) -> DeviceSplit:
     """The images of ``dataset`` as tensors with its transform as an :class:`Augment`."""
     from torchvision.datasets import CIFAR10, ImageFolder
 
-    from .digits import DigitsDataset
-    from .generation import ImageTensors
+    from agr_suite.generation.data import ImageTensors
+    from agr_suite.images.digits import DigitsDataset
 
     if isinstance(dataset, ImageTensors):  # generation images, already in [-1, 1]
         augment = Augment(hflip=dataset.hflip)

@@ -9,10 +9,11 @@ configuration the authors' ALBERT code loads, ``configs/model/albert_tiny.yaml``
 passed to :func:`build_albert` as a keyword.
 
 The model is :class:`AlbertForPreTrainingAtMasks`, an ``AlbertForPreTraining`` whose forward
-also takes ``mlm_positions`` ([batch, P], see :mod:`agr_suite.data.text.masking`): the MLM head then
-runs on those P positions only instead of on every position of the sequence. The loss is the
-same number (mean cross-entropy over the predicted tokens plus the SOP cross-entropy); the
-vocabulary projection, the largest cost of a small model, shrinks by max_length / P.
+also takes ``mlm_positions`` ([batch, P], see :mod:`agr_suite.pretraining.text.masking`): the
+MLM head then runs on those P positions only instead of on every position of the sequence. The
+loss is the same number (mean cross-entropy over the predicted tokens plus the SOP
+cross-entropy); the vocabulary projection, the largest cost of a small model, shrinks by
+max_length / P.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from transformers import AlbertConfig, AlbertForPreTraining
 from transformers.models.albert.modeling_albert import AlbertForPreTrainingOutput
 
-from ..config import AlbertModelConfig
+from agr_suite.config import AlbertModelConfig
 
 __all__ = ["AlbertForPreTrainingAtMasks", "albert_config", "build_albert"]
 

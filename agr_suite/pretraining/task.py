@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from ..config import RunConfig
-from ..data.text import build_pretraining_data
-from ..engine.task import TaskParts
-from ..metrics.pretraining import PretrainingEvaluator
-from ..models import count_parameters
-from ..models.albert import build_albert
+from agr_suite.config import RunConfig
+from agr_suite.engine.task import TaskParts, count_parameters
+from agr_suite.pretraining.albert import build_albert
+from agr_suite.pretraining.metrics import PretrainingEvaluator
+from agr_suite.pretraining.text import build_pretraining_data
 
 
 def build(cfg: RunConfig) -> TaskParts:

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from .base import DatasetInfo
+from agr_suite.images.base import DatasetInfo
 
 __all__ = ["INFO", "DigitsDataset", "build", "data_sha256", "load_split", "split_sha256"]
 

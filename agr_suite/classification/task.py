@@ -1,16 +1,16 @@
-"""Image classification (Table 2): a data set from agr_suite.data, a model from agr_suite.models,
-cross-entropy, and top-1/top-5 accuracy."""
+"""Image classification (Table 2): a data set from agr_suite.images, a model from
+agr_suite.classification.models, cross-entropy, and top-1/top-5 accuracy."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from ..config import RunConfig
-from ..data import build_datasets, cifar, digits, tinyimagenet
-from ..engine.task import TaskParts
-from ..metrics.classification import ClassificationEvaluator
-from ..models import build_model, count_parameters
+from agr_suite.classification.metrics import ClassificationEvaluator
+from agr_suite.classification.models import build_model
+from agr_suite.config import RunConfig
+from agr_suite.engine.task import TaskParts, count_parameters
+from agr_suite.images import build_datasets, cifar, digits, tinyimagenet
 
 
 def _data_sha256(name: str, train_set, eval_set) -> str:

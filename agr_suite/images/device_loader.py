@@ -1,6 +1,6 @@
 """A data loader that keeps the whole image set on the device and augments whole batches there.
 
-The torchvision pipelines of the suite (``agr_suite.data.cifar``, ``tinyimagenet``, ``digits``,
+The torchvision pipelines of the suite (``agr_suite.images.cifar``, ``tinyimagenet``, ``digits``,
 ``generation``) run per image on CPU workers: random crop with zero padding, horizontal
 flip, rotation with zero fill, then scaling and normalisation. :class:`DeviceLoader` does the
 same on a batch at once, on the device that holds the images:

@@ -1,10 +1,8 @@
-"""What every dataset reader shares: its description and the error for absent data."""
+"""What every image data set reader shares: its description."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -19,7 +17,3 @@ class DatasetInfo:
     std: tuple[float, ...]
     train_size: int
     test_size: int
-
-
-class DatasetMissingError(UserError, FileNotFoundError):
-    """The dataset's files are absent (or corrupted) and could not be downloaded."""

@@ -1,4 +1,6 @@
-"""Image-classification datasets for the suite: CIFAR-10/100, TinyImageNet-200, sklearn digits.
+"""The image data sets both image families read: CIFAR-10/100, TinyImageNet-200, sklearn
+digits (classification: :func:`build_datasets`; generation: agr_suite.generation.data), and
+the device-resident training loader (:mod:`.device_loader`, :mod:`.device_data`).
 
     train, test, info = build_datasets("cifar100", data_dir="data", download=True)
 
@@ -14,8 +16,9 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from . import cifar, digits, tinyimagenet
-from .base import DatasetInfo, DatasetMissingError
+from agr_suite.errors import DatasetMissingError
+from agr_suite.images import cifar, digits, tinyimagenet
+from agr_suite.images.base import DatasetInfo
 
 __all__ = ["DATASETS", "DatasetInfo", "DatasetMissingError", "build_datasets", "dataset_info"]
 

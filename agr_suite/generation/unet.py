@@ -1,7 +1,7 @@
 """Noise-prediction UNets for image generation (Table 1), built with diffusers' ``UNet2DModel``.
 
     from agr_suite.config import preset
-    from agr_suite.models.diffusion import build_unet
+    from agr_suite.generation.unet import build_unet
     unet = build_unet(preset("model", "ddpm"), image_size=32, in_chans=3)  # the paper's UNet
     unet = build_unet(preset("model", "ddpm_small"), image_size=16, in_chans=1)  # CPU digits
     eps = unet(x_t, t).sample                                              # [B, C, H, W]
@@ -34,7 +34,7 @@ from diffusers import UNet2DModel
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
-from ..config import UNET_INITS, UNetConfig
+from agr_suite.config import UNET_INITS, UNetConfig
 
 __all__ = ["build_unet", "ddpm_init_"]
 

@@ -53,8 +53,8 @@ from pathlib import Path
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from ..base import DatasetMissingError
-from .corpus import Corpus
+from agr_suite.errors import DatasetMissingError
+from agr_suite.pretraining.text.corpus import Corpus
 
 __all__ = [
     "REFUSED",

@@ -22,7 +22,8 @@ from torchvision.datasets.utils import (
     extract_archive,
 )
 
-from .base import DatasetInfo, DatasetMissingError
+from agr_suite.errors import DatasetMissingError
+from agr_suite.images.base import DatasetInfo
 
 __all__ = [
     "INFO",
@@ -158,7 +159,7 @@ def reorganise_val(root: str | os.PathLike) -> None:
     except OSError:  # absent, or holds files the annotations do not name: keep them
         pass
     marker.write_text(
-        "val/images was moved into val/<wnid>/ folders by agr_suite.data.tinyimagenet\n"
+        "val/images was moved into val/<wnid>/ folders by agr_suite.images.tinyimagenet\n"
     )
 
 

@@ -17,7 +17,8 @@ from torchvision import transforms as T
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_integrity, extract_archive
 
-from .base import DatasetInfo, DatasetMissingError
+from agr_suite.errors import DatasetMissingError
+from agr_suite.images.base import DatasetInfo
 
 __all__ = ["INFOS", "build", "data_sha256", "load", "train_transform", "test_transform"]
 

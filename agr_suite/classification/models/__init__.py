@@ -1,6 +1,6 @@
 """Image-classification models for small inputs (CIFAR 32x32, TinyImageNet 64x64, digits 1x32x32).
 
-    from agr_suite.models import build_model
+    from agr_suite.classification.models import build_model
     model = build_model("resnet18", num_classes=100, image_size=32)
     model = build_model("vit", num_classes=200, image_size=64, depth=6)
 
@@ -25,11 +25,11 @@ from typing import Any
 
 from torch import nn
 
-from .cifar_resnet import resnet18, resnet34, resnet50
-from .cifar_vgg import vgg11, vgg16
-from .timm_models import convnext, vit
+from agr_suite.classification.models.cifar_resnet import resnet18, resnet34, resnet50
+from agr_suite.classification.models.cifar_vgg import vgg11, vgg16
+from agr_suite.classification.models.timm_models import convnext, vit
 
-__all__ = ["MODELS", "build_model", "count_parameters"]
+__all__ = ["MODELS", "build_model"]
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
@@ -68,9 +68,3 @@ def build_model(
             f"valid options: {', '.join(valid)}"
         )
     return builder(num_classes=num_classes, image_size=image_size, in_chans=in_chans, **options)
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of scalar parameters, each shared (tied) tensor counted once."""
-    unique = {id(p): p for p in model.parameters()}  # parameters() already dedups; be explicit
-    return sum(p.numel() for p in unique.values() if p.requires_grad or not trainable_only)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .masking import MaskingRule, mask_sequence
+from agr_suite.pretraining.text.masking import MaskingRule, mask_sequence
 
 __all__ = [
     "FixedExamples",

@@ -1,7 +1,9 @@
-"""The diffusion process of the image-generation runs (Table 1): training loss, DDIM sampling,
-sample grids and the EMA of the weights. No training loop here.
+"""The diffusion process of the image-generation runs (Table 1): training loss, DDIM sampling
+and sample grids (the EMA of the weights is the engine's: agr_suite.engine.ema). No training
+loop here.
 
-    from agr_suite.diffusion import EMA, Diffusion, save_grid
+    from agr_suite.engine.ema import EMA
+    from agr_suite.generation.diffusion import Diffusion, save_grid
     diffusion = Diffusion()                                   # T=1000, linear betas 1e-4..0.02
     loss = diffusion.loss(unet, images)                       # images in [-1, 1]; scalar MSE
     ema = EMA(unet, decay=0.9999); ...; ema.update(unet)      # after each optimizer step
@@ -31,7 +33,6 @@ and ends at abar_0 = 1 - 1e-4 instead of 1: ``Diffusion(ddim="authors")`` reprod
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +43,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import Tensor, nn
 
-__all__ = ["DDIM_VARIANTS", "EMA", "SCHEDULES", "Diffusion", "save_grid", "to_uint8"]
+__all__ = ["DDIM_VARIANTS", "SCHEDULES", "Diffusion", "save_grid", "to_uint8"]
 
 # Our schedule names -> diffusers' beta_schedule. The authors' diffusion.py also has "cosine"
 # (Nichol & Dhariwal; diffusers' "squaredcos_cap_v2"); the paper's runs use "linear".
@@ -331,114 +332,3 @@ def save_grid(images: Tensor, path: str | Path, nrow: int | None = None) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(unit.cpu(), path, nrow=nrow, format="png")
     return path
-
-
-class EMA:
-    """Exponential moving average of a model's parameters, kept in float32.
-
-    ``ema = decay * ema + (1 - decay) * param`` after every :meth:`update`, starting from a copy
-    of the parameters at construction (no warm-up, as in the authors' code); buffers (e.g.
-    BatchNorm statistics; the UNets have none) are copied, not averaged. Parameters are matched
-    by name, so pass the same (unwrapped: not DDP/compiled) model each time.
-
-        ema = EMA(model, decay=0.9999)
-        ...; optimizer.step(); ema.update(model)
-        ema.store(model); ema.copy_to(model); evaluate(model); ema.restore(model)
-        frozen = ema.averaged_model(model)           # a copy with the EMA weights
-        torch.save({"ema": ema.state_dict()}, ...)   # and ema.load_state_dict(...) to resume
-    """
-
-    def __init__(self, model: nn.Module, decay: float = 0.9999) -> None:
-        if not 0.0 <= decay <= 1.0:
-            raise ValueError(f"decay must be in [0, 1], got {decay}")
-        self.decay = float(decay)
-        self.num_updates = 0
-        with torch.no_grad():
-            self.shadow: dict[str, Tensor] = {
-                name: p.detach().to(torch.float32, copy=True)
-                for name, p in model.named_parameters()
-            }
-            self.buffers: dict[str, Tensor] = {
-                name: b.detach().clone() for name, b in model.named_buffers()
-            }
-        self._backup: dict[str, Tensor] | None = None
-
-    def _params(self, model: nn.Module) -> list[Tensor]:
-        params = dict(model.named_parameters())
-        if params.keys() != self.shadow.keys():
-            missing = sorted(self.shadow.keys() - params.keys())[:5]
-            extra = sorted(params.keys() - self.shadow.keys())[:5]
-            raise ValueError(
-                f"model parameters do not match the EMA's (missing {missing}, extra {extra})"
-            )
-        return [params[name].detach() for name in self.shadow]
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """One EMA step towards the model's current parameters; copy its buffers."""
-        shadow = list(self.shadow.values())
-        params = [p if p.dtype == torch.float32 else p.float() for p in self._params(model)]
-        if shadow:
-            torch._foreach_mul_(shadow, self.decay)
-            torch._foreach_add_(shadow, params, alpha=1.0 - self.decay)
-        model_buffers = dict(model.named_buffers())
-        for name, buf in self.buffers.items():
-            buf.copy_(model_buffers[name])
-        self.num_updates += 1
-
-    @torch.no_grad()
-    def copy_to(self, model: nn.Module) -> None:
-        """Write the EMA weights (and buffers) into ``model``'s parameters, cast to their dtype."""
-        targets = self._params(model)
-        torch._foreach_copy_(
-            targets, [s.to(t.dtype) for s, t in zip(self.shadow.values(), targets)]
-        )
-        model_buffers = dict(model.named_buffers())
-        for name, buf in self.buffers.items():
-            model_buffers[name].copy_(buf)
-
-    @torch.no_grad()
-    def store(self, model: nn.Module) -> None:
-        """Keep a copy of ``model``'s current parameters for :meth:`restore`."""
-        self._backup = {n: p.clone() for n, p in zip(self.shadow, self._params(model))}
-
-    @torch.no_grad()
-    def restore(self, model: nn.Module) -> None:
-        """Put back the parameters saved by :meth:`store`."""
-        if self._backup is None:
-            raise RuntimeError("restore() without a store()")
-        for p, saved in zip(self._params(model), self._backup.values()):
-            p.copy_(saved)
-        self._backup = None
-
-    def averaged_model(self, model: nn.Module) -> nn.Module:
-        """A deep copy of ``model`` holding the EMA weights (``model`` is left unchanged)."""
-        averaged = copy.deepcopy(model)
-        self.copy_to(averaged)
-        return averaged
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "decay": self.decay,
-            "num_updates": self.num_updates,
-            "shadow": dict(self.shadow),
-            "buffers": dict(self.buffers),
-        }
-
-    @torch.no_grad()
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` exactly (values copied into this EMA's tensors, which keep
-        their device)."""
-        for key in ("shadow", "buffers"):
-            ours, theirs = getattr(self, key), state[key]
-            if ours.keys() != theirs.keys():
-                raise ValueError(f"EMA state {key} names do not match this model's")
-            for name, tensor in ours.items():
-                tensor.copy_(theirs[name])
-        self.decay = float(state["decay"])
-        self.num_updates = int(state["num_updates"])
-
-    def to(self, device: torch.device | str) -> EMA:
-        self.shadow = {n: t.to(device) for n, t in self.shadow.items()}
-        self.buffers = {n: t.to(device) for n, t in self.buffers.items()}
-        return self
