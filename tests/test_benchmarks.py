@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_run import tree_digest
+from helpers import tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_GPU = ROOT / "scripts" / "bench_gpu.py"

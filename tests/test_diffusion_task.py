@@ -11,8 +11,8 @@ import time
 import pytest
 import torch
 from fixtures import accept_fixture_checksums, write_cifar
+from helpers import resolved, run_cli
 from PIL import Image
-from test_run import resolved, run_cli
 from torchvision.datasets import CIFAR10
 from wandb_records import offline_runs
 

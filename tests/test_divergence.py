@@ -15,7 +15,7 @@ import sys
 
 import pytest
 import torch
-from test_run import FAST, ROOT, TINY_MODELS, resolved, run_cli
+from helpers import FAST, ROOT, TINY_MODELS, resolved, run_cli
 
 import agr_suite.engine.trainer as trainer_module
 from agr_suite.engine import DivergedError, train
@@ -240,7 +240,7 @@ def test_losses_are_read_on_the_logging_steps_and_at_the_end_of_each_epoch_only(
 ):
     """No host sync per step: with log_every=3 and 7 steps an epoch, the losses are read at
     steps 3, 6 and the epoch's end (7): three reads of 3, 3 and 1 losses."""
-    from engine_runs import tiny_run
+    from helpers import tiny_run
 
     from agr_suite.engine import trainer as trainer_module
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_run import FAST, TINY_MODELS, resolved, run_cli, tree_digest
+from helpers import FAST, TINY_MODELS, resolved, run_cli, tree_digest
 
 import agr
 from agr.optim import OPTIMIZERS

@@ -3,7 +3,6 @@ resume is exact, DDP evaluates every example once, bad input stops cleanly."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -11,76 +10,21 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from helpers import CONFIGS, FAST, ROOT, TINY_MODELS, compose_cfg, resolved, run_cli, tree_digest
 
 import agr_suite.engine.trainer as trainer_module
 from agr_suite.config import ConfigError, validate
 from agr_suite.engine import CheckpointError, train
 from agr_suite.engine.checkpoint import load
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
 GROUPS = ["dataset", "model", "optimizer", "scheduler", "logger", "launcher", "experiment"]
-
-# Small versions of each model family, so a CPU run takes seconds.
-TINY_MODELS = {
-    "resnet18": [],
-    "vgg11": [],
-    "vit": ["model.embed_dim=32", "model.depth=1", "model.num_heads=2"],
-    "convnext": ["model.depths=[1,1,1,1]", "model.dims=[8,16,32,64]"],
-}
-FAST = [
-    "dataset=digits",
-    "trainer.devices=cpu",
-    "trainer.num_workers=0",
-    "trainer.batch_size=16",
-    "trainer.limit_batches=2",
-    "trainer.log_every=1",
-    "scheduler=constant",
-]
 
 
 def choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
-
-
-def compose_cfg(overrides: list[str], hydra_cfg: bool = False):
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=hydra_cfg)
-
-
-def resolved(overrides: list[str]) -> dict:
-    return OmegaConf.to_container(compose_cfg(overrides), resolve=True)
-
-
-def run_cli(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None, **kwargs
-) -> subprocess.CompletedProcess:
-    """``python run.py ARGS`` in ``cwd``, in this process's environment (or ``env``)."""
-    env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        **kwargs,
-    )
-
-
-def tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(folder)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------- composition

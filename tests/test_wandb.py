@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_run import FAST, TINY_MODELS, resolved, run_cli, tree_digest
+from helpers import FAST, TINY_MODELS, resolved, run_cli, tree_digest
 from wandb_records import offline_runs
 
 from agr_suite.engine import DivergedError, train
