@@ -9,12 +9,16 @@ image data sets, text_fixtures.py for WikiText), as do the independent reference
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -26,8 +30,8 @@ CONFIGS = ROOT / "configs"
 
 # Small versions of each model family, so a CPU run takes seconds.
 TINY_MODELS = {
-    "resnet18": [],
-    "vgg11": [],
+    "resnet18": ["+model.base_width=4"],
+    "vgg11": ["+model.base_width=4"],
     "vit": ["model.embed_dim=32", "model.depth=1", "model.num_heads=2"],
     "convnext": ["model.depths=[1,1,1,1]", "model.dims=[8,16,32,64]"],
 }
@@ -68,6 +72,70 @@ def run_cli(
         timeout=600,
         **kwargs,
     )
+
+
+def run_in_process(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """What ``python run.py ARGS`` in ``cwd`` (in the environment ``env``, else this one) does,
+    in this process and without its start-up (about 3 s of imports): run.py's own
+    ``check_composes`` and Hydra ``main``, with ``sys.argv`` set as the command line sets it.
+    The exit code is SystemExit's (0 when main returns), stdout and stderr are what they
+    printed, as run_cli reports them. W&B's per-process settings are dropped before and after,
+    so that W&B reads the environment afresh, as in a new process."""
+    run = _run_py()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    argv, here, environ = sys.argv, os.getcwd(), dict(os.environ)
+    returncode = 0
+    try:
+        sys.argv = [str(ROOT / "run.py"), *args]
+        os.chdir(cwd)
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        _forget_wandb_settings()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            run.check_composes(args)
+            run.main()
+    except SystemExit as exit_:
+        code = exit_.code
+        returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(environ)
+        _forget_wandb_settings()
+    return subprocess.CompletedProcess(
+        [sys.executable, "run.py", *args], returncode, stdout.getvalue(), stderr.getvalue()
+    )
+
+
+def _forget_wandb_settings() -> None:
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
+
+
+# For @pytest.mark.parametrize("run", RUN_PY_RUNNERS): run.py in this process in make test,
+# and as a real `python run.py` subprocess too in make test-all (marker slow).
+RUN_PY_RUNNERS = [
+    pytest.param(run_in_process, id="in-process"),
+    pytest.param(run_cli, id="cli", marks=pytest.mark.slow),
+]
+
+
+def _run_py():
+    """run.py as a module (imported once; its ``__main__`` block does not run)."""
+    if "agr_run_py" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("agr_run_py", ROOT / "run.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        # Hydra looks for configs/ beside the file of a task function defined in __main__, as
+        # it is when run.py is the script (otherwise it would look in a package).
+        module.main.__wrapped__.__module__ = "__main__"
+        sys.modules["agr_run_py"] = module
+    return sys.modules["agr_run_py"]
 
 
 def tree_digest(folder: Path) -> str:

@@ -240,6 +240,7 @@ scales:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_jobs_2_on_cpu_runs_each_run_in_its_own_process_and_a_failure_stays_alone(
     tmp_path, capsys, monkeypatch
