@@ -1,7 +1,8 @@
 """No benchmark can rot: every scripts/bench_*.py runs in its smoke mode (a few steps at tiny
 sizes) as a subprocess, writing to a temporary folder and never over results/bench/ (the GPU
 driver, bench_gpu.py, which runs the others, has its own test of its report); and
-scripts/gpu_check.sh runs all of its steps and reports each failure."""
+scripts/gpu_check.sh runs all of its steps and reports each failure. The subprocesses that
+start Python are marked slow (make test-all)."""
 
 from __future__ import annotations
 
