@@ -1,7 +1,8 @@
 """No benchmark can rot: every scripts/bench_*.py runs in its smoke mode (a few steps at tiny
 sizes) as a subprocess, writing to a temporary folder and never over results/bench/ (the GPU
 driver, bench_gpu.py, which runs the others, has its own test of its report); and
-scripts/gpu_check.sh runs all of its steps and reports each failure."""
+scripts/gpu_check.sh runs all of its steps and reports each failure. The subprocesses that
+start Python are marked slow (make test-all)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_run import tree_digest
+from helpers import tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_GPU = ROOT / "scripts" / "bench_gpu.py"
@@ -44,6 +45,7 @@ def run_smoke(script: Path, cwd: Path) -> Path:
     return Path(wrote)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", BENCHMARKS, ids=[path.stem for path in BENCHMARKS])
 def test_every_benchmark_runs_in_smoke_mode(tmp_path, script):
     committed = tree_digest(ROOT / "results" / "bench")
@@ -54,6 +56,7 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path, script):
     assert tree_digest(ROOT / "results" / "bench") == committed
 
 
+@pytest.mark.slow
 def test_bench_gpu_runs_every_piece_in_smoke_mode(tmp_path):
     """Every piece of the GPU check, on the CPU at tiny sizes, into one report whose keys are
     the ones its readers use (scripts/reproduce.py reads runs_per_gpu[str(K)])."""
@@ -175,6 +178,7 @@ def test_gpu_check_runs_every_step_and_reports_each_failure(tmp_path):
     assert f"{len(GPU_CHECK_STEPS)} steps, 1 failed" in summary
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_gpu_check_without_a_gpu_says_so_and_exits_2():
     result = subprocess.run(

@@ -238,7 +238,7 @@ def test_tinyimagenet_split_is_the_image_folder(tmp_path):
 def test_engine_with_the_device_loader_trains_and_resumes_exactly(tmp_path):
     """dataset.loader=device on the CPU, digits with their augmentation: a run stopped after
     epoch 1 and resumed ends on the weights and metrics of an uninterrupted run."""
-    from engine_runs import tiny_run
+    from helpers import tiny_run
 
     device = ["dataset.loader=device", "dataset.augment=true", "optimizer.lr=3e-3"]
     straight, weights = tiny_run(tmp_path / "straight", device)

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import replace
 
 import pytest
 import torch
 from fixtures import accept_fixture_checksums, write_cifar
+from helpers import RUN_PY_RUNNERS, resolved
 from PIL import Image
-from test_run import resolved, run_cli
 from torchvision.datasets import CIFAR10
 from wandb_records import offline_runs
 
@@ -24,6 +25,7 @@ from agr_suite.engine.task import EvalOutput
 from agr_suite.generation import task as diffusion_task
 from agr_suite.generation.data import build_generation_datasets
 from agr_suite.generation.diffusion import DDIM_VARIANTS as DIFFUSION_DDIM_VARIANTS
+from agr_suite.generation.digits_features import DigitsFeatures
 from agr_suite.generation.metrics import InceptionWeightsMissingError
 from agr_suite.tasks import build_task
 
@@ -47,6 +49,20 @@ FAST = [
     "optimizer.lr=1.0e-3",
     "scheduler=constant",
 ]
+
+
+@pytest.fixture(scope="module")
+def digits_cnn_file(tmp_path_factory):
+    """The digits CNN behind the digits FID features, trained once for this module (its
+    training is deterministic: the same file each run would write)."""
+    return DigitsFeatures(tmp_path_factory.mktemp("digits_cnn")).cache_path
+
+
+@pytest.fixture(autouse=True)
+def _digits_cnn_already_trained(tmp_path, digits_cnn_file):
+    """Each test's data folder (paths.data_dir) holds that CNN, as after an earlier run."""
+    (tmp_path / "data" / "digits_cnn").mkdir(parents=True)
+    shutil.copy(digits_cnn_file, tmp_path / "data" / "digits_cnn")
 
 
 def _cfg(tmp_path, *overrides: str) -> RunConfig:
@@ -246,8 +262,9 @@ def test_inception_offline_without_weights_fails_before_training(tmp_path, monke
         diffusion_task.build(cfg)
 
 
-def test_cli_missing_inception_weights_exits_2_with_the_fix(tmp_path):
-    result = run_cli(
+@pytest.mark.parametrize("run", RUN_PY_RUNNERS)
+def test_cli_missing_inception_weights_exits_2_with_the_fix(tmp_path, run):
+    result = run(
         [
             *FAST,
             *TINY_UNET,

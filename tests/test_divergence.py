@@ -15,7 +15,7 @@ import sys
 
 import pytest
 import torch
-from test_run import FAST, ROOT, TINY_MODELS, resolved, run_cli
+from helpers import FAST, ROOT, RUN_PY_RUNNERS, TINY_MODELS, resolved
 
 from agr_suite.engine import DivergedError, train
 from agr_suite.engine.checkpoint import load
@@ -28,10 +28,11 @@ TINY = [*FAST, "model=vit", *TINY_MODELS["vit"]]
 STEPS_PER_EPOCH = 2
 
 
-def test_cli_exploding_lr_fails_the_run_with_the_epoch_and_step(tmp_path):
+@pytest.mark.parametrize("run", RUN_PY_RUNNERS)
+def test_cli_exploding_lr_fails_the_run_with_the_epoch_and_step(tmp_path, run):
     runs = tmp_path / "runs"
     args = [*TINY, "trainer.epochs=2", "optimizer.lr=1e6", f"paths.runs={runs}"]
-    result = run_cli(args, tmp_path)
+    result = run(args, tmp_path)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr + result.stdout
     assert re.search(r"run failed: diverged at epoch 1 step \d+: ", result.stderr)
@@ -238,7 +239,7 @@ def test_losses_are_read_on_the_logging_steps_and_at_the_end_of_each_epoch_only(
 ):
     """No host sync per step: with log_every=3 and 7 steps an epoch, the losses are read at
     steps 3, 6 and the epoch's end (7): three reads of 3, 3 and 1 losses."""
-    from engine_runs import tiny_run
+    from helpers import tiny_run
 
     from agr_suite.engine import trainer as trainer_module
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_run import FAST, TINY_MODELS, resolved, run_cli, tree_digest
+from helpers import FAST, TINY_MODELS, resolved, run_cli, run_in_process, tree_digest
 
 import agr
 from agr.optim import OPTIMIZERS
@@ -74,8 +74,22 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_bad_input_exits_2_with_the_key_and_why_and_touches_no_run(tmp_path, finished_runs, case):
+# Every case through run.py's own functions in this process (make test); through a real
+# `python run.py` too: two cases in make test (one refused before Hydra runs, one inside
+# run.py's main), every case in make test-all.
+CLI_IN_MAKE_TEST = ("unknown choice", "one beta")
+RUNS = [pytest.param(case, run_in_process, id=f"{case}-in-process") for case in CASES] + [
+    pytest.param(
+        case, run_cli, id=f"{case}-cli", marks=() if case in CLI_IN_MAKE_TEST else pytest.mark.slow
+    )
+    for case in CASES
+]
+
+
+@pytest.mark.parametrize("case, run", RUNS)
+def test_bad_input_exits_2_with_the_key_and_why_and_touches_no_run(
+    tmp_path, finished_runs, case, run
+):
     cases = _bad_inputs(tmp_path)
     if case not in cases:
         pytest.skip("this machine has a GPU")
@@ -83,7 +97,7 @@ def test_bad_input_exits_2_with_the_key_and_why_and_touches_no_run(tmp_path, fin
     before = tree_digest(finished_runs)
     # overwrite=true: a run that went ahead would first move the finished run aside.
     args = [*TINY, f"paths.runs={finished_runs}", "overwrite=true", *overrides]
-    result = run_cli(args, cwd=tmp_path)
+    result = run(args, cwd=tmp_path)
     assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
     assert "Traceback" not in result.stdout + result.stderr
     assert result.stderr.startswith("error: ")

@@ -3,13 +3,13 @@ its metadata requires torch and nothing else outside extras, and ``import agr`` 
 and torch's own dependencies importable (and none of the suite's) attaches AGR to AdamW and
 steps, loading none of timm, torchvision, wandb, hydra, transformers or diffusers.
 
-Two ways, both in the default suite (about 3 s and 7 s): the wheel that ``pip wheel ./lib``
-builds with this environment's setuptools (its contents and metadata, then unpacked into a
-folder and run in an interpreter without site-packages, ``python -S``), and what a user does:
-a fresh venv, ``pip install --no-deps ./lib`` (build isolation fetches setuptools from the
-package index), torch made importable through a .pth file. In both, torch comes from a
-folder of symlinks to torch and the distributions torch requires (found through
-importlib.metadata), never from the suite's site-packages.
+Two ways, both in ``make test-all`` (marker slow: subprocesses, about 3 s and 7 s): the wheel
+that ``pip wheel ./lib`` builds with this environment's setuptools (its contents and
+metadata, then unpacked into a folder and run in an interpreter without site-packages,
+``python -S``), and what a user does: a fresh venv, ``pip install --no-deps ./lib`` (build
+isolation fetches setuptools from the package index), torch made importable through a .pth
+file. In both, torch comes from a folder of symlinks to torch and the distributions torch
+requires (found through importlib.metadata), never from the suite's site-packages.
 """
 
 from __future__ import annotations
@@ -171,6 +171,7 @@ def check_requires(requires: list[str]) -> None:
     assert extras == {"adan": {"timm"}, "kernel": {"ninja"}}, requires
 
 
+@pytest.mark.slow
 def test_the_library_wheel_needs_torch_alone_and_imports_without_the_suite(tmp_path):
     """The wheel pip builds from lib/ (this environment's setuptools, no
     download), its metadata, then the unpacked wheel in ``python -S`` with torch linked."""
@@ -207,6 +208,7 @@ def test_the_library_wheel_needs_torch_alone_and_imports_without_the_suite(tmp_p
     check_probe(probe(sys.executable, paths, tmp_path, isolated=True), site)
 
 
+@pytest.mark.slow
 def test_pip_install_of_the_library_alone_in_a_fresh_venv(tmp_path):
     """What a user does: a fresh venv, ``pip install --no-deps ./lib`` (build isolation takes
     setuptools from the package index), then torch made importable by a .pth file."""

@@ -70,6 +70,7 @@ def test_slots_are_k_per_gpu_spread_over_the_gpus_first_and_capped_by_jobs():
         make_slots(["0"], runs_per_gpu=0)
 
 
+@pytest.mark.slow
 def test_runs_share_the_slots_and_a_failed_run_fails_alone(tmp_path):
     jobs = [job(tmp_path, f"run{i}", seconds=0.5, code=3 if i == 1 else 0) for i in range(5)]
     slots = [Slot("0"), Slot("1")]
@@ -130,6 +131,7 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_stops_every_run_the_pool_started(tmp_path, sig):
     script = tmp_path / "pool.py"
@@ -240,6 +242,7 @@ scales:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_jobs_2_on_cpu_runs_each_run_in_its_own_process_and_a_failure_stays_alone(
     tmp_path, capsys, monkeypatch

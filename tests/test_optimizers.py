@@ -636,6 +636,7 @@ def test_step_with_closure(kind, data):
     assert_same_run(got, want, atol=1e-6, names=param_names(model))
 
 
+@pytest.mark.slow
 def test_import_agr_loads_torch_alone_and_adan_loads_timm_when_asked():
     """The library's import pulls in no suite dependency (timm imports torchvision; wandb,
     Hydra, transformers and diffusers belong to the suite); Adan still builds."""

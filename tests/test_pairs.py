@@ -12,7 +12,7 @@ import copy
 
 import pytest
 import torch
-from engine_runs import tiny_run
+from helpers import tiny_run
 from torch import nn
 
 import agr

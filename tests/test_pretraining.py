@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import text_fixtures
 import torch
+from helpers import run_cli
 from pretraining_metric_worker import halves, hand_batch, hand_metrics, rank_worker
-from test_run import run_cli
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import AlbertForPreTraining
 

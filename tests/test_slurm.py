@@ -26,25 +26,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import SLURM_BASE, SLURM_EPOCHS
 from slurm_cluster import LocalSlurm, SlurmHarnessError, ensure_packages, free_ports
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[1]
-# A tiny ViT on the digits: about half a second per epoch on one core.
-BASE = [
-    "dataset=digits",
-    "trainer.devices=cpu",
-    "trainer.num_workers=0",
-    "trainer.batch_size=32",
-    "trainer.log_every=10",
-    "scheduler=constant",
-    "model=vit",
-    "model.embed_dim=32",
-    "model.depth=1",
-    "model.num_heads=2",
-]
-EPOCHS = 20  # the sweep and preemption runs: long enough to outlast Slurm's KillWait (5 s)
 TIME_LIMIT_EPOCHS = 100  # about a minute: longer than a 1-minute limit's warning signal
 RUN_DIR = "digits-vit-adamw_agr"
 # squeue's states of a job that has ended (squeue(1), JOB STATE CODES)
@@ -205,7 +192,7 @@ def epochs_logged(folder: Path) -> list[int]:
 def local_reference(cluster, checkout, tmp_path_factory):
     """The sweep of the first test with launcher=local: the numbers Slurm must give."""
     runs = tmp_path_factory.mktemp("local")
-    args = ["-m", "launcher=local", "seed=0,1", *BASE, f"trainer.epochs={EPOCHS}"]
+    args = ["-m", "launcher=local", "seed=0,1", *SLURM_BASE, f"trainer.epochs={SLURM_EPOCHS}"]
     run([*args, "experiment_name=sweep", f"paths.runs={runs}"], cluster, checkout, runs / "log")
     return runs / "sweep" / RUN_DIR
 
@@ -218,7 +205,7 @@ def test_a_seed_sweep_is_one_array_job_with_the_local_runs_numbers(
 ):
     before = set(slurm_tasks(cluster))
     runs = tmp_path / "runs"
-    args = ["-m", "launcher=slurm", "seed=0,1", *BASE, f"trainer.epochs={EPOCHS}"]
+    args = ["-m", "launcher=slurm", "seed=0,1", *SLURM_BASE, f"trainer.epochs={SLURM_EPOCHS}"]
     output = run(
         [*args, "experiment_name=sweep", f"paths.runs={runs}"], cluster, checkout, tmp_path / "log"
     )
@@ -237,7 +224,7 @@ def test_a_seed_sweep_is_one_array_job_with_the_local_runs_numbers(
         assert results(slurm_run)["status"] == "completed"
         assert results(slurm_run)["metrics"] == results(local_run)["metrics"]
         assert trajectory(slurm_run) == trajectory(local_run)
-        assert epochs_logged(slurm_run) == list(range(1, EPOCHS + 1))
+        assert epochs_logged(slurm_run) == list(range(1, SLURM_EPOCHS + 1))
     # Readable without accounting: the suite's own progress, no sacct warnings.
     assert "sacct" not in output
     assert f"submitted 2 runs as slurm job {array}" in output
@@ -254,7 +241,7 @@ def test_a_preempted_task_is_requeued_and_resumes_exactly(
 ):
     runs = tmp_path / "runs"
     folder = runs / "sweep" / RUN_DIR / "seed0"
-    args = ["-m", "launcher=slurm", "seed=0", *BASE, f"trainer.epochs={EPOCHS}"]
+    args = ["-m", "launcher=slurm", "seed=0", *SLURM_BASE, f"trainer.epochs={SLURM_EPOCHS}"]
     log = tmp_path / "log"
     before = set(slurm_tasks(cluster))
     sweep = start(
@@ -274,9 +261,9 @@ def test_a_preempted_task_is_requeued_and_resumes_exactly(
     logs = submitit_logs(runs)
     assert len(re.findall(r"submitit INFO .* Starting with JobEnvironment", logs)) == 2
     (resumed,) = re.findall(r"resumed after epoch (\d+)", logs)
-    assert cut_at <= int(resumed) < EPOCHS  # it came back from a checkpoint, mid-run
+    assert cut_at <= int(resumed) < SLURM_EPOCHS  # it came back from a checkpoint, mid-run
     assert results(folder)["status"] == "completed"
-    assert epochs_logged(folder) == list(range(1, EPOCHS + 1))
+    assert epochs_logged(folder) == list(range(1, SLURM_EPOCHS + 1))
     reference = local_reference / "seed0"
     assert results(folder)["metrics"] == results(reference)["metrics"]
     assert trajectory(folder) == trajectory(reference)
@@ -295,8 +282,8 @@ def test_a_cancelled_sweep_ends_and_the_same_command_resumes_it(
     again submits them anew and they resume from their checkpoints."""
     runs = tmp_path / "runs"
     folders = [runs / "sweep" / RUN_DIR / f"seed{seed}" for seed in (0, 1)]
-    command = [sys.executable, "run.py", "-m", "launcher=slurm", "seed=0,1", *BASE]
-    command += [f"trainer.epochs={EPOCHS}", "experiment_name=sweep", f"paths.runs={runs}"]
+    command = [sys.executable, "run.py", "-m", "launcher=slurm", "seed=0,1", *SLURM_BASE]
+    command += [f"trainer.epochs={SLURM_EPOCHS}", "experiment_name=sweep", f"paths.runs={runs}"]
     before = set(slurm_tasks(cluster))
     log = tmp_path / "cancelled.log"
     sweep = start(command, cluster, checkout, log)
@@ -319,7 +306,7 @@ def test_a_cancelled_sweep_ends_and_the_same_command_resumes_it(
     failed = re.findall(r"run failed: .*seed=(\d).* ended \(CANCELLED\) without a result", output)
     assert sorted(failed) == ["0", "1"]
     cut = [len(epochs_logged(folder)) for folder in folders]
-    assert all(0 < epochs < EPOCHS for epochs in cut), cut
+    assert all(0 < epochs < SLURM_EPOCHS for epochs in cut), cut
 
     before = set(slurm_tasks(cluster))
     again = run(command[2:], cluster, checkout, tmp_path / "again.log")  # the same command
@@ -347,7 +334,7 @@ def test_a_task_past_its_time_limit_is_requeued_and_completes(cluster, checkout,
     run needs about a minute, so its first attempt always runs out of time. To bound this
     test, the requeued task then gets a 30-minute limit and completes in its second attempt
     (a run that keeps timing out just takes more attempts)."""
-    args = [*BASE, f"trainer.epochs={TIME_LIMIT_EPOCHS}", "experiment_name=limit"]
+    args = [*SLURM_BASE, f"trainer.epochs={TIME_LIMIT_EPOCHS}", "experiment_name=limit"]
     # The uninterrupted reference, on the node's other core meanwhile.
     local_log = tmp_path / "local.log"
     reference = start(
@@ -489,7 +476,7 @@ def test_reproduce_submits_one_array_and_a_second_call_does_not_resubmit(
 
 def test_ddp_in_a_slurm_allocation_matches_torchrun(cluster, checkout, tmp_path):
     """Two tasks of one Slurm job (gloo on CPU) train one run; it matches torchrun's."""
-    args = [*BASE, "trainer.epochs=2", "experiment_name=ddp"]
+    args = [*SLURM_BASE, "trainer.epochs=2", "experiment_name=ddp"]
     runs = tmp_path / "runs"
     before = set(slurm_tasks(cluster))
     output = run(

@@ -129,7 +129,7 @@ def test_registry_records_runs_and_alive_keeps_the_queued_ones(tmp_path, fake_sq
 def test_a_requeue_exit_leaves_the_run_running_and_resumable(tmp_path, monkeypatch):
     """submitit requeues a timed-out task, then exits it with sys.exit(-1) from the signal
     handler, in the middle of an epoch: the run folder must not say "failed"."""
-    from test_run import FAST, TINY_MODELS, resolved
+    from helpers import FAST, TINY_MODELS, resolved
 
     from agr_suite.engine import train
     from agr_suite.tasks import build_task
@@ -222,10 +222,10 @@ def test_reproduce_dry_run_shows_queued_runs(tmp_path, fake_squeue, capsys):
 
 
 def test_the_readme_shows_the_site_file_and_arguments_the_slurm_tests_use():
+    from helpers import SLURM_BASE, SLURM_EPOCHS
     from slurm_cluster import SITE_CONFIG
-    from test_slurm import BASE, EPOCHS
 
     readme = (ROOT / "README.md").read_text()
     assert f"```yaml\n{SITE_CONFIG}```" in readme
-    assert f'ARGS="{" ".join(BASE)}"' in readme
-    assert f"seed=0,1 $ARGS trainer.epochs={EPOCHS} experiment_name=sweep" in readme
+    assert f'ARGS="{" ".join(SLURM_BASE)}"' in readme
+    assert f"seed=0,1 $ARGS trainer.epochs={SLURM_EPOCHS} experiment_name=sweep" in readme

@@ -16,6 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import text_fixtures
 
 from agr_suite.config import TextDatasetConfig
@@ -168,6 +169,7 @@ def test_at_the_corpus_maximum_every_word_is_one_piece(tmp_path):
     assert all(word in vocab for word in counts if len(word) <= MAX_WORD_CHARS)
 
 
+@pytest.mark.slow
 def test_two_fresh_processes_learn_the_same_tokenizer(tmp_path):
     children = []
     for hash_seed in ("1", "271828"):

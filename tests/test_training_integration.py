@@ -259,6 +259,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ddp_two_processes_match_single_process(tmp_path):
     # Build/load the CPU kernel here first, so that the workers only load it.

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from engine_runs import tiny_run
+from helpers import tiny_run
 from omegaconf import OmegaConf
 from reference import agr_reference
 from timm.optim import Adan

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from test_run import FAST, TINY_MODELS, resolved, run_cli, tree_digest
+from helpers import FAST, RUN_PY_RUNNERS, TINY_MODELS, resolved, tree_digest
 from wandb_records import offline_runs
 
 from agr_suite.engine import DivergedError, train
@@ -34,7 +34,8 @@ def history_rows(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
 
 
-def test_wandb_environment_variables_run_offline_without_a_key(tmp_path):
+@pytest.mark.parametrize("run", RUN_PY_RUNNERS)
+def test_wandb_environment_variables_run_offline_without_a_key(tmp_path, run):
     wandb_dir = tmp_path / "wandb_files"
     wandb_dir.mkdir()
     env = clean_env(
@@ -45,7 +46,7 @@ def test_wandb_environment_variables_run_offline_without_a_key(tmp_path):
         WANDB_DIR=str(wandb_dir),
     )
     runs = tmp_path / "runs"
-    result = run_cli([*TINY, "logger=wandb", f"paths.runs={runs}"], cwd=tmp_path, env=env)
+    result = run([*TINY, "logger=wandb", f"paths.runs={runs}"], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert not (runs / FOLDER / "wandb").exists()  # WANDB_DIR, not the run folder
@@ -89,14 +90,17 @@ def test_a_diverged_run_finishes_its_wandb_run_as_failed(tmp_path):
     [(None, None), ("offline", "logger.mode=online")],
     ids=["no-key-no-mode", "explicit-online-over-WANDB_MODE"],
 )
-def test_no_api_key_online_is_a_message_and_exit_2_before_any_work(tmp_path, mode_env, override):
+@pytest.mark.parametrize("run", RUN_PY_RUNNERS)
+def test_no_api_key_online_is_a_message_and_exit_2_before_any_work(
+    tmp_path, mode_env, override, run
+):
     runs = tmp_path / "runs"
-    first = run_cli([*TINY, f"paths.runs={runs}"], cwd=tmp_path)  # a finished run, logger=none
+    first = run([*TINY, f"paths.runs={runs}"], cwd=tmp_path)  # a finished run, logger=none
     assert first.returncode == 0, first.stderr[-3000:]
     before = tree_digest(runs)
     env = clean_env(tmp_path / "home", **({"WANDB_MODE": mode_env} if mode_env else {}))
     args = [*TINY, f"paths.runs={runs}", "logger=wandb", "overwrite=true"]
-    result = run_cli([*args, *([override] if override else [])], cwd=tmp_path, env=env)
+    result = run([*args, *([override] if override else [])], cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr + result.stdout
     message = result.stderr
