@@ -18,7 +18,7 @@ JOBS ?=
 REPRODUCE = $(PY) scripts/reproduce.py --launcher $(LAUNCHER) $(if $(SEEDS),--seeds $(SEEDS)) \
 	$(if $(RUNS_PER_GPU),--runs-per-gpu $(RUNS_PER_GPU)) $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: help install constraints test test-all test-slurm lint bench-data bench-optimizer bench-train bench-gpu gpu-check reproduce-mini \
+.PHONY: help install constraints test test-all test-slow test-slurm lint bench-data bench-optimizer bench-train bench-gpu gpu-check reproduce-mini \
 	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-ablation tables clean
 
 help:  ## list the targets
@@ -43,6 +43,10 @@ test: install  ## run the default (fast) test suite offline
 test-all: install  ## run every test, the slow ones too (not the Slurm ones: make test-slurm)
 	@$(OFFLINE) $(PY) -m pytest -m 'not slurm' $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing" >&2; exit 1; fi; exit $$rc
+
+test-slow: install  ## only the slow tests (subprocess CLI runs, benchmarks' smoke runs, library install)
+	@$(OFFLINE) $(PY) -m pytest -m 'slow and not slurm' $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest ran no slow tests: failing" >&2; exit 1; fi; exit $$rc
 
 test-slurm: install  ## sweeps on a real single-node Slurm it installs (apt, as root), starts and stops (~6 min)
 	@$(OFFLINE) $(PY) -m pytest -m slurm tests/test_slurm.py $(PYTEST_ARGS); rc=$$?; \
