@@ -49,7 +49,7 @@ test-slow: install  ## only the slow tests (subprocess CLI runs, benchmarks' smo
 	if [ $$rc -eq 5 ]; then echo "pytest ran no slow tests: failing" >&2; exit 1; fi; exit $$rc
 
 test-slurm: install  ## sweeps on a real single-node Slurm it installs (apt, as root), starts and stops (~6 min)
-	@$(OFFLINE) $(PY) -m pytest -m slurm tests/test_slurm.py $(PYTEST_ARGS); rc=$$?; \
+	@$(OFFLINE) $(PY) -m pytest -m slurm tests/launch/test_slurm.py $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no Slurm tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: install  ## ruff check and format check

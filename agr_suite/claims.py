@@ -7,7 +7,7 @@ README claims about the numbers is whatever the numbers say.
 
 The section sits between ``<!-- mini-results:begin -->`` and ``<!-- mini-results:end -->``
 in README.md; ``scripts/readme_summary.py`` (run by ``make tables`` and ``make
-reproduce-mini``) rewrites it and ``tests/test_readme_claims.py`` fails when it is stale.
+reproduce-mini``) rewrites it and ``tests/tables/test_readme_claims.py`` fails when it is stale.
 
 Per table (every ``*.csv`` written by :func:`agr_suite.results.write_csv` in the folder, Tables
 1-3 first): each paired cell's baseline and compared means ± std (n) and their paired

@@ -57,7 +57,7 @@ SAMPLE_FROM = ("raw", "ema")
 DDIM_VARIANTS = ("ddim", "authors")
 UNET_INITS = ("ddpm", "default")
 # How many betas each optimizer family takes (AdamW (beta1, beta2), Adan (beta1, beta2,
-# beta3), SGD none); tests/test_errors.py checks these against agr.build_optimizer.
+# beta3), SGD none); tests/engine/test_errors.py checks these against agr.build_optimizer.
 BETAS_PER_FAMILY = {"adamw": 2, "adan": 3, "sgd": 0}
 
 

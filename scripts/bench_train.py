@@ -97,7 +97,7 @@ DATASETS = ("cifar100", "tinyimagenet")
 
 
 def _pickle(path: Path, obj: dict) -> None:
-    # Python-2-compatible pickles with str keys, as tests/test_data.py writes them: they load
+    # Python-2-compatible pickles with str keys, as tests/images/test_data.py writes them: they load
     # like the official files under torchvision's encoding="latin1".
     with open(path, "wb") as f:
         pickle.dump(obj, f, protocol=2)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU checks (about 6 minutes on one H200, under 8): the operator and optimizer equivalence
-# tests and the bitwise pair test (tests/test_pairs.py: adamw vs adamw_agr with AGR a no-op) on
+# tests and the bitwise pair test (tests/engine/test_pairs.py: adamw vs adamw_agr with AGR a no-op) on
 # CUDA (fp32 and bf16), then scripts/bench_gpu.py, which measures the suite on this GPU into
 # results/bench/gpu.json: ResNet-18 CIFAR-100 epoch time with the torch DataLoader and the
 # device loader (fp32, bf16, bf16 channels_last, bf16 channels_last compiled), one TinyImageNet
@@ -66,7 +66,7 @@ step() {  # step NAME COMMAND...: run it, remember its exit code, carry on
     [[ $code -eq 0 ]] || echo "=== $name FAILED (exit code $code)"
 }
 
-step "equivalence tests" "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_pairs.py
+step "equivalence tests" "$PY" -m pytest -q -p no:cacheprovider tests/library/test_cuda.py tests/engine/test_pairs.py
 step "bench_gpu" "$PY" scripts/bench_gpu.py
 
 echo

@@ -175,7 +175,7 @@ def tiny_run(folder: Path, overrides: list[str]) -> tuple[dict, dict[str, torch.
 
 # ------------------------------------------------------------------------- Slurm sweeps
 
-# The Slurm tests' sweep (tests/test_slurm.py; the README shows the same arguments): a tiny
+# The Slurm tests' sweep (tests/launch/test_slurm.py; the README shows the same arguments): a tiny
 # ViT on the digits, about half a second per epoch on one core.
 SLURM_BASE = [
     "dataset=digits",

@@ -1,4 +1,4 @@
-"""The hand-computed pre-training batch of tests/test_pretraining.py and a DDP rank that
+"""The hand-computed pre-training batch of tests/pretraining/test_pretraining.py and a DDP rank that
 evaluates half of it. A module of its own, importing only torch and the evaluator, so that
 spawned ranks start quickly."""
 

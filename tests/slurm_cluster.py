@@ -42,7 +42,7 @@ CPUS = 2
 CRED_EXPIRE_S = 20
 
 
-# The site file the tests use; the README shows it verbatim (tests/test_slurm_watch.py).
+# The site file the tests use; the README shows it verbatim (tests/launch/test_slurm_watch.py).
 SITE_CONFIG = f"""\
 # configs/local/slurm.yaml: the single-node CPU Slurm of `make test-slurm`
 hydra:

@@ -169,7 +169,7 @@ def test_gpu_check_runs_every_step_and_reports_each_failure(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     calls = log.read_text().splitlines()
     assert len(calls) == 1 + len(GPU_CHECK_STEPS)  # the device check, then every step
-    assert "tests/test_cuda.py" in calls[1]
+    assert "tests/library/test_cuda.py" in calls[1]
     assert calls[2] == "scripts/bench_gpu.py"  # still run after the failure, to gpu.json
     summary = result.stdout[result.stdout.index("=== summary") :]
     for name in GPU_CHECK_STEPS:

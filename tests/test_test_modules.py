@@ -34,7 +34,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_no_test_module_imports_another_test_module():
-    modules = sorted(TESTS.glob("test_*.py"))
+    modules = sorted(TESTS.rglob("test_*.py"))
     assert len(modules) > 20  # the glob found the suite
     offenders = {
         path.name: sorted(name for name in imported_modules(path) if name.startswith("test_"))

@@ -10,7 +10,7 @@ same on a batch at once, on the device that holds the images:
   ``[-degrees, degrees]`` (``T.RandomRotation(degrees)``), in that order, with the
   interpolation of the torchvision pipeline it replaces;
 - for given offsets, flips and angles the pixels are those of torchvision's tensor functions
-  (``tests/test_device_loader.py``);
+  (``tests/images/test_device_loader.py``);
 - a fresh permutation each epoch from the run's seed and the epoch alone, so a run resumed at
   an epoch boundary sees exactly the batches of an uninterrupted one; under DDP each rank
   takes every world_size-th index of it, padded like ``DistributedSampler``.

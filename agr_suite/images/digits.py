@@ -25,7 +25,7 @@ SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 
 # Mean/std of every pixel of the 1,437 training images after scaling to [0, 1] and bilinear
-# upsampling to 32x32 (population std); tests/test_data.py recomputes them.
+# upsampling to 32x32 (population std); tests/images/test_data.py recomputes them.
 INFO = DatasetInfo(
     name="digits",
     num_classes=10,

@@ -1,5 +1,5 @@
 """The Slurm sweep bookkeeping without a cluster (agr_suite/slurm.py, scripts/reproduce.py): a
-stand-in ``squeue`` on PATH prints what the test says Slurm knows. tests/test_slurm.py
+stand-in ``squeue`` on PATH prints what the test says Slurm knows. tests/launch/test_slurm.py
 runs the same code against a real Slurm (make test-slurm)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from agr_suite import slurm
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from scripts import reproduce  # noqa: E402

@@ -30,7 +30,7 @@ from agr_suite.pretraining.text.tokenizer import (
     learn_wordpiece,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEXT = 'The "with" statement: Naïve code, e.g. lambda-expressions [MASK] x**2 != 3.5e-7!'
 SPECIALS = list(SPECIAL_TOKENS)
 

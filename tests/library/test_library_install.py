@@ -27,7 +27,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / "lib"
 DISTRIBUTION = "torch-agr"
 SUITE_MODULES = ("timm", "torchvision", "wandb", "hydra", "transformers", "diffusers")

@@ -1,6 +1,7 @@
 """Bad input is a message and exit code 2, from one place (agr_suite.errors), before any work and
 without touching an earlier run: a run folder that cannot be written, a GPU the machine does
-not have, optimizer options the optimizer refuses. (W&B without a key: tests/test_wandb.py.)"""
+not have, optimizer options the optimizer refuses. (W&B without a key:
+tests/engine/test_wandb.py.)"""
 
 from __future__ import annotations
 

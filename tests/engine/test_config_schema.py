@@ -11,7 +11,7 @@ from omegaconf import MISSING, OmegaConf
 
 from agr_suite import config as schema
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 GROUPS = ("dataset", "model", "optimizer", "scheduler", "trainer", "logger", "paths", "metrics")
 
 

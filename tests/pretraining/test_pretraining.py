@@ -22,7 +22,7 @@ from agr_suite.pretraining.albert import build_albert
 from agr_suite.pretraining.metrics import PretrainingEvaluator
 from agr_suite.pretraining.task import build
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
 
 

@@ -31,7 +31,7 @@ from slurm_cluster import LocalSlurm, SlurmHarnessError, ensure_packages, free_p
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TIME_LIMIT_EPOCHS = 100  # about a minute: longer than a 1-minute limit's warning signal
 RUN_DIR = "digits-vit-adamw_agr"
 # squeue's states of a job that has ended (squeue(1), JOB STATE CODES)
