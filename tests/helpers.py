@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import io
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,31 @@ def compose_cfg(overrides: list[str], hydra_cfg: bool = False):
 def resolved(overrides: list[str]) -> RunConfig:
     """The typed, checked config ``python run.py OVERRIDES`` runs with."""
     return compose_run_config(overrides)
+
+
+def run_torchrun(args: list[str], cwd: Path, processes: int = 2) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node=PROCESSES run.py ARGS`` in ``cwd``: a DDP run on this
+    machine's CPU, on a free local port, one thread per process."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={processes}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={port}",
+            str(ROOT / "run.py"),
+            *args,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def run_cli(

@@ -8,14 +8,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
-from helpers import FAST, ROOT, RUN_PY_RUNNERS, TINY_MODELS, resolved
+from helpers import FAST, RUN_PY_RUNNERS, TINY_MODELS, resolved, run_torchrun
 
 from agr_suite.engine import DivergedError, train
 from agr_suite.engine.checkpoint import load
@@ -207,24 +204,7 @@ def test_every_ddp_rank_stops_at_the_same_step(tmp_path):
     the same step and rank 0 writes the failure (no rank is left waiting in an all-reduce)."""
     runs = tmp_path / "runs"
     args = [*TINY, "trainer.epochs=2", "trainer.limit_batches=4", "optimizer.lr=1e6"]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_addr=127.0.0.1",
-            "--master_port=29537",
-            str(ROOT / "run.py"),
-            *args,
-            f"paths.runs={runs}",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    result = run_torchrun([*args, f"paths.runs={runs}"], tmp_path)
     assert result.returncode == 1
     stops = re.findall(r"run failed: (diverged at epoch \d+ step \d+)", result.stderr)
     assert len(stops) == 2 and stops[0] == stops[1]  # one line per rank, the same step

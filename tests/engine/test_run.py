@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from helpers import (
     resolved,
     run_cli,
     run_in_process,
+    run_torchrun,
     tree_digest,
 )
 from omegaconf import OmegaConf, open_dict
@@ -288,23 +288,7 @@ def test_two_process_ddp_run_evaluates_every_example_once(tmp_path):
         *TINY_MODELS["vit"],
         f"paths.runs={tmp_path}",
     ]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_addr=127.0.0.1",
-            "--master_port=29533",
-            str(ROOT / "run.py"),
-            *args,
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    result = run_torchrun(args, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     folder = tmp_path / "default" / "digits-vit-adamw_agr" / "seed0"
     results = json.loads((folder / "results.json").read_text())
