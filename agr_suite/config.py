@@ -556,14 +556,12 @@ def _without_hydra(cfg: DictConfig) -> DictConfig:
 def _schema_for(group: str, values: dict[str, Any]) -> type:
     """The kind of ``group`` whose fields are exactly ``values``' keys (a saved config
     carries every field of its schema)."""
-    base = {"dataset": DatasetConfig, "model": ModelConfig}.get(group)
-    candidates = SCHEMAS[group].values()
-    for schema in candidates:
+    for schema in SCHEMAS[group].values():
         if {f.name for f in dataclasses.fields(schema)} == set(values):
             return schema
     raise ConfigError(
         f"{group}: no schema has exactly the keys {sorted(values)} "
-        f"(kinds: {', '.join(SCHEMAS[group])}; base {base.__name__ if base else group})"
+        f"(kinds: {', '.join(SCHEMAS[group])})"
     )
 
 

@@ -26,11 +26,11 @@ def _schema_of(group: str, raw: dict) -> type:
 
 
 def _default(f: dataclasses.Field):
+    """A field's default: a value, a nested schema instance, or MISSING."""
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
-        value = f.default_factory()
-        return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        return f.default_factory()
     return MISSING
 
 
@@ -42,12 +42,9 @@ def _restated(values: dict, dataclass: type, prefix: str) -> list[str]:
             continue
         assert key in fields, f"{prefix}{key} is not a field of {dataclass.__name__}"
         default = _default(fields[key])
-        if isinstance(value, dict) and isinstance(default, dict):
-            nested = type(getattr(dataclass(), key)) if key == "diffusion" else None
-            if nested is not None:
-                found += _restated(value, nested, f"{prefix}{key}.")
-                continue
-        if value == default:
+        if dataclasses.is_dataclass(default):  # a nested section: compare field by field
+            found += _restated(value, type(default), f"{prefix}{key}.")
+        elif value == default:
             found.append(f"{prefix}{key}={value!r}")
     return found
 
