@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agr_suite.table_spec import Cell, Metric, PlannedRun, Row, TableSpec
-from agr_suite.verdicts import Verdict, verdicts
+from agr_suite.verdicts import Comparison, Verdict, verdicts
 
 COMPLETED, FAILED, RUNNING, MISSING, NOT_COMPOSED = (
     "completed",
@@ -79,18 +79,92 @@ def read_run(run: PlannedRun) -> RunRecord:
 _ABSENT = object()
 
 
-def metric_value(record: RunRecord, metric: Metric, epoch: int | None) -> Any:
-    """The metric of a run for one cell: float (NaN when non-finite or null) or _ABSENT."""
+def _source(record: RunRecord, metric: Metric, epoch: int | None) -> dict[str, Any]:
+    """The metrics a cell reads from a run: history.jsonl at the row's epoch, else
+    results.json ``metrics`` (final) or ``best``."""
     if epoch is not None:
-        source = next((r for r in record.history if r.get("epoch") == epoch), {})
-    else:
-        source = record.results.get("metrics" if metric.select == "final" else "best") or {}
-    if metric.key not in source:
-        return _ABSENT
-    value = source[metric.key]
+        return next((r for r in record.history if r.get("epoch") == epoch), {})
+    return record.results.get("metrics" if metric.select == "final" else "best") or {}
+
+
+def _finite(value: Any) -> float:
+    """A JSON number as float (NaN for null, booleans and anything else)."""
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return math.nan
     return float(value)
+
+
+def metric_value(record: RunRecord, metric: Metric, epoch: int | None, row: Row | None = None):
+    """The metric of a run for one cell: float (NaN when non-finite or null) or _ABSENT. A
+    time-to-target metric is the first evaluated epoch at which its accuracy reaches the
+    row's target (see :func:`epochs_to_target`)."""
+    if metric.time_to_target:
+        reached = epochs_to_target(record.history, metric.source, row.target(metric))
+        return _ABSENT if reached is None else reached[0]
+    source = _source(record, metric, epoch)
+    return _finite(source[metric.key]) if metric.key in source else _ABSENT
+
+
+def _evaluations(history: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
+    """(epoch, value) of every evaluation in history.jsonl that recorded ``key``, by epoch."""
+    points = {}
+    for entry in history:
+        value = _finite(entry.get(key))
+        if isinstance(entry.get("epoch"), (int, float)) and math.isfinite(value):
+            points[float(entry["epoch"])] = value
+    return sorted(points.items())
+
+
+def evaluation_interval(history: list[dict[str, Any]], key: str) -> float:
+    """Epochs between two evaluations of ``key`` (the smallest gap; the first epoch when
+    there is one evaluation): the resolution of a time to target."""
+    epochs = [epoch for epoch, _ in _evaluations(history, key)]
+    gaps = [b - a for a, b in zip(epochs, epochs[1:])]
+    return min(gaps) if gaps else (epochs[0] if epochs else math.nan)
+
+
+def epochs_to_target(
+    history: list[dict[str, Any]], key: str, target: float
+) -> tuple[float, bool] | None:
+    """(the first evaluated epoch with ``key`` >= ``target``, True), or, for a run that
+    never reaches it, (its last evaluated epoch plus one evaluation interval, False): a
+    lower bound, the earliest epoch it could have reached the target. None when the run
+    evaluated ``key`` never."""
+    points = _evaluations(history, key)
+    if not points:
+        return None
+    for epoch, value in points:
+        if value >= target:
+            return epoch, True
+    return points[-1][0] + evaluation_interval(history, key), False
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What a run's evaluation says about its predictions (the task records them beside each
+    accuracy K as K_pred_classes, K_majority, K_minority, K_examples)."""
+
+    classes: float  # distinct predicted classes on the evaluated set
+    majority: float  # accuracy (%) of always predicting its most common label
+    minority: float  # ... of always predicting its least common label
+    examples: float  # evaluated examples (predicted tokens for MLM)
+
+
+def predictions(record: RunRecord, metric: Metric, epoch: int | None) -> Predictions | None:
+    """The prediction statistics behind a cell's value (for a time to target, those of the
+    run's last evaluation); None when the run did not record them."""
+    if metric.time_to_target:
+        source = record.results.get("metrics") or {}
+    else:
+        source = _source(record, metric, epoch)
+    key = metric.prediction_key
+    found = [_finite(source.get(f"{key}_{name}")) for name in PREDICTION_FIELDS]
+    if not all(math.isfinite(v) for v in found):
+        return None
+    return Predictions(*found)
+
+
+PREDICTION_FIELDS = ("pred_classes", "majority", "minority", "examples")
 
 
 # --------------------------------------------------------------------------- statistics
@@ -132,7 +206,12 @@ class CellResult:
     not_done: dict[str, list[int]]  # status -> seeds (missing, failed, running, ...)
     summary: Summary  # with the 95% t-interval of the mean over seeds
     paper: float | None
-    chance_band: tuple[float, float] | None = None  # what a constant predictor scores
+    chance_band: tuple[float, float] | None = None  # what a model ignoring its input scores
+    collapsed: list[int] = field(default_factory=list)  # runs predicting one class only
+    in_band: list[int] = field(default_factory=list)  # runs whose value lies in that band
+    resolution: float = 0.0  # the value's smallest step (one example; one evaluation)
+    examples: float | None = None  # evaluated examples behind an accuracy
+    not_reached: list[int] = field(default_factory=list)  # time to target: never reached
 
 
 @dataclass
@@ -142,7 +221,8 @@ class PairedResult:
     baseline: str  # the column subtracted
     differences: dict[int, float]  # seed -> cell minus baseline, same seed
     summary: Summary
-    verdict: Verdict | None = None  # set by aggregate, Holm-corrected across the table
+    verdict: Verdict | None = None  # set by aggregate, Holm-corrected within its family
+    family: str = "primary"
 
 
 @dataclass
@@ -155,33 +235,11 @@ class Table:
 
 def aggregate(spec: TableSpec, planned: list[PlannedRun]) -> Table:
     records = {(run.group, run.seed): read_run(run) for run in planned}
-    cells: dict[tuple[str, str, str], CellResult] = {}
-    for cell in spec.cells:
-        for metric in spec.metrics:
-            values, nan, absent, not_done = {}, [], [], {}
-            for seed in spec.seeds:
-                record = records[(cell.group, seed)]
-                if record.status != COMPLETED:
-                    not_done.setdefault(record.status, []).append(seed)
-                    continue
-                value = metric_value(record, metric, cell.row.epoch)
-                if value is _ABSENT:
-                    absent.append(seed)
-                elif not math.isfinite(value):
-                    nan.append(seed)
-                else:
-                    values[seed] = value
-            cells[(cell.row.name, cell.column.name, metric.key)] = CellResult(
-                cell,
-                metric,
-                values,
-                nan,
-                absent,
-                not_done,
-                summarize(values.values(), interval=True),
-                cell.row.paper_value(cell.column.name, metric.key),
-                _chance_band(records, cell, metric, spec.seeds),
-            )
+    cells = {
+        (cell.row.name, cell.column.name, metric.key): _cell_result(records, spec, cell, metric)
+        for cell in spec.cells
+        for metric in spec.metrics
+    }
     paired = {}
     for row in spec.rows:
         for metric in spec.metrics:
@@ -195,42 +253,95 @@ def aggregate(spec: TableSpec, planned: list[PlannedRun]) -> Table:
                     baseline,
                     differences,
                     summarize(differences.values(), interval=True),
+                    family=spec.family(row, metric),
                 )
-    judged = list(paired.values())
-    comparisons = [
-        (
-            p.cell.column.name,
-            p.summary.mean,
-            p.summary.std,
-            p.summary.n,
-            p.metric.margin,
-            p.metric.higher_is_better,
+    comparisons = []
+    for (row, column, baseline, key), result in paired.items():
+        treated, base = cells[(row, column, key)], cells[(row, baseline, key)]
+        comparisons.append(
+            Comparison(
+                column=column,
+                differences=tuple(result.differences.values()),
+                margin=result.metric.margin,
+                higher_is_better=result.metric.higher_is_better,
+                resolution=max(treated.resolution, base.resolution),
+                not_informative=not_informative(treated, base),
+                family=result.family,
+            )
         )
-        for p in judged
-    ]
-    for result, verdict in zip(judged, verdicts(comparisons)):
+    for result, verdict in zip(paired.values(), verdicts(comparisons)):
         result.verdict = verdict
     return Table(spec, records, cells, paired)
 
 
-def _chance_band(records, cell, metric: Metric, seeds) -> tuple[float, float] | None:
-    """[100 - m, m] for the majority-label accuracy m that the cell's completed runs recorded
-    under ``metric.chance_key`` (the evaluated set is fixed, so every run records the same m;
-    the widest band is kept should they differ)."""
-    if metric.chance_key is None:
-        return None
-    probe = Metric(key=metric.chance_key, label=metric.chance_key, select=metric.select)
-    found = []
-    for seed in seeds:
+def _cell_result(records, spec: TableSpec, cell: Cell, metric: Metric) -> CellResult:
+    """One cell over its seeds: the values, what kept runs out, and the data that say
+    whether those values can carry a verdict."""
+    result = CellResult(cell, metric, {}, [], [], {}, Summary(0, math.nan, math.nan), None)
+    bands, resolutions, examples = [], [0.0], []
+    for seed in spec.seeds:
         record = records[(cell.group, seed)]
-        if record.status == COMPLETED:
-            value = metric_value(record, probe, cell.row.epoch)
-            if value is not _ABSENT and math.isfinite(value):
-                found.append(value)
-    if not found:
+        if record.status != COMPLETED:
+            result.not_done.setdefault(record.status, []).append(seed)
+            continue
+        value = metric_value(record, metric, cell.row.epoch, cell.row)
+        if value is _ABSENT:
+            result.absent.append(seed)
+            continue
+        if not math.isfinite(value):
+            result.nan.append(seed)
+            continue
+        result.values[seed] = value
+        seen = predictions(record, metric, cell.row.epoch)
+        if seen is not None:
+            if seen.classes <= 1:
+                result.collapsed.append(seed)
+            if metric.key == metric.prediction_key:  # the accuracy itself: its band and step
+                bands.append((seen.minority, seen.majority))
+                if seen.minority <= value <= seen.majority:
+                    result.in_band.append(seed)
+                resolutions.append(100.0 / seen.examples if seen.examples > 0 else 0.0)
+                examples.append(seen.examples)
+        if metric.time_to_target:
+            reached = epochs_to_target(record.history, metric.source, cell.row.target(metric))
+            if reached is not None and not reached[1]:
+                result.not_reached.append(seed)
+            resolutions.append(evaluation_interval(record.history, metric.source))
+    result.summary = summarize(result.values.values(), interval=True)
+    result.paper = cell.row.paper_value(cell.column.name, metric.key)
+    if bands:  # the evaluated set is fixed, so every run records the same band
+        result.chance_band = (min(b[0] for b in bands), max(b[1] for b in bands))
+    result.resolution = max(r for r in resolutions if math.isfinite(r))
+    result.examples = max(examples) if examples else None
+    return result
+
+
+# --------------------------------------------------------------------------- degenerate data
+
+
+def not_informative(treated: CellResult, base: CellResult) -> str | None:
+    """Why the paired comparison of two cells cannot carry a verdict, or None.
+
+    Checked on the runs of both arms that have a value: predictions of a single class in
+    every run (the model ignores its input); every run inside the band a model ignoring its
+    input scores (between always predicting the least and the most common label); both arms
+    constant across seeds (the seed changes nothing, so nothing measures the noise)."""
+    arms = (treated, base)
+    if not all(arm.values for arm in arms):
         return None
-    majority = max(max(found), 100.0 - min(found))
-    return (100.0 - majority, majority)
+    if all(set(arm.values) <= set(arm.collapsed) for arm in arms):
+        return "both arms predict a single class in every run"
+    if all(arm.chance_band and set(arm.values) <= set(arm.in_band) for arm in arms):
+        low = min(arm.chance_band[0] for arm in arms)
+        high = max(arm.chance_band[1] for arm in arms)
+        d, (level, _) = treated.metric.decimals, _unit(treated.metric.label)
+        return (
+            f"every run of both arms within {format_number(low, d)}–{format_number(high, d)}"
+            f"{level}, what a model ignoring its input scores"
+        )
+    if all(len(arm.values) >= 2 and len(set(arm.values.values())) == 1 for arm in arms):
+        return "both arms constant across seeds"
+    return None
 
 
 # --------------------------------------------------------------------------- numbers
@@ -337,9 +448,10 @@ def chance_note(
     """A sentence, from the numbers, on where a metric with a chance level stands against it.
 
     ``cells``: (name, summary with its 95% t-interval, the per-seed values, the band a model
-    ignoring its input scores or None) per cell. With a band (spec ``chance_key``), says
-    whether every run lies inside it; otherwise whether every cell's interval contains the
-    chance level, and how far the cell means and the single runs lie from it."""
+    ignoring its input scores or None) per cell. With a band (from the runs' prediction
+    statistics, K_minority and K_majority), says whether every run lies inside it;
+    otherwise whether every cell's interval contains the chance level, and how far the cell
+    means and the single runs lie from it."""
     if metric.chance is None:
         return None
     chance, d = metric.chance, metric.decimals
@@ -353,9 +465,9 @@ def chance_note(
     if bands:
         low, high = min(b[0] for b in bands), max(b[1] for b in bands)
         band_text = (
-            f"On the evaluated set a model that ignores its input scores "
-            f"{format_number(low, d)}{level} or {format_number(high, d)}{level} (one label "
-            f"for every example)."
+            f"On the evaluated set a model that ignores its input scores between "
+            f"{format_number(low, d)}{level} and {format_number(high, d)}{level} (always the "
+            "least or always the most common label)."
         )
         outside = [
             (name, s)
@@ -413,6 +525,10 @@ def format_cell(result: CellResult) -> str:
         issues.append(f"{len(result.absent)} not evaluated")
     for status, seeds in result.not_done.items():
         issues.append(f"{len(seeds)} {status}")
+    if result.not_reached:
+        issues.append(f"{len(result.not_reached)} not reached")
+    if result.collapsed:
+        issues.append(f"{len(result.collapsed)} predict one class")
     count = f"{s.n}; {', '.join(issues)}" if issues else str(s.n)
     return f"{format_mean_std(s, d)} ({count})"
 
@@ -421,7 +537,29 @@ def format_paired(result: PairedResult) -> str:
     return format_difference(result.summary, result.differences.values(), result.metric.decimals)
 
 
+def _evaluated_text(table: Table, metric: Metric) -> str:
+    """How finely a metric is measured: the evaluated examples behind an accuracy, or the
+    target and the censoring rule of a time to target."""
+    results = [r for (_, _, key), r in table.cells.items() if key == metric.key]
+    if metric.time_to_target:
+        targets = {r.cell.row.target(metric) for r in results}
+        shown = ", ".join(f"{t:g}" for t in sorted(targets))
+        return (
+            f" The first evaluated epoch at which `{metric.source}` reaches its target "
+            f"({shown}; {metric.target_reason}); a run that never does counts as its last "
+            "evaluated epoch plus one evaluation interval (a lower bound; `not reached`)."
+        )
+    counts = {r.examples for r in results if r.examples}
+    if not counts:
+        return ""
+    shown = " or ".join(f"{c:,.0f}" for c in sorted(counts))
+    step = format_number(100.0 / min(counts), metric.decimals, significant=True)
+    return f" Evaluated on {shown} examples: one example is {step} pp."
+
+
 def _select_text(metric: Metric, rows: tuple[Row, ...]) -> str:
+    if metric.time_to_target:
+        return "from each run's evaluations"
     if all(r.epoch is not None for r in rows):
         return "at the epoch of each row"
     return {"final": "at the last epoch", "best": "at the best evaluation"}[metric.select]
@@ -468,6 +606,7 @@ def render_markdown(table: Table) -> str:
             level, _ = _unit(metric.label)
             basis = f" ({metric.chance_basis})" if metric.chance_basis else ""
             read += f" Chance: {metric.chance:g}{level}{basis}."
+        read += _evaluated_text(table, metric)
         lines += [read, ""]
         with_paper = [
             c.name
@@ -520,22 +659,35 @@ def _p_text(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}".rstrip("0").rstrip(".")
 
 
+VERDICT_METHOD = (
+    "Per comparison: the paired difference with its 95% t-interval; the test of the "
+    "difference and of equivalence within ±margin (two one-sided tests): `t` is the paired "
+    "t-test, `t (sd ≥ r)` the same with the paired sd raised to the metric's resolution r "
+    "(one evaluated example of an accuracy, one evaluation interval of a time to target) "
+    "where it was smaller, so that differences in whole examples never become certainty; "
+    "`sign-flip (2^n)` is the exact paired permutation test over all 2^n sign patterns, used "
+    "with fewer than 3 pairs or a zero sd of unknown resolution (its p-value is never below "
+    "2/2^n). MDE: the smallest difference that t-test finds with 80% power at that sd and "
+    "number of pairs, at the family's planning level alpha/m; seeds for margin: the pairs "
+    "80% power against the margin needs at that level. The p-values are Holm-corrected "
+    "within each family at alpha 0.05: the primary endpoint's comparisons are one family, "
+    "every other comparison (secondary) the other. A comparison whose data cannot carry a "
+    "verdict (both arms predicting one class in every run, every run at the level a model "
+    "ignoring its input scores, or both arms constant across seeds) is `not informative`: "
+    "it is not tested and counts in its family's correction with p = 1. `better, within ±m`: "
+    "a real difference whose whole interval lies inside the margin."
+)
+
+
 def _verdict_section(table: Table) -> list[str]:
-    """Per paired comparison: the difference, what the seeds could detect, the Holm-adjusted
-    tests and the verdict (agr_suite.verdicts)."""
-    lines = [
-        "## Verdicts",
-        "",
-        "Per comparison: the paired difference with its 95% t-interval; MDE, the smallest "
-        "difference a paired t-test finds with 80% power at the observed paired sd and number "
-        "of seeds; the seeds that 80% power against the metric's margin needs; the p-values of "
-        "the paired t-test (difference) and of the two one-sided tests against ±margin "
-        f"(equivalence), both Holm-corrected across this table's {len(table.paired)} "
-        "comparisons, at alpha 0.05.",
-        "",
-    ]
-    header = ["metric", "setting", "comparison", "difference", "MDE (80%)", "margin"]
-    header += ["seeds for margin", "p difference", "p equivalence", "verdict"]
+    """Per paired comparison: the difference, the test, what the seeds could detect, the
+    Holm-adjusted p-values and the verdict (agr_suite.verdicts); then the endpoints, the
+    margins with their history, and the power plan."""
+    spec = table.spec
+    lines = ["## Verdicts", "", VERDICT_METHOD, ""]
+    header = ["metric", "setting", "comparison", "endpoint", "difference", "test"]
+    header += ["MDE (80%)", "margin", "seeds for margin", "p difference", "p equivalence"]
+    header.append("verdict")
     body = []
     for (row, column, _, key), result in table.paired.items():
         verdict, m = result.verdict, result.metric
@@ -544,7 +696,9 @@ def _verdict_section(table: Table) -> list[str]:
                 f"`{key}`",
                 row,
                 f"{column} − {result.baseline}",
+                result.family,
                 format_paired(result),
+                verdict.method if verdict else "—",
                 format_number(verdict.mde, m.decimals) if verdict else "—",
                 "—" if m.margin is None else f"±{m.margin:g}",
                 "—"
@@ -556,24 +710,54 @@ def _verdict_section(table: Table) -> list[str]:
             ]
         )
     lines += _table_lines(header, body)
-    reasons = [
-        f"`{m.key}` ±{m.margin:g}: {m.margin_reason}" for m in table.spec.metrics if m.margin
+    return lines + ["", *endpoint_lines(spec)]
+
+
+def endpoint_lines(spec: TableSpec) -> list[str]:
+    """The primary endpoint, the margins (with every earlier value) and the power plan, as
+    the spec fixed them before the runs."""
+    sizes = spec.family_sizes()
+    rows = "every row" if len(spec.primary.rows) == len(spec.rows) else ", ".join(spec.primary.rows)
+    lines = [
+        f"Primary endpoint: `{spec.primary.metric}` on {rows} ({_count(sizes['primary'])}; "
+        f"{spec.primary.reason}); the other {_count(sizes['secondary'])} "
+        f"{'is' if sizes['secondary'] == 1 else 'are'} secondary."
     ]
+    reasons = [f"`{m.key}` ±{m.margin:g}: {m.margin_reason}" for m in spec.metrics if m.margin]
     if reasons:
-        lines += ["", "Margins: " + "; ".join(reasons) + "."]
-    plans = [
-        f"`{m.key}` needs {m.seeds_for_margin} seeds for its margin at an assumed paired sd of "
-        f"{m.paired_sd:g} ({m.paired_sd_reason})"
-        for m in table.spec.metrics
-        if m.seeds_for_margin is not None
+        lines += ["", "Margins, fixed in the spec before the runs: " + "; ".join(reasons) + "."]
+    history = [
+        f"`{m.key}` ±{c.margin:g} from {c.since} until {c.until} ({c.reason})"
+        for m in spec.metrics
+        for c in m.margin_history
     ]
-    if plans:
-        lines += [
-            "",
-            f"Power plan (80% power, two-sided 5%; this table ran {len(table.spec.seeds)} "
-            "seeds): " + "; ".join(plans) + ".",
-        ]
+    if history:
+        lines += ["", "Earlier margins at this scale: " + "; ".join(history) + "."]
+    lines += ["", *plan_lines(spec)]
     return lines
+
+
+def _count(comparisons: int) -> str:
+    return f"{comparisons} comparison{'' if comparisons == 1 else 's'}"
+
+
+def plan_lines(spec: TableSpec) -> list[str]:
+    """The power plan per metric with an assumed paired sd (the dry run prints it too)."""
+    plans = spec.plans()
+    if not plans:
+        return [
+            f"Power plan: none at this scale (no assumed paired sd); it ran {len(spec.seeds)} "
+            "seeds."
+        ]
+    text = [
+        f"`{p.metric.key}` ({p.family}: {_count(p.family_size)}, planned at alpha/"
+        f"{p.family_size} = {p.level:.2g}) needs {p.seeds} seeds for ±{p.metric.margin:g} at "
+        f"an assumed paired sd of {p.metric.paired_sd:g} ({p.metric.paired_sd_reason})"
+        for p in plans
+    ]
+    return [
+        f"Power plan (80% power; this scale runs {len(spec.seeds)} seeds): " + "; ".join(text) + "."
+    ]
 
 
 def _chance_cells(table: Table, metric: Metric) -> list:
@@ -705,7 +889,7 @@ CSV_FIELDS = [
     "ci_low",  # 95% t-interval of the cell's mean over seeds
     "ci_high",
     "chance",  # the metric's chance level, when the spec declares one
-    "chance_low",  # what a model ignoring its input scores (spec chance_key), low and high
+    "chance_low",  # what a model ignoring its input scores (runs' K_minority, K_majority)
     "chance_high",
     "margin",  # the paired comparison's verdict (agr_suite.verdicts), on compared cells
     "mde80",
@@ -713,6 +897,13 @@ CSV_FIELDS = [
     "p_difference_holm",
     "p_equivalence_holm",
     "verdict",
+    # Added with the degenerate-data checks and the endpoint families:
+    "family",  # primary | secondary: the Holm family of the comparison
+    "test",  # t | t (sd ≥ r) | sign-flip (2^n)
+    "resolution",  # the cell's smallest step (one example; one evaluation interval)
+    "examples",  # evaluated examples behind an accuracy
+    "one_class_seeds",  # runs whose predictions take a single class
+    "not_reached_seeds",  # time to target: runs that never reached it
 ]
 
 
@@ -775,6 +966,10 @@ def _write_csv_line(writer, spec, row, column, key, result, paired) -> None:
             "chance": _csv_number(result.metric.chance),
             "chance_low": _csv_number(band[0]) if (band := result.chance_band) else "",
             "chance_high": _csv_number(band[1]) if band else "",
+            "resolution": _csv_number(result.resolution),
+            "examples": _csv_number(result.examples),
+            "one_class_seeds": _seed_list(result.collapsed),
+            "not_reached_seeds": _seed_list(result.not_reached),
             **_verdict_fields(paired),
         }
     )
@@ -792,6 +987,8 @@ def _verdict_fields(paired: PairedResult | None) -> dict[str, Any]:
         "p_difference_holm": _csv_number(verdict.p_difference),
         "p_equivalence_holm": _csv_number(verdict.p_equivalence),
         "verdict": verdict.text,
+        "family": paired.family,
+        "test": verdict.method,
     }
 
 

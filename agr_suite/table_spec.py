@@ -27,16 +27,28 @@ refused)::
                              # binary task); the table then reports each cell against it
         chance_basis: null   # optional: why that is chance (e.g. "balanced labels")
         margin: 0.5          # optional: the equivalence margin of a paired difference, in
-                             # the metric's units (TOST; see agr_suite/verdicts.py)
+                             # the metric's units (TOST; see agr_suite/verdicts.py), fixed
+                             # before the runs
         margin_reason: ...   # why that margin (printed under the table)
+        margin_history:      # optional: every earlier margin, kept when one is changed
+          - {margin: 1.0, from: 2026-12-01, until: 2026-12-03, reason: ...}
         paired_sd: 0.4       # optional: the assumed sd of the paired differences, the power
         paired_sd_reason: .. #   plan's basis (with margin and its reason); the seeds that
-                             #   detect `margin` with 80% power follow from it
-                             #   (agr_suite.verdicts.seeds_needed)
-        chance_key: null     # optional: a run metric holding the accuracy of always
-                             # predicting the evaluated set's majority label (m); the cells
-                             # are then also judged against the band [100 - m, m] that a
-                             # model ignoring its input scores (e.g. sop_majority_acc)
+                             #   detect `margin` with 80% power at the Holm planning level
+                             #   of the metric's family follow from it (agr_suite.verdicts)
+        collapse_key: null   # optional: the accuracy whose prediction statistics
+                             # (<key>_pred_classes, _majority, _minority, _examples in the
+                             # runs' metrics) tell whether the model ignores its input;
+                             # default: the metric itself when the runs record them
+        time_to_target:      # optional (accuracies): also report the first evaluated epoch
+          target: 90.0       #   at which a run reaches `target` (rows may set their own in
+          target_reason: ... #   `targets`), with its paired difference and verdict
+          margin: 1.0        #   in epochs, with its reason
+          margin_reason: ...
+    primary:                 # the primary endpoint: its comparisons are one Holm family,
+      metric: top1           #   every other comparison the secondary family
+      rows: all              # all | last (e.g. Table 1: IS at the last evaluated epoch)
+      reason: ...
     columns:
       - {name: AdamW, overrides: [optimizer=adamw]}
       - {name: AdamW(AGR), overrides: [optimizer=adamw_agr]}
@@ -53,7 +65,8 @@ refused)::
         results_subdir: ""   # under results/
         cost: {unit: GPU-hours (...), per_run: 1.0, per_launch: 0.0}
         metrics:             # optional: per-metric settings at this scale (label, margin,
-          fid: {label: ...}  #   margin_reason, paired_sd, paired_sd_reason)
+          fid: {label: ...}  #   margin_reason, margin_history, paired_sd, paired_sd_reason,
+                             #   time_to_target)
         columns: [AdamW, AdamW(AGR)]   # optional: run only these columns at this scale
         column_overrides: {AdamW(AGR): [...]}  # optional: added to a column at this scale
         notes: [...]
@@ -63,6 +76,7 @@ refused)::
             epoch: null      # read the metrics at this epoch of history.jsonl
             cost: 0.8        # per run, in the scale's unit (default cost.per_run)
             paper: {AdamW(AGR): {top1: <value>}}  # column -> metric; absent: not published
+            targets: {top1: 70.0}  # optional: this row's time-to-target targets
 """
 
 from __future__ import annotations
@@ -87,6 +101,16 @@ class SpecError(ValueError):
 
 
 @dataclass(frozen=True)
+class MarginChange:
+    """An earlier margin of a metric, kept in the spec when the margin was changed."""
+
+    margin: float
+    since: str
+    until: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Metric:
     key: str
     label: str
@@ -95,12 +119,51 @@ class Metric:
     decimals: int = 2
     chance: float | None = None  # the metric's chance level, when it has one
     chance_basis: str | None = None  # why that is the chance level
-    chance_key: str | None = None  # run metric: majority-label accuracy of the evaluated set
     margin: float | None = None  # equivalence margin of a paired difference (metric units)
     margin_reason: str | None = None
+    margin_history: tuple[MarginChange, ...] = ()
     paired_sd: float | None = None  # assumed sd of paired differences: the power plan's basis
     paired_sd_reason: str | None = None
-    seeds_for_margin: int | None = None  # from margin and paired_sd: 80% power to detect margin
+    collapse_key: str | None = None  # the accuracy whose prediction statistics judge collapse
+    source: str | None = None  # time to target: the accuracy it reads from history.jsonl
+    target: float | None = None  # time to target: the default target of that accuracy
+    target_reason: str | None = None
+
+    @property
+    def time_to_target(self) -> bool:
+        """A derived metric: the first evaluated epoch at which ``source`` reaches a target."""
+        return self.source is not None
+
+    @property
+    def prediction_key(self) -> str:
+        """The accuracy whose ``<key>_pred_classes``/``_majority``/``_minority``/``_examples``
+        the runs record for this metric (its own key unless the spec says otherwise)."""
+        return self.collapse_key or self.source or self.key
+
+
+TIME_TO_TARGET = "_epochs_to_target"
+"""Suffix of a time-to-target metric's key: ``top1_epochs_to_target``."""
+
+
+@dataclass(frozen=True)
+class Primary:
+    """The primary endpoint: one metric on all rows or on the last one."""
+
+    metric: str
+    rows: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The seeds one metric's margin needs: 80% power for the paired t-test against the
+    margin at the assumed paired sd, at the Holm planning level of the metric's family."""
+
+    metric: Metric
+    family: str  # "primary" or "secondary"
+    family_size: int
+    level: float
+    seeds: int | None
 
 
 @dataclass(frozen=True)
@@ -116,9 +179,15 @@ class Row:
     epoch: int | None = None
     cost: float | None = None
     paper: dict[str, dict[str, float | None]] = field(default_factory=dict, hash=False)
+    targets: dict[str, float] = field(default_factory=dict, hash=False)
 
     def paper_value(self, column: str, metric: str) -> float | None:
         return (self.paper.get(column) or {}).get(metric)
+
+    def target(self, metric: Metric) -> float | None:
+        """The target of a time-to-target metric in this row (the row's own, else the
+        metric's)."""
+        return self.targets.get(metric.source, metric.target) if metric.source else None
 
 
 @dataclass(frozen=True)
@@ -172,6 +241,7 @@ class TableSpec:
     cost: Cost
     paper_source: str | None
     notes: tuple[str, ...]
+    primary: Primary
     cells: tuple[Cell, ...] = ()
     groups: tuple[RunGroup, ...] = ()
 
@@ -189,12 +259,39 @@ class TableSpec:
             self.cost.per_launch
         )
 
+    def family(self, row: Row, metric: Metric) -> str:
+        """The Holm family of a comparison: "primary" for the primary metric on the
+        primary rows, "secondary" for everything else."""
+        primary = metric.key == self.primary.metric and row.name in self.primary.rows
+        return "primary" if primary else "secondary"
+
+    def family_sizes(self) -> dict[str, int]:
+        """Comparisons per family: every row x metric x pair."""
+        sizes = {"primary": 0, "secondary": 0}
+        for row in self.rows:
+            for metric in self.metrics:
+                sizes[self.family(row, metric)] += len(self.pairs)
+        return sizes
+
+    def plans(self) -> list[Plan]:
+        """A plan for every metric with an assumed paired sd, at its family's level (the
+        primary metric's plan is for the primary family)."""
+        from agr_suite.verdicts import planning_level, seeds_needed
+
+        sizes, out = self.family_sizes(), []
+        for metric in self.metrics:
+            if metric.paired_sd is None or metric.margin is None:
+                continue
+            family = "primary" if metric.key == self.primary.metric else "secondary"
+            level = planning_level(sizes[family])
+            needed = seeds_needed(metric.margin, metric.paired_sd, level)
+            out.append(Plan(metric, family, sizes[family], level, needed))
+        return out
+
     @property
     def planned_seeds(self) -> int | None:
-        """The seeds the power plan asks for: enough for every metric's margin (None when
-        no metric states an assumed paired sd)."""
-        wanted = [m.seeds_for_margin for m in self.metrics if m.seeds_for_margin is not None]
-        return max(wanted) if wanted else None
+        """The seeds the primary endpoint's power plan asks for (None without a plan)."""
+        return next((p.seeds for p in self.plans() if p.family == "primary"), None)
 
 
 def override_key(override: str) -> str:
@@ -289,49 +386,152 @@ def _margin(value: Any, path: Path, where: str) -> float | None:
 # The keys each level of a spec may have (anything else is refused, so a removed or
 # misspelt key cannot be silently ignored).
 TOP_KEYS = (
-    "title", "seeds", "metrics", "columns", "baseline", "pairs", "paper_source", "notes",
-    "scales",
+    "title", "seeds", "metrics", "columns", "baseline", "pairs", "primary", "paper_source",
+    "notes", "scales",
+)  # fmt: skip
+SCALE_METRIC_KEYS = (
+    "label", "margin", "margin_reason", "margin_history", "paired_sd", "paired_sd_reason",
+    "time_to_target",
 )  # fmt: skip
 METRIC_KEYS = (
-    "key", "label", "select", "higher_is_better", "decimals", "chance", "chance_basis",
-    "chance_key", "margin", "margin_reason", "paired_sd", "paired_sd_reason",
+    "key", "select", "higher_is_better", "decimals", "chance", "chance_basis", "collapse_key",
+    *SCALE_METRIC_KEYS,
 )  # fmt: skip
-SCALE_METRIC_KEYS = ("label", "margin", "margin_reason", "paired_sd", "paired_sd_reason")
+HISTORY_KEYS = ("margin", "from", "until", "reason")
+TARGET_KEYS = ("target", "target_reason", "margin", "margin_reason")
+PRIMARY_KEYS = ("metric", "rows", "reason")
 COLUMN_KEYS = ("name", "overrides")
 SCALE_KEYS = (
     "title", "seeds", "overrides", "runs_subdir", "results_subdir", "cost", "metrics",
     "columns", "column_overrides", "notes", "rows",
 )  # fmt: skip
 COST_KEYS = ("unit", "per_run", "per_launch")
-ROW_KEYS = ("name", "overrides", "epoch", "cost", "paper")
+ROW_KEYS = ("name", "overrides", "epoch", "cost", "paper", "targets")
 
 
 def _known(item: dict, allowed: tuple[str, ...], path: Path, where: str) -> None:
+    if not isinstance(item, dict):
+        raise _fail(path, where, f"a mapping with the keys {', '.join(allowed)}")
     unknown = set(item) - set(allowed)
     if unknown:
         raise _fail(path, where, f"unknown {sorted(unknown)}; the keys are {', '.join(allowed)}")
 
 
-def _power_plan(
-    item: dict, margin: float | None, path: Path, where: str
-) -> tuple[float | None, int | None]:
-    """The assumed paired sd and the seeds it implies for the margin (80% power, two-sided
-    5%; agr_suite.verdicts.seeds_needed): the sd comes with its reason and a margin."""
-    from agr_suite.verdicts import seeds_needed
-
+def _paired_sd(item: dict, margin: float | None, path: Path, where: str) -> float | None:
+    """The assumed paired sd of the power plan: with its reason and a margin, > 0."""
     keys = ("paired_sd", "paired_sd_reason")
     given = [item.get(k) is not None for k in keys]
     if not any(given):
-        return None, None
+        return None
     if not all(given) or margin is None:
         raise _fail(path, where, "paired_sd and paired_sd_reason go together, with a margin")
     sd = _number(item["paired_sd"], path, f"{where}.paired_sd")
     if not sd > 0:
         raise _fail(path, f"{where}.paired_sd", f"{sd!r}: an sd is a number > 0")
-    needed = seeds_needed(margin, sd)
-    if needed is None:
-        raise _fail(path, where, f"margin {margin:g} with paired sd {sd:g} needs too many seeds")
-    return sd, needed
+    return sd
+
+
+def _reasoned_margin(item: dict, path: Path, where: str) -> tuple[float | None, str | None]:
+    reason = item.get("margin_reason")
+    if (reason is None) != (item.get("margin") is None):
+        raise _fail(path, where, "margin and margin_reason go together")
+    return _margin(item.get("margin"), path, f"{where}.margin"), reason and str(reason)
+
+
+def _margin_history(value: Any, path: Path, where: str) -> tuple[MarginChange, ...]:
+    """Earlier margins: each with its value, the dates it held and why it was set."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _fail(path, where, "a list of {margin, from, until, reason}")
+    changes = []
+    for i, entry in enumerate(value):
+        at = f"{where}[{i}]"
+        _known(entry, HISTORY_KEYS, path, at)
+        if set(entry) != set(HISTORY_KEYS):
+            raise _fail(path, at, f"each earlier margin has {', '.join(HISTORY_KEYS)}")
+        margin = _margin(entry["margin"], path, f"{at}.margin")
+        changes.append(
+            MarginChange(margin, str(entry["from"]), str(entry["until"]), str(entry["reason"]))
+        )
+    return tuple(changes)
+
+
+def _time_to_target(base: Metric, value: Any, path: Path, where: str) -> Metric | None:
+    """The derived metric "epochs until ``base`` first reaches its target"."""
+    if value is None:
+        return None
+    _known(value, TARGET_KEYS, path, where)
+    target = _number(value.get("target"), path, f"{where}.target")
+    if value.get("target_reason") is None:
+        raise _fail(path, where, "a target_reason (the target itself here or in every row)")
+    margin, reason = _reasoned_margin(value, path, where)
+    return Metric(
+        key=base.key + TIME_TO_TARGET,
+        label=f"Epochs to target, {base.label}",
+        select="final",
+        higher_is_better=False,
+        decimals=1,
+        margin=margin,
+        margin_reason=reason,
+        collapse_key=base.prediction_key,
+        source=base.key,
+        target=target,
+        target_reason=str(value["target_reason"]),
+    )
+
+
+def _metric(item: Any, at_scale: Any, path: Path, scale: str, where: str) -> list[Metric]:
+    """One spec metric with its scale's settings: the metric, and its time-to-target
+    metric when it declares one."""
+    if not isinstance(item, dict) or "key" not in item:
+        raise _fail(path, where, "each metric needs a `key`")
+    _known(item, METRIC_KEYS, path, where)
+    _known(at_scale or {}, SCALE_METRIC_KEYS, path, f"scales.{scale}.metrics.{item['key']}")
+    item = {**item, **(at_scale or {})}
+    select = item.get("select", "final")
+    if select not in SELECTS:
+        raise _fail(path, where, f"select={select!r}; choose one of {', '.join(SELECTS)}")
+    decimals = item.get("decimals", 2)
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
+        raise _fail(path, where, f"decimals={decimals!r} is not an integer >= 0")
+    basis = item.get("chance_basis")
+    if basis is not None and item.get("chance") is None:
+        raise _fail(path, where, "chance_basis without a chance level")
+    margin, reason = _reasoned_margin(item, path, where)
+    metric = Metric(
+        key=item["key"],
+        label=str(item.get("label", item["key"])),
+        select=select,
+        higher_is_better=bool(item.get("higher_is_better", True)),
+        decimals=decimals,
+        chance=_number(item.get("chance"), path, f"{where}.chance"),
+        chance_basis=None if basis is None else str(basis),
+        margin=margin,
+        margin_reason=reason,
+        margin_history=_margin_history(item.get("margin_history"), path, f"{where}.margin_history"),
+        paired_sd=_paired_sd(item, margin, path, where),
+        paired_sd_reason=item.get("paired_sd_reason"),
+        collapse_key=None if item.get("collapse_key") is None else str(item["collapse_key"]),
+    )
+    derived = _time_to_target(metric, item.get("time_to_target"), path, f"{where}.time_to_target")
+    return [metric] if derived is None else [metric, derived]
+
+
+def _primary(value: Any, metrics: list[Metric], rows: list[Row], path: Path) -> Primary:
+    """The primary endpoint; a spec that declares none has its first metric on every row,
+    as a spec without a baseline has its first column."""
+    names = tuple(r.name for r in rows)
+    if value is None:
+        return Primary(metrics[0].key, names, "not declared: the spec's first metric")
+    _known(value, PRIMARY_KEYS, path, "primary")
+    keys = [m.key for m in metrics]
+    if value.get("metric") not in keys or not value.get("reason"):
+        raise _fail(path, "primary", f"name one metric ({', '.join(keys)}) and the reason")
+    chosen = value.get("rows", "all")
+    if chosen not in ("all", "last"):
+        raise _fail(path, "primary.rows", f"{chosen!r}; choose all or last")
+    return Primary(str(value["metric"]), names if chosen == "all" else names[-1:], value["reason"])
 
 
 def _parse(
@@ -351,50 +551,8 @@ def _parse(
         raise _fail(path, f"scales.{scale}.metrics", "a mapping of metric key -> settings")
     metrics = []
     for i, item in enumerate(raw.get("metrics") or []):
-        where = f"metrics[{i}]"
-        if not isinstance(item, dict) or "key" not in item:
-            raise _fail(path, where, "each metric needs a `key`")
-        _known(item, METRIC_KEYS, path, where)
-        at_scale = scaled_metrics.get(item["key"]) or {}
-        unknown = set(at_scale) - set(SCALE_METRIC_KEYS)
-        if unknown:
-            raise _fail(
-                path,
-                f"scales.{scale}.metrics.{item['key']}",
-                f"unknown {sorted(unknown)}; a scale may set {', '.join(SCALE_METRIC_KEYS)}",
-            )
-        item = {**item, **at_scale}
-        select = item.get("select", "final")
-        if select not in SELECTS:
-            raise _fail(path, where, f"select={select!r}; choose one of {', '.join(SELECTS)}")
-        decimals = item.get("decimals", 2)
-        if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
-            raise _fail(path, where, f"decimals={decimals!r} is not an integer >= 0")
-        basis = item.get("chance_basis")
-        if basis is not None and item.get("chance") is None:
-            raise _fail(path, where, "chance_basis without a chance level")
-        reason = item.get("margin_reason")
-        if (reason is None) != (item.get("margin") is None):
-            raise _fail(path, where, "margin and margin_reason go together")
-        margin = _margin(item.get("margin"), path, f"{where}.margin")
-        paired_sd, seeds_for_margin = _power_plan(item, margin, path, where)
-        metrics.append(
-            Metric(
-                key=item["key"],
-                label=str(item.get("label", item["key"])),
-                select=select,
-                higher_is_better=bool(item.get("higher_is_better", True)),
-                decimals=decimals,
-                chance=_number(item.get("chance"), path, f"{where}.chance"),
-                chance_basis=None if basis is None else str(basis),
-                chance_key=None if item.get("chance_key") is None else str(item["chance_key"]),
-                margin=margin,
-                margin_reason=None if reason is None else str(reason),
-                paired_sd=paired_sd,
-                paired_sd_reason=item.get("paired_sd_reason"),
-                seeds_for_margin=seeds_for_margin,
-            )
-        )
+        key = item.get("key") if isinstance(item, dict) else None
+        metrics += _metric(item, scaled_metrics.get(key), path, scale, f"metrics[{i}]")
     unknown = set(scaled_metrics) - {m.key for m in metrics}
     if unknown:
         raise _fail(path, f"scales.{scale}.metrics", f"no metric {sorted(unknown)}")
@@ -452,6 +610,15 @@ def _parse(
                 raise _fail(path, f"{where}.paper", f"{column!r} is not a column with values")
             for metric, value in values.items():
                 _number(value, path, f"{where}.paper.{column}.{metric}")
+        targets = item.get("targets") or {}
+        sources = {m.source for m in metrics if m.time_to_target}
+        if not isinstance(targets, dict) or not set(targets) <= sources:
+            raise _fail(path, f"{where}.targets", f"targets of {sorted(sources)} (time_to_target)")
+        if epoch is not None and sources:
+            raise _fail(path, where, "time_to_target reads whole runs, not a row's epoch")
+        for metric in metrics:
+            if metric.time_to_target and targets.get(metric.source, metric.target) is None:
+                raise _fail(path, where, f"no time-to-target target for {metric.source}")
         rows.append(
             Row(
                 name=str(item["name"]),
@@ -459,6 +626,7 @@ def _parse(
                 epoch=epoch,
                 cost=_number(item.get("cost"), path, f"{where}.cost"),
                 paper=paper,
+                targets={k: _number(v, path, f"{where}.targets.{k}") for k, v in targets.items()},
             )
         )
     if not rows or len({r.name for r in rows}) != len(rows):
@@ -491,7 +659,16 @@ def _parse(
         ),
         paper_source=raw.get("paper_source"),
         notes=tuple(raw.get("notes") or ()) + tuple(scaled.get("notes") or ()),
+        primary=_primary(raw.get("primary"), metrics, rows, path),
     )
+    for plan in spec.plans():
+        if plan.seeds is None:
+            m = plan.metric
+            raise _fail(
+                path,
+                f"metrics {m.key}",
+                f"margin {m.margin:g} with paired sd {m.paired_sd:g} needs too many seeds",
+            )
     _expand(spec, _overrides(extra, path, "extra overrides"))
     return spec
 

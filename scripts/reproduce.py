@@ -160,21 +160,26 @@ def print_dry_run(spec: TableSpec, planned: list[PlannedRun], statuses: list[str
 
 
 def power_plan(spec: TableSpec) -> list[str]:
-    """The runs and cost of the seeds the spec's margins need, beside those of its seeds."""
+    """Per endpoint with an assumed paired sd: the seeds its margin needs at its family's
+    Holm planning level; then the runs and cost of the primary endpoint's seeds beside those
+    of the spec's seeds."""
+    plans = spec.plans()
+    head = f"# power plan for {spec.name}, scale {spec.scale}"
+    if not plans:
+        return [f"{head}: none (no metric states an assumed paired sd at this scale)"]
+    lines = [f"{head} (80% power, each family planned at alpha/m, Holm's first step):"]
+    for plan in plans:
+        m = plan.metric
+        lines.append(
+            f"#   {plan.family} {m.key}: margin {m.margin:g} with an assumed paired sd of "
+            f"{m.paired_sd:g} at alpha/{plan.family_size} = {plan.level:.2g} needs "
+            f"{plan.seeds} seeds ({m.paired_sd_reason})"
+        )
     planned = spec.planned_seeds
-    if planned is None:
-        return []
-    lines = [f"# power plan for {spec.name}, scale {spec.scale} (80% power, two-sided 5%):"]
-    for m in spec.metrics:
-        if m.seeds_for_margin is not None:
-            lines.append(
-                f"#   {m.key}: margin {m.margin:g} with an assumed paired sd of {m.paired_sd:g} "
-                f"needs {m.seeds_for_margin} seeds ({m.paired_sd_reason})"
-            )
-    for label, seeds in (
-        (f"{planned}-seed power plan", planned),
-        (f"{len(spec.seeds)}-seed plan (this command)", len(spec.seeds)),
-    ):
+    counts = [(f"{len(spec.seeds)}-seed plan (this command)", len(spec.seeds))]
+    if planned is not None:
+        counts.insert(0, (f"{planned}-seed power plan", planned))
+    for label, seeds in counts:
         runs, cost = spec.cost_of(seeds)
         lines.append(f"#   the {label}: {runs} runs, {cost:g} {spec.cost.unit}")
     return lines

@@ -310,13 +310,13 @@ def test_chance_band_of_a_constant_predictor():
     """151 test pairs, 73 swapped: always predicting one order scores 73/151 or 78/151. A run
     that scores exactly that has learned nothing, even though 48.34 [48.34, 48.34] excludes
     50; a run outside the band is named."""
-    metric = Metric("sop_acc", "SOP accuracy (%)", chance=50.0, chance_key="sop_majority_acc")
+    metric = Metric("sop_acc", "SOP accuracy (%)", chance=50.0)
     band = (100 * 73 / 151, 100 * 78 / 151)
     stuck = [100 * 73 / 151] * 3
     s = summarize(stuck, interval=True)
     assert s.std == 0 and s.low == s.high == s.mean  # equal values: exactly 0, no float dust
     note = chance_note(metric, [("a", s, stuck, band), ("b", s, stuck, band)])
-    assert "scores 48.34% or 51.66% (one label for every example)" in note
+    assert "scores between 48.34% and 51.66% (always the least or always the most" in note
     assert "Every run of every cell lies within that band" in note
     learned = [48.0, 60.0, 70.0]
     note = chance_note(

@@ -259,15 +259,15 @@ scales:
 """
 
 
-def seeds_for_80_percent_power(effect: float, sd: float) -> int:
-    """The fewest pairs n whose two-sided 5% paired t-test has power >= 0.8 at `effect`,
-    from scipy's noncentral t directly."""
+def seeds_for_80_percent_power(effect: float, sd: float, alpha: float = 0.05) -> int:
+    """The fewest pairs n (at least 3, the fewest the t-test is used with) whose two-sided
+    paired t-test at level alpha has power >= 0.8 at `effect`, from scipy's noncentral t."""
     from scipy import stats
 
-    n = 2
+    n = 3
     while True:
         df, shift = n - 1, effect / (sd / n**0.5)
-        crit = stats.t.ppf(0.975, df)
+        crit = stats.t.ppf(1 - alpha / 2, df)
         if stats.nct.sf(crit, df, shift) + stats.nct.cdf(-crit, df, shift) >= 0.8:
             return n
         n += 1
@@ -280,7 +280,11 @@ def test_dry_run_prints_the_power_plan_beside_the_specs_seeds(tmp_path, capsys):
     code = reproduce.main([str(spec), "--dry-run", "--runs-dir", str(tmp_path / "r")])
     out = capsys.readouterr().out
     assert code == 0
-    assert f"needs {needed} seeds (a guess)" in out
+    # one row, one pair: a primary family of one comparison, planned at alpha/1
+    assert (
+        "primary top1: margin 1 with an assumed paired sd of 1 at alpha/1 = 0.05 needs "
+        f"{needed} seeds (a guess)" in out
+    )
     # two columns x one row; 2 GPU-hours a run and 1 per launch
     assert f"the {needed}-seed power plan: {2 * needed} runs, {4 * needed + 1:g} GPU-hours" in out
     assert "the 3-seed plan (this command): 6 runs, 13 GPU-hours" in out
@@ -302,15 +306,27 @@ def test_a_power_plan_is_computed_not_written_and_needs_its_reason(tmp_path, cap
 
 @pytest.mark.parametrize("table", ["table1", "table2", "table3", "ablation_agr"])
 def test_every_paper_scale_margin_has_a_power_plan(table):
+    """Every paper-scale margin has an assumed sd with its reason; its seeds are planned at
+    alpha/m for the m comparisons of its Holm family (the primary endpoint's own)."""
     from agr_suite.table_spec import load_spec
 
     spec = load_spec(table, "paper")
+    plans = {plan.metric.key: plan for plan in spec.plans()}
+    comparisons = len(spec.rows) * len(spec.pairs)
+    primary = len(spec.primary.rows) * len(spec.pairs)
     for metric in spec.metrics:
-        if metric.margin is not None:
-            assert metric.paired_sd is not None and metric.paired_sd_reason, metric.key
-            assert metric.seeds_for_margin == seeds_for_80_percent_power(
-                metric.margin, metric.paired_sd
-            )
+        if metric.margin is None or metric.time_to_target:
+            continue
+        assert metric.paired_sd is not None and metric.paired_sd_reason, metric.key
+        plan = plans[metric.key]
+        m = (
+            primary
+            if metric.key == spec.primary.metric
+            else (comparisons * len(spec.metrics) - primary)
+        )
+        assert plan.family_size == m
+        assert plan.seeds == seeds_for_80_percent_power(metric.margin, metric.paired_sd, 0.05 / m)
+    assert spec.planned_seeds == plans[spec.primary.metric].seeds
 
 
 def test_the_readmes_power_plan_and_run_count_are_the_specs():
@@ -322,12 +338,14 @@ def test_the_readmes_power_plan_and_run_count_are_the_specs():
         spec = load_spec(table, "paper")
         total += len(spec.groups) * len(spec.seeds)
         runs3, cost3 = len(spec.groups) * 3, 3 * sum(g.cost for g in spec.groups)
-        for m in spec.metrics:
-            n = seeds_for_80_percent_power(m.margin, m.paired_sd)
+        for plan in spec.plans():
+            m = plan.metric
+            n = seeds_for_80_percent_power(m.margin, m.paired_sd, 0.05 / plan.family_size)
             runs, cost = len(spec.groups) * n, n * sum(g.cost for g in spec.groups)
             line = (
-                f"| {table} | `{m.key}` | ±{m.margin:g} | {m.paired_sd:g} | {n} | "
-                f"{runs} runs, {cost:g} GPU-hours | {runs3} runs, {cost3:g} GPU-hours |"
+                f"| {table} | `{m.key}` | {plan.family} ({plan.family_size}) | ±{m.margin:g} | "
+                f"{m.paired_sd:g} | {n} | {runs} runs, {cost:g} GPU-hours | "
+                f"{runs3} runs, {cost3:g} GPU-hours |"
             )
             assert line in readme
     assert f"at paper scale lists {total} runs" in readme

@@ -380,7 +380,8 @@ def test_table3_spec_reports_sop_against_chance_and_mlm_accuracy():
     for scale in ("paper", "mini"):
         metrics = {m.key: m for m in load_spec("table3", scale).metrics}
         assert metrics["sop_acc"].chance == 50.0
-        assert metrics["sop_acc"].chance_key == "sop_majority_acc"
+        assert metrics["mlm_loss"].prediction_key == "mlm_acc"  # its model's MLM predictions
+        assert load_spec("table3", scale).primary.metric == "sop_acc"
         mlm_acc = metrics["mlm_acc"]
         assert mlm_acc.label == "MLM accuracy (%), test split"
         assert mlm_acc.higher_is_better and mlm_acc.chance is None
@@ -403,31 +404,42 @@ def test_bad_metric_keys_are_refused(tmp_path, change, message):
 
 def test_a_constant_predictor_is_at_chance_even_when_its_interval_excludes_50(tmp_path):
     """Every run predicts one order for all 151 test pairs (73 swapped): 48.34% in each seed.
-    The band [73/151, 78/151] comes from the runs' sop_majority_acc, not from the spec."""
+    The band [73/151, 78/151] comes from the runs' own prediction statistics, not the spec."""
     spec_file = tmp_path / "chance.yaml"
-    spec_file.write_text(
-        CHANCE_SPEC.replace("chance_basis: balanced labels", "chance_key: sop_majority_acc")
-    )
+    spec_file.write_text(CHANCE_SPEC)
     runs = tmp_path / "runs" / "chance"
     stuck, majority = 100 * 73 / 151, 100 * 78 / 151
     for seed in range(3):
         for opt in ("adamw", "adamw_agr"):
-            metrics = {"sop_acc": stuck, "mlm_loss": 6.0, "sop_majority_acc": majority}
+            metrics = {"sop_acc": stuck, "mlm_loss": 6.0 + seed / 10, **sop_stats(1, 151)}
             write_run(runs / f"digits-resnet18-{opt}" / f"seed{seed}", metrics=metrics)
     spec = load_spec(str(spec_file))
     table = aggregate(spec, plan_runs(spec, tmp_path / "runs"))
     cell = table.cells[("ResNet", "Base", "sop_acc")]
     assert cell.chance_band == pytest.approx((stuck, majority))
-    assert cell.summary.std == 0
+    assert cell.summary.std == 0 and cell.collapsed == [0, 1, 2]
     md_path, csv_path, _ = write_outputs(table, tmp_path / "results")
     text = md_path.read_text()
     assert "exclude chance" not in text
-    assert "scores 48.34% or 51.66% (one label for every example)" in text
+    assert "scores between 48.34% and 51.66% (always the least or always the most" in text
     assert "Every run of every cell lies within that band" in text
+    assert "48.34 ± 0 (3; 3 predict one class)" in text
     row = csv_rows(csv_path)[("sop_acc", "ResNet", "AGR")]
     assert float(row["chance_low"]) == pytest.approx(stuck)
     assert float(row["chance_high"]) == pytest.approx(majority)
+    assert row["one_class_seeds"] == "0 1 2" and row["examples"] == "151.0"
+    assert row["verdict"] == "not informative (both arms predict a single class in every run)"
     assert csv_rows(csv_path)[("mlm_loss", "ResNet", "AGR")]["chance_low"] == ""
+
+
+def sop_stats(classes: int, examples: int = 151, swapped: int = 73) -> dict:
+    """The prediction statistics a pre-training run records beside sop_acc."""
+    return {
+        "sop_acc_pred_classes": classes,
+        "sop_acc_majority": 100 * max(swapped, examples - swapped) / examples,
+        "sop_acc_minority": 100 * min(swapped, examples - swapped) / examples,
+        "sop_acc_examples": examples,
+    }
 
 
 def test_verdicts_section_and_margin_checks(tmp_path):
@@ -453,7 +465,8 @@ def test_verdicts_section_and_margin_checks(tmp_path):
     assert no_margin.text == "inconclusive (no margin declared)"
     md_path, csv_path, _ = write_outputs(table, tmp_path / "results")
     text = md_path.read_text()
-    assert "## Verdicts" in text and "Margins: `mlm_loss` ±0.01: one percent." in text
+    assert "## Verdicts" in text
+    assert "Margins, fixed in the spec before the runs: `mlm_loss` ±0.01: one percent." in text
     assert csv_rows(csv_path)[("mlm_loss", "ResNet", "AGR")]["verdict"] == "equivalent (±0.01)"
     for bad, message in (
         (', margin_reason: "one percent"', "margin and margin_reason go together"),

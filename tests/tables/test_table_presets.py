@@ -31,7 +31,8 @@ ABLATION_ARMS = (
     "ablation_agr-k10/{}-resnet18-adamw_agr ablation_agr-k100-permuted/{}-resnet18-adamw_agr "
     "ablation_agr-k100/{}-resnet18-adamw_agr ablation_agr-permuted/{}-resnet18-adamw_agr "
     "ablation_agr-weights-always/{}-resnet18-adamw_agr ablation_agr/{}-resnet18-adamw "
-    "ablation_agr/{}-resnet18-sgd ablation_agr/{}-resnet18-sgd_agr"
+    "ablation_agr/{}-resnet18-sgd ablation_agr/{}-resnet18-sgd_agr "
+    "ablation_agr-lr-half/{}-resnet18-adamw"  # the positive control, added with issue 21
 )
 FOLDERS = {
     ("table1", "paper"): {f"table1/cifar10-ddpm-{o}" for o in ("adan", "adan_agr", "adamw")},
@@ -57,8 +58,8 @@ FOLDERS = {
         for wd in ("0", "0.01", "0.05", "0.1")
         for o in ("adamw", "adamw_agr")
     },
-    ("ablation_agr", "paper"): set(ABLATION_ARMS.format(*["cifar100"] * 10).split()),
-    ("ablation_agr", "mini"): {f"mini/{f}" for f in ABLATION_ARMS.format(*["digits"] * 10).split()},
+    ("ablation_agr", "paper"): set(ABLATION_ARMS.format(*["cifar100"] * 11).split()),
+    ("ablation_agr", "mini"): {f"mini/{f}" for f in ABLATION_ARMS.format(*["digits"] * 11).split()},
 }
 
 
