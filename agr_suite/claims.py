@@ -30,12 +30,14 @@ from agr_suite.results import (
     MINUS,
     Summary,
     chance_note,
+    endpoint_lines,
     excludes,
     format_difference,
     format_interval,
     format_mean_std,
     format_number,
     identical,
+    plan_lines,
     summarize,
 )
 from agr_suite.table_spec import ROOT, Metric, load_spec, spec_path
@@ -114,6 +116,14 @@ def read_table_csv(path: str | Path) -> CsvTable:
     return CsvTable(lines[0]["table"], lines[0]["scale"], path, cells)
 
 
+def _plan_sentences(table: CsvTable) -> list[str]:
+    """The primary endpoint and the power plan, as the table's spec fixed them."""
+    if not spec_path(table.name).exists():
+        return []
+    spec = load_spec(table.name, table.scale)
+    return [endpoint_lines(spec)[0], *plan_lines(spec)]
+
+
 def _spec_metrics(table: CsvTable) -> tuple[str, dict[str, Metric], dict[str, str]]:
     """(title, metric key -> Metric, metric key -> how it is read) from the table's spec;
     a CSV whose spec is gone gets its key as label and the default Metric."""
@@ -122,7 +132,9 @@ def _spec_metrics(table: CsvTable) -> tuple[str, dict[str, Metric], dict[str, st
     spec = load_spec(table.name, table.scale)
     epochs = all(row.epoch is not None for row in spec.rows)
     read = {
-        m.key: "at each row's epoch"
+        m.key: "from each run's evaluations"
+        if m.time_to_target
+        else "at each row's epoch"
         if epochs
         else {"final": "at the last epoch", "best": "at the best evaluation"}[m.select]
         for m in spec.metrics
@@ -202,7 +214,8 @@ def table_summary(table: CsvTable) -> list[str]:
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |")
     if not compared:
         lines.append("| " + " | ".join(["—"] * len(header)) + " |")
-    lines += ["", *[f"- {s}" for s in table_sentences(table, metrics)]]
+    sentences = [*table_sentences(table, metrics), *_plan_sentences(table)]
+    lines += ["", *[f"- {s}" for s in sentences]]
     return lines
 
 
