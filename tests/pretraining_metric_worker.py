@@ -27,6 +27,9 @@ class FixedLogits(torch.nn.Module):
         return SimpleNamespace(sop_logits=self.sop[index], prediction_logits=self.mlm[index])
 
 
+VOCAB = 5  # the hand batch's vocabulary
+
+
 def hand_batch():
     """4 examples, 3 MLM slots each, vocabulary 5; what each prediction is, by hand:
 
@@ -37,7 +40,7 @@ def hand_batch():
     """
     sop = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 3.0], [5.0, 4.0]])
     predicted = torch.tensor([[1, 3, 0], [4, 0, 0], [0, 1, 3], [0, 0, 0]])
-    mlm = torch.zeros(4, 3, 5)
+    mlm = torch.zeros(4, 3, VOCAB)
     mlm.scatter_(2, predicted.unsqueeze(-1), 3.0)  # logit 3 for the predicted token, 0 elsewhere
     positions = torch.tensor([[1, 2, 0], [3, 0, 0], [1, 4, 5], [0, 0, 0]])
     labels = torch.full((4, 6), -100)
@@ -65,9 +68,21 @@ def hand_metrics() -> dict[str, float]:
         "mlm_acc": 100 * 4 / 6,
         "sop_loss": sop_loss,
         "mlm_loss": (4 * (lse - 3) + 2 * lse) / 6,
-        # labels 0, 0, 1, 1: either constant prediction is right on 2 of 4 (each rank alone
-        # sees one label only, so summing per-rank rates would give 100)
-        "sop_majority_acc": 50.0,
+        # SOP predicted 0, 1, 1, 0: two classes, twice each (1 bit). Labels 0, 0, 1, 1: either
+        # constant prediction is right on 2 of 4 (each rank alone sees one label only, so
+        # per-rank rates would give 100 and 0).
+        "sop_acc_examples": 4,
+        "sop_acc_pred_classes": 2,
+        "sop_acc_pred_entropy": 1.0,
+        "sop_acc_majority": 50.0,
+        "sop_acc_minority": 50.0,
+        # MLM targets 1, 2, 4, 0, 1, 2, predicted 1, 3, 4, 0, 1, 3: predictions 1 and 3 twice,
+        # 0 and 4 once; the most common targets (1, 2) are 2 of 6; token 3 is never a target.
+        "mlm_acc_examples": 6,
+        "mlm_acc_pred_classes": 4,
+        "mlm_acc_pred_entropy": 2 * (1 / 6) * math.log2(6) + 2 * (2 / 6) * math.log2(3),
+        "mlm_acc_majority": 100 * 2 / 6,
+        "mlm_acc_minority": 0.0,
     }
 
 
@@ -82,7 +97,7 @@ def rank_worker(rank: int, world: int, port: int, out: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         model, batch = hand_batch()
-        evaluator = PretrainingEvaluator(torch.device("cpu"))
+        evaluator = PretrainingEvaluator(torch.device("cpu"), vocab_size=VOCAB)
         evaluator.update(model, halves(batch)[rank])  # each rank sees its own half only
         result = evaluator.compute()
         if rank == 0:

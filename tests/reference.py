@@ -1,6 +1,9 @@
-"""AGR written out from its definition (arXiv 2407.16944), independently of the ``agr``
-package: the reference every test compares against."""
+"""References written out from their definitions, independently of the code under test: AGR
+(arXiv 2407.16944, not the ``agr`` package) and the argmax predictions' statistics (numpy and
+scipy, not agr_suite.engine.predictions)."""
 
+import numpy as np
+import scipy.stats
 import torch
 
 
@@ -29,3 +32,19 @@ def damped_reference(g: torch.Tensor, strength: float) -> torch.Tensor:
         return g.clone()
     factor = (1 - strength * work.abs() / total).clamp(min=0)
     return (work * factor).to(g.dtype)
+
+
+def prediction_statistics_reference(metric: str, predicted, true, num_classes: int) -> dict:
+    """``metric``'s five prediction statistics by their definitions: how many items, how many
+    distinct predicted classes, the predicted classes' entropy in bits, and the accuracy (%)
+    of the best and of the worst constant prediction among the ``num_classes`` classes."""
+    predicted, true = np.asarray(predicted).ravel(), np.asarray(true).ravel()
+    constant = [100.0 * np.mean(true == c) for c in range(num_classes)]
+    _, counts = np.unique(predicted, return_counts=True)
+    return {
+        f"{metric}_examples": len(true),
+        f"{metric}_pred_classes": len(counts),
+        f"{metric}_pred_entropy": scipy.stats.entropy(counts, base=2),
+        f"{metric}_majority": max(constant),
+        f"{metric}_minority": min(constant),
+    }

@@ -1,5 +1,8 @@
-"""Top-1/top-5 accuracy (percent) and mean loss, exact under DDP (torchmetrics sums the
-counts over ranks; the engine shards the evaluation set without padding)."""
+"""Top-1/top-5 accuracy (percent), mean loss, and the top-1 predictions' statistics
+(``top1_examples``, ``top1_pred_classes``, ``top1_pred_entropy``, ``top1_majority``,
+``top1_minority``: see :mod:`agr_suite.engine.predictions`), exact under DDP (torchmetrics
+and the prediction counts sum over ranks; the engine shards the evaluation set without
+padding)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
+
+from agr_suite.engine.predictions import PredictionCounts
 
 
 class ClassificationEvaluator:
@@ -17,6 +22,7 @@ class ClassificationEvaluator:
         self.top1 = accuracy(1).to(device)
         self.top5 = accuracy(min(5, num_classes)).to(device)
         self.loss = MeanMetric().to(device)
+        self.predictions = PredictionCounts(num_classes, device)
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, batch) -> None:
@@ -25,10 +31,12 @@ class ClassificationEvaluator:
         self.top1.update(logits, labels)
         self.top5.update(logits, labels)
         self.loss.update(F.cross_entropy(logits, labels, reduction="none"))
+        self.predictions.update(logits.argmax(-1), labels)
 
     def compute(self) -> dict[str, float]:
         return {
             "top1": 100.0 * float(self.top1.compute()),
+            **self.predictions.compute("top1"),
             "top5": 100.0 * float(self.top5.compute()),
             "loss": float(self.loss.compute()),
         }

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 import agr
 from agr import regularizer, update_change
 from agr_suite.config import PRECISIONS, RunConfig
-from agr_suite.engine import checkpoint, distributed
+from agr_suite.engine import checkpoint, distributed, predictions
 from agr_suite.engine.loaders import build_train_loader
 from agr_suite.engine.loggers import Progress, make_logger
 from agr_suite.engine.run_folder import RunFolder, environment
@@ -554,11 +554,20 @@ class _Run:
             if metrics:
                 self.results["metrics"] = dict(metrics)
             self._write_results(epoch + 1, wall)
+            # The accuracies' prediction statistics (agr_suite.engine.predictions) go to
+            # W&B in a section of their own and stay off the progress line.
+            statistics = {key for k in metrics for key in predictions.statistic_keys(k)}
             self.logger.log(
-                {k: v for k, v in record.items() if isinstance(v, (int, float))},
+                {
+                    (f"predictions/{k}" if k in statistics else k): v
+                    for k, v in record.items()
+                    if isinstance(v, (int, float))
+                },
                 step=self.global_step,
             )
-            numbers = [k for k, v in metrics.items() if isinstance(v, (int, float))]
+            numbers = [
+                k for k, v in metrics.items() if isinstance(v, (int, float)) and k not in statistics
+            ]
             shown = " ".join(f"{k} {record[k]:.4g}" for k in ["train_loss", *numbers])
             self.progress.line(
                 f"epoch {epoch + 1}/{self.epochs} {shown} "

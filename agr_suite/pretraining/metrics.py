@@ -5,9 +5,15 @@ number of examples, correct MLM predictions, MLM cross-entropy and the number of
 tokens; ``compute`` adds those sums over the ranks (``all_reduce``, float64) before dividing.
 The engine shards the evaluation set without padding, so every example counts once.
 ``mlm_acc`` and ``mlm_loss`` are per predicted token over the whole set (not a mean of batch
-means); ``sop_acc`` and ``sop_loss`` are per example. ``sop_majority_acc`` is the SOP accuracy
-of always predicting the set's more common order: a model that learned nothing scores it or
-100 minus it (the tables' chance band).
+means); ``sop_acc`` and ``sop_loss`` are per example.
+
+Next to each accuracy, the statistics of its argmax predictions, also summed over the ranks
+(see :mod:`agr_suite.engine.predictions`): ``sop_acc_examples``, ``sop_acc_pred_classes``,
+``sop_acc_pred_entropy``, ``sop_acc_majority``, ``sop_acc_minority`` over the two orders, and
+the same ``mlm_acc_*`` over the vocabulary's tokens at the predicted positions. A model that
+ignores its input scores, in expectation, between ``K_minority`` and ``K_majority`` (the
+tables' chance band): for SOP the shares of the two orders; for MLM 0 (most tokens are never
+a target) and the most common target token's share.
 """
 
 from __future__ import annotations
@@ -16,15 +22,22 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from agr_suite.engine.predictions import PredictionCounts
+
 __all__ = ["PretrainingEvaluator"]
 
 IGNORE_INDEX = -100
-_FIELDS = ("sop_correct", "sop_loss", "examples", "mlm_correct", "mlm_loss", "tokens", "swapped")
+SOP_CLASSES = 2  # 0: original order, 1: swapped
+_FIELDS = ("sop_correct", "sop_loss", "examples", "mlm_correct", "mlm_loss", "tokens")
 
 
 class PretrainingEvaluator:
-    def __init__(self, device: torch.device) -> None:
+    """``vocab_size``: the MLM head's output size (every token it can predict)."""
+
+    def __init__(self, device: torch.device, vocab_size: int) -> None:
         self.sums = torch.zeros(len(_FIELDS), dtype=torch.float64, device=device)
+        self.sop_predictions = PredictionCounts(SOP_CLASSES, device)
+        self.mlm_predictions = PredictionCounts(vocab_size, device)
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
@@ -41,17 +54,19 @@ class PretrainingEvaluator:
         mlm_logits = output.prediction_logits.float().flatten(0, 1)
         targets = batch["labels"].gather(1, batch["mlm_positions"]).flatten()
         predicted = targets != IGNORE_INDEX
+        sop_guess, mlm_guess = sop_logits.argmax(-1), mlm_logits.argmax(-1)
         self.sums += torch.stack(
             [
-                (sop_logits.argmax(-1) == sop_labels).sum(),
+                (sop_guess == sop_labels).sum(),
                 F.cross_entropy(sop_logits, sop_labels, reduction="sum"),
                 torch.tensor(sop_labels.numel(), device=sop_labels.device),
-                ((mlm_logits.argmax(-1) == targets) & predicted).sum(),
+                ((mlm_guess == targets) & predicted).sum(),
                 F.cross_entropy(mlm_logits, targets, ignore_index=IGNORE_INDEX, reduction="sum"),
                 predicted.sum(),
-                sop_labels.sum(),
             ]
         ).to(self.sums)
+        self.sop_predictions.update(sop_guess, sop_labels)
+        self.mlm_predictions.update(mlm_guess[predicted], targets[predicted])
 
     def compute(self) -> dict[str, float]:
         sums = self.sums.clone()
@@ -62,11 +77,9 @@ class PretrainingEvaluator:
         tokens = total["tokens"] or float("nan")
         return {
             "sop_acc": 100.0 * total["sop_correct"] / examples,
+            **self.sop_predictions.compute("sop_acc"),
             "mlm_acc": 100.0 * total["mlm_correct"] / tokens,
+            **self.mlm_predictions.compute("mlm_acc"),
             "sop_loss": total["sop_loss"] / examples,
             "mlm_loss": total["mlm_loss"] / tokens,
-            # What a model that ignores its input scores: always the more common order.
-            "sop_majority_acc": 100.0
-            * max(total["swapped"], total["examples"] - total["swapped"])
-            / examples,
         }

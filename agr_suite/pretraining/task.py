@@ -30,7 +30,7 @@ def build(cfg: RunConfig) -> TaskParts:
         train_set=data.train_set,
         eval_set=data.eval_set,
         loss=loss,
-        make_evaluator=PretrainingEvaluator,
+        make_evaluator=lambda device: PretrainingEvaluator(device, data.form.vocab_size),
         primary_metric="sop_acc",
         batch_size=lambda batch: len(batch["input_ids"]),
         info={"params": count_parameters(model), **data.info},

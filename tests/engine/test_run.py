@@ -150,18 +150,30 @@ def test_validation_names_the_key(override, key):
 
 
 @pytest.mark.parametrize("model", sorted(TINY_MODELS))
-def test_end_to_end_run_per_model_family(tmp_path, model):
+def test_end_to_end_run_per_model_family(tmp_path, model, capsys):
     cfg = resolved([*FAST, f"model={model}", *TINY_MODELS[model], "trainer.epochs=1"])
     results = train(cfg, tmp_path, build_task)
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("epoch 1/1")]
+    assert " top1 " in line and "top1_" not in line  # the statistics stay off the progress line
     assert results["status"] == "completed"
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["status"] == "completed" and on_disk["epochs_completed"] == 1
-    assert set(on_disk["metrics"]) == {"top1", "top5", "loss"}
+    statistics = {
+        "top1_examples",
+        "top1_pred_classes",
+        "top1_pred_entropy",
+        "top1_majority",
+        "top1_minority",
+    }
+    assert set(on_disk["metrics"]) == {"top1", "top5", "loss", *statistics}
     assert 0 <= on_disk["metrics"]["top1"] <= on_disk["metrics"]["top5"] <= 100
+    assert on_disk["metrics"]["top1_examples"] == 2 * 16  # limit_batches=2 of batch 16
+    assert set(on_disk["best"]) >= statistics
     assert on_disk["info"]["params"] > 0 and on_disk["environment"]["world_size"] == 1
     assert on_disk["agr"]["samples"] >= 1 and 0 < on_disk["agr"]["removed_fraction_mean"] < 1
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1] and history[0]["step"] == 2
+    assert set(history[0]) >= statistics
     state = load(tmp_path / "checkpoints" / "last.pt")
     assert state["epoch"] == 1 and state["optimizer"]["agr"]["steps"] == 2
     assert (tmp_path / "checkpoints" / "best.pt").exists()
@@ -306,6 +318,10 @@ def test_two_process_ddp_run_evaluates_every_example_once(tmp_path):
     assert len(parts.eval_set) == 360
     assert results["metrics"]["top1"] == pytest.approx(single["top1"], abs=1e-4)
     assert results["metrics"]["loss"] == pytest.approx(single["loss"], rel=1e-4)
+    # The prediction counts, summed over the two ranks, are the single pass's
+    assert results["metrics"]["top1_examples"] == 360
+    for key in ("top1_pred_classes", "top1_pred_entropy", "top1_majority", "top1_minority"):
+        assert results["metrics"][key] == pytest.approx(single[key], rel=1e-9), key
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])

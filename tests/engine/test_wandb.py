@@ -62,6 +62,10 @@ def test_wandb_environment_variables_run_offline_without_a_key(tmp_path, run):
     for key in ("train_loss", "top1", "top5", "loss"):
         assert logged[key] == pytest.approx(epoch[key], rel=1e-12)
     assert logged["_step"] == epoch["step"]
+    # The prediction statistics: a W&B section of their own, the same numbers
+    for key in ("top1_examples", "top1_pred_entropy", "top1_majority"):
+        assert key not in logged
+        assert logged[f"predictions/{key}"] == pytest.approx(epoch[key], rel=1e-12)
 
 
 def test_an_explicit_logger_mode_overrides_wandb_mode(tmp_path):

@@ -1,6 +1,7 @@
 """ALBERT pre-training (Table 3): the model presets, the masked-positions MLM head against
 transformers' own loss, the SOP/MLM metrics against a hand-computed batch (and summed over
-two processes), the task's build(cfg) with a few optimizer steps, and end-to-end runs."""
+two processes), their prediction statistics against numpy/scipy, the task's build(cfg) with
+a few optimizer steps, and end-to-end runs."""
 
 from __future__ import annotations
 
@@ -8,11 +9,21 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import text_fixtures
 import torch
+import torch.nn.functional as F
 from helpers import run_cli
-from pretraining_metric_worker import halves, hand_batch, hand_metrics, rank_worker
+from pretraining_metric_worker import (
+    VOCAB,
+    FixedLogits,
+    halves,
+    hand_batch,
+    hand_metrics,
+    rank_worker,
+)
+from reference import prediction_statistics_reference
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import AlbertForPreTraining
 
@@ -129,31 +140,112 @@ def test_masked_positions_head_gives_transformers_loss_and_gradients():
 
 def test_metrics_match_a_hand_computed_batch():
     model, batch = hand_batch()
-    evaluator = PretrainingEvaluator(torch.device("cpu"))
+    evaluator = PretrainingEvaluator(torch.device("cpu"), vocab_size=VOCAB)
     for half in halves(batch):  # two batches: the sums carry over
         evaluator.update(model, half)
     got = evaluator.compute()
+    assert set(got) == set(hand_metrics())
     for key, value in hand_metrics().items():
         assert got[key] == pytest.approx(value, rel=1e-6), key
-    assert all(math.isnan(v) for v in PretrainingEvaluator(torch.device("cpu")).compute().values())
+    # Nothing seen: zero counts, NaN for every rate
+    empty = PretrainingEvaluator(torch.device("cpu"), vocab_size=VOCAB).compute()
+    counts = {
+        "sop_acc_examples",
+        "sop_acc_pred_classes",
+        "mlm_acc_examples",
+        "mlm_acc_pred_classes",
+    }
+    assert all(empty[k] == 0 for k in counts)
+    assert all(math.isnan(v) for k, v in empty.items() if k not in counts)
 
 
 def test_metrics_add_the_ranks_sums_before_dividing(monkeypatch):
+    """Rank 0's ``compute`` with a stand-in for gloo/NCCL's SUM: each ``all_reduce`` adds what
+    rank 1 passed to the same call (collectives pair up by call order)."""
     import torch.distributed as dist
 
     model, batch = hand_batch()
-    ranks = [PretrainingEvaluator(torch.device("cpu")) for _ in range(2)]
+    ranks = [PretrainingEvaluator(torch.device("cpu"), vocab_size=VOCAB) for _ in range(2)]
     for evaluator, half in zip(ranks, halves(batch)):
         evaluator.update(model, half)
-
-    def all_reduce(tensor):  # what gloo/NCCL's SUM does, with the other rank's sums
-        tensor += ranks[1].sums
-
+    sent: list[torch.Tensor] = []
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "all_reduce", lambda tensor: sent.append(tensor.clone()))
+    ranks[1].compute()
+
+    def all_reduce(tensor):
+        tensor += sent.pop(0)
+
     monkeypatch.setattr(dist, "all_reduce", all_reduce)
     got = ranks[0].compute()
+    assert not sent  # every collective of rank 1 met one of rank 0
     for key, value in hand_metrics().items():
         assert got[key] == pytest.approx(value, rel=1e-6), key
+
+
+def _scored_batch(sop_predicted, mlm_predicted, sop_labels, targets, vocab: int):
+    """A batch whose example i has SOP label ``sop_labels[i]`` and MLM targets ``targets[i]``
+    (-100: a padded slot) at positions 1.., and a model whose argmax predictions are
+    ``sop_predicted`` and ``mlm_predicted`` (logit 3 for the prediction, 0 elsewhere)."""
+    n, slots = targets.shape
+    sop = 3.0 * F.one_hot(torch.as_tensor(sop_predicted), 2).float()
+    mlm = 3.0 * F.one_hot(torch.as_tensor(mlm_predicted), vocab).float()
+    valid = torch.as_tensor(targets != -100)
+    positions = torch.where(valid, torch.arange(1, slots + 1), 0)
+    labels = torch.full((n, slots + 1), -100)
+    labels[:, 1:] = torch.as_tensor(targets)
+    batch = {
+        "input_ids": torch.arange(n).unsqueeze(1).expand(n, slots + 1).clone(),
+        "attention_mask": torch.ones(n, slots + 1, dtype=torch.long),
+        "token_type_ids": torch.zeros(n, slots + 1, dtype=torch.long),
+        "labels": labels,
+        "mlm_positions": positions,
+        "sentence_order_label": torch.as_tensor(sop_labels),
+    }
+    return FixedLogits(sop, mlm), batch
+
+
+def _predictors(sop_labels, targets, vocab, rng):
+    return {
+        "constant": (np.ones_like(sop_labels), np.full_like(targets, 7)),
+        "perfect": (sop_labels, np.where(targets == -100, 0, targets)),
+        "random": (rng.integers(0, 2, sop_labels.shape), rng.integers(0, vocab, targets.shape)),
+    }
+
+
+@pytest.mark.parametrize("predictor", ["constant", "perfect", "random"])
+def test_prediction_statistics_match_numpy_and_scipy(predictor):
+    rng = np.random.default_rng(0)
+    vocab, n, slots = 12, 40, 6
+    sop_labels = rng.integers(0, 2, n)
+    # targets from tokens 2..11 only, skewed (tokens 0 and 1, like [PAD] and [CLS], never are)
+    shares = np.arange(10, 0, -1) / np.arange(10, 0, -1).sum()
+    targets = 2 + rng.choice(10, size=(n, slots), p=shares)
+    targets[rng.random((n, slots)) < 0.3] = -100
+    sop_predicted, mlm_predicted = _predictors(sop_labels, targets, vocab, rng)[predictor]
+    model, batch = _scored_batch(sop_predicted, mlm_predicted, sop_labels, targets, vocab)
+    evaluator = PretrainingEvaluator(torch.device("cpu"), vocab_size=vocab)
+    for part in ({k: v[:15] for k, v in batch.items()}, {k: v[15:] for k, v in batch.items()}):
+        evaluator.update(model, part)
+    got = evaluator.compute()
+
+    valid = targets != -100
+    expected = {
+        **prediction_statistics_reference("sop_acc", sop_predicted, sop_labels, 2),
+        **prediction_statistics_reference("mlm_acc", mlm_predicted[valid], targets[valid], vocab),
+    }
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+    assert got["mlm_acc_minority"] == 0  # tokens 0 and 1 are never a target
+    assert got["sop_acc_majority"] + got["sop_acc_minority"] == pytest.approx(100)
+    if predictor == "constant":  # one class, no entropy, right exactly where it is the label
+        assert got["sop_acc_pred_classes"] == got["mlm_acc_pred_classes"] == 1
+        assert got["sop_acc_pred_entropy"] == got["mlm_acc_pred_entropy"] == 0
+        assert got["sop_acc"] == pytest.approx(100 * np.mean(sop_labels == 1))
+        assert got["mlm_acc"] == pytest.approx(100 * np.mean(targets[valid] == 7))
+    if predictor == "perfect":
+        assert got["sop_acc"] == got["mlm_acc"] == 100
+        assert got["mlm_acc_pred_classes"] == len(np.unique(targets[valid]))
 
 
 @pytest.mark.slow
@@ -215,7 +307,12 @@ def test_build_gives_the_engine_what_it_needs(pydoc_parts):
     for eval_batch in DataLoader(parts.eval_set, batch_size=32):
         evaluator.update(parts.model, eval_batch)
     metrics = evaluator.compute()
-    assert set(metrics) == {"sop_acc", "mlm_acc", "sop_loss", "mlm_loss", "sop_majority_acc"}
+    assert set(metrics) == set(hand_metrics())
+    # Every example and every predicted token counted once, over the vocabulary's tokens
+    assert metrics["sop_acc_examples"] == len(parts.eval_set)
+    assert metrics["mlm_acc_examples"] == int((parts.eval_set.tensors["labels"] != -100).sum())
+    assert 1 <= metrics["mlm_acc_pred_classes"] <= info["vocab_size"]
+    assert metrics["mlm_acc_minority"] == 0  # [PAD] is never a target
     # An untrained model: SOP near chance, MLM loss near log(vocabulary size).
     assert 20 < metrics["sop_acc"] < 80
     assert abs(metrics["mlm_loss"] - math.log(info["vocab_size"])) < 1.0
@@ -272,10 +369,12 @@ def _check_run_folder(folder: Path) -> None:
     assert (folder / "checkpoints" / "last.pt").is_file()
     results = json.loads((folder / "results.json").read_text())
     assert results["status"] == "completed" and results["epochs_completed"] == 2
-    assert set(results["metrics"]) >= {"sop_acc", "mlm_acc", "sop_loss", "mlm_loss"}
+    assert set(results["metrics"]) == set(hand_metrics())
+    assert set(results["best"]) >= set(hand_metrics())
     history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(0 <= h["sop_acc"] <= 100 and math.isfinite(h["mlm_loss"]) for h in history)
+    assert all(set(h) >= set(hand_metrics()) for h in history)  # every evaluation
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ probabilities (binomial bounds), never from the code under test."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -36,6 +37,7 @@ from agr_suite.pretraining.text.pretraining import (
     SequenceFormat,
     make_example,
     segment_pairs,
+    tokenize_documents,
 )
 from agr_suite.pretraining.text.tokenizer import SPECIAL_TOKENS, build_tokenizer
 from agr_suite.pretraining.text.wikitext import load_wikitext2
@@ -439,3 +441,57 @@ def test_eval_set_is_fixed_across_run_seeds_and_training_draws_follow_torch_seed
         assert all(torch.equal(x[k], y[k]) for k in x)
     item = a.train_set[0]
     assert item["input_ids"].shape == (64,) and item["mlm_positions"].shape == (10,)
+
+
+def _document_order_pairs(tensors: dict, rows: range, form) -> list[tuple]:
+    """Each example's two segments (unmasked token ids), A before B as in the document."""
+    pairs = []
+    for row in rows:
+        ids = _unmasked({k: v[row] for k, v in tensors.items()}).tolist()
+        seps = [i for i, t in enumerate(ids) if t == form.sep_id]
+        shown = (tuple(ids[1 : seps[0]]), tuple(ids[seps[0] + 1 : seps[1]]))
+        swapped = bool(tensors["sentence_order_label"][row])
+        pairs.append(shown[::-1] if swapped else shown)
+    return pairs
+
+
+def test_eval_draws_lay_the_eval_split_out_again_and_draw_0_is_the_single_draw_set(tmp_path):
+    text_fixtures.write_classic(tmp_path, "raw")
+    settings = TextDatasetConfig(
+        name="wikitext2", download=False, vocab_size=300, max_length=64, max_predictions=10
+    )
+    single = build_pretraining_data(settings, data_dir=tmp_path, seed=0)
+    draws = build_pretraining_data(
+        dataclasses.replace(settings, eval_draws=3), data_dir=tmp_path, seed=1
+    )
+    # Today's construction, written out: the test split laid out and drawn from eval_seed
+    form = single.form
+    documents = tokenize_documents(single.tokenizer, load_wikitext2(tmp_path).splits["test"])
+
+    def layout(pair_seed: int):
+        rng = np.random.default_rng(pair_seed)
+        return segment_pairs(
+            documents, max_tokens=form.max_tokens, short_seq_prob=settings.short_seq_prob, rng=rng
+        )
+
+    today = FixedExamples(layout(0), form, seed=0).tensors
+    assert all(torch.equal(single.eval_set.tensors[k], v) for k, v in today.items())
+    sizes = [len(layout(k)) for k in range(3)]  # draw k: its pairs laid out from seed 0 + k
+    assert len(draws.eval_set) == sum(sizes) == draws.info["eval_size"]
+    assert draws.info["eval_draws"] == 3 and single.info["eval_draws"] == 1
+    assert single.info["eval_size"] == sizes[0]
+    assert all(torch.equal(draws.eval_set.tensors[k][: sizes[0]], v) for k, v in today.items())
+    # The draws cut the same text at other points
+    starts = np.cumsum([0, *sizes])
+    segments = [
+        _document_order_pairs(draws.eval_set.tensors, range(starts[k], starts[k + 1]), form)
+        for k in range(3)
+    ]
+    for k in (1, 2):
+        assert segments[k] != segments[0]
+        assert len(set(segments[k]) - set(segments[0])) > sizes[k] // 2
+    # The same set on every call
+    again = build_pretraining_data(
+        dataclasses.replace(settings, eval_draws=3), data_dir=tmp_path, seed=2
+    )
+    assert all(torch.equal(again.eval_set.tensors[k], v) for k, v in draws.eval_set.tensors.items())

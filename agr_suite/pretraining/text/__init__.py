@@ -58,8 +58,9 @@ def build_pretraining_data(
     s: TextDatasetConfig, *, data_dir: str | Path, seed: int
 ) -> PretrainingData:
     """Train and eval sets for the dataset config ``s``. ``seed`` lays out the training
-    pairs; the eval set depends only on the data and ``eval_seed``, so every run is scored on
-    the same examples."""
+    pairs; the eval set depends only on the data, ``eval_seed`` and ``eval_draws`` (that many
+    layouts of the evaluation split, concatenated), so every run is scored on the same
+    examples."""
     check_spec(s.tokenizer)
     corpus = load_corpus(s.name, data_dir=data_dir, download=s.download, variant=s.variant)
     eval_split = s.eval_split
@@ -84,8 +85,7 @@ def build_pretraining_data(
     )
     form = SequenceFormat.of(tokenizer, s.max_length, masking)
 
-    def pairs(split: str, pair_seed: int):
-        documents = tokenize_documents(tokenizer, corpus.splits[split])
+    def pairs(documents, pair_seed: int):
         return segment_pairs(
             documents,
             max_tokens=form.max_tokens,
@@ -93,10 +93,17 @@ def build_pretraining_data(
             rng=np.random.default_rng(pair_seed),
         )
 
-    train_pairs = pairs("train", seed)
-    eval_pairs = pairs(eval_split, s.eval_seed)
-    if not train_pairs or not eval_pairs:
+    train_pairs = pairs(tokenize_documents(tokenizer, corpus.splits["train"]), seed)
+    eval_documents = tokenize_documents(tokenizer, corpus.splits[eval_split])
+    # Draw k lays the split out and draws its swaps and masks from seed eval_seed + k: draw 0
+    # is the whole evaluation set of eval_draws=1.
+    draw_seeds = [s.eval_seed + k for k in range(s.eval_draws)]
+    draw_pairs = [pairs(eval_documents, draw_seed) for draw_seed in draw_seeds]
+    if not train_pairs or not draw_pairs[0]:
         raise ValueError(f"{corpus.name}: no sentence pairs in train or {eval_split}")
+    eval_set = FixedExamples.concatenate(
+        [FixedExamples(p, form, seed=draw_seed) for p, draw_seed in zip(draw_pairs, draw_seeds)]
+    )
     train_tokens = sum(len(p.first) + len(p.second) + 3 for p in train_pairs)
     info = {
         "corpus": corpus.name,
@@ -109,13 +116,14 @@ def build_pretraining_data(
         "vocab_size": len(tokenizer),
         "max_length": form.max_length,
         "train_size": len(train_pairs),
-        "eval_size": len(eval_pairs),
+        "eval_size": len(eval_set),  # all draws' examples
+        "eval_draws": s.eval_draws,
         "eval_split": eval_split,
         "tokens_per_example": round(train_tokens / len(train_pairs), 1),
     }
     return PretrainingData(
         train_set=PretrainingExamples(train_pairs, form),
-        eval_set=FixedExamples(eval_pairs, form, seed=s.eval_seed),
+        eval_set=eval_set,
         tokenizer=tokenizer,
         form=form,
         info=info,

@@ -11,7 +11,8 @@ An example is ``[CLS] A [SEP] B [SEP]`` (label 0, original order) or, with proba
 ``[CLS] B [SEP] A [SEP]`` (label 1, swapped), padded to ``max_length``, then masked (see
 :mod:`.masking`). :class:`PretrainingExamples` draws the swap and the masks afresh at every
 access from torch's RNG (training); :class:`FixedExamples` draws them once, from its own seed,
-and keeps the tensors (evaluation: the same examples every epoch and every run).
+and keeps the tensors (evaluation: the same examples every epoch and every run), and
+:meth:`FixedExamples.concatenate` joins several such draws of one split.
 
 Every item is a dict of tensors with fixed shapes, so PyTorch's default collate batches them:
 ``input_ids``, ``token_type_ids``, ``attention_mask``, ``labels`` ([max_length]; -100 where
@@ -259,10 +260,18 @@ class FixedExamples(Dataset):
         examples = [make_example(p, form, replacement_ids, generator) for p in pairs]
         keys = examples[0].keys() if examples else ()
         self.tensors = {key: torch.stack([e[key] for e in examples]) for key in keys}
-        self.size = len(examples)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[FixedExamples]) -> FixedExamples:
+        """The examples of ``parts``, in order (e.g. several draws of one split)."""
+        parts = [part for part in parts if len(part)]
+        joined = cls.__new__(cls)
+        keys = parts[0].tensors.keys() if parts else ()
+        joined.tensors = {key: torch.cat([part.tensors[key] for part in parts]) for key in keys}
+        return joined
 
     def __len__(self) -> int:
-        return self.size
+        return len(next(iter(self.tensors.values()))) if self.tensors else 0
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         return {key: value[index] for key, value in self.tensors.items()}
