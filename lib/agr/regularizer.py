@@ -451,12 +451,16 @@ class AGRStats:
         (sum over tensors of sum(alpha*|g|), over sum |g|); 0 means AGR changed nothing.
     max_alpha: the largest alpha = |g|/sum|g| of any element (1 for a one-element tensor).
     per_param: removed fraction of each transformed tensor, by parameter name.
+    per_param_l1, per_param_removed: each transformed tensor's sum |g| before AGR and the L1
+        mass AGR removed from it, by parameter name (to pool tensors exactly, e.g. by kind).
     """
 
     step: int
     removed_fraction: float
     max_alpha: float
     per_param: dict[str, float] = field(default_factory=dict)
+    per_param_l1: dict[str, float] = field(default_factory=dict)
+    per_param_removed: dict[str, float] = field(default_factory=dict)
 
 
 class AGRHandle:
@@ -506,15 +510,19 @@ class AGRHandle:
             l1, removed, maxabs = moments.unbind(dim=1)
             live = l1 > 0
             total = float(l1.sum())
+            per_param_l1 = dict(zip(names, l1.tolist()))
+            per_param_removed = dict(zip(names, removed.tolist()))
             per_param = {
-                name: r / mass if mass > 0 else 0.0
-                for name, r, mass in zip(names, removed.tolist(), l1.tolist())
+                name: per_param_removed[name] / mass if mass > 0 else 0.0
+                for name, mass in per_param_l1.items()
             }
             self._stats = AGRStats(
                 step=step,
                 removed_fraction=float(removed.sum()) / total if total > 0 else 0.0,
                 max_alpha=float((maxabs[live] / l1[live]).max()) if bool(live.any()) else 0.0,
                 per_param=per_param,
+                per_param_l1=per_param_l1,
+                per_param_removed=per_param_removed,
             )
         return self._stats
 

@@ -1,4 +1,5 @@
-"""How much AGR changes the optimizer's update, measured where it acts.
+"""How much AGR changes the optimizer's update, measured where it acts, and how much gradient
+mass it removes, by parameter kind.
 
 For Adam-type optimizers a per-tensor constant factor cancels in m / sqrt(v), so AGR's
 factor (1 - |g| / sum|g|), which differs from 1 by about 1/size, changes the update far less
@@ -13,6 +14,10 @@ parameters, gradients, optimizer state (per parameter and per group) and AGR ste
 back exactly as they were; the
 real step (AGR on) then runs as always, so the training path is bit for bit the one it would
 have been without the measurement. The engine does this on its logging steps only.
+
+The gradient mass AGR removes is pooled by kind with :func:`removed_fraction_by_kind` from the
+handle's per-parameter statistics (``AGRStats.per_param_l1`` and ``per_param_removed``):
+``sum of removed mass / sum of |g|`` over the kind's tensors on one step.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from .regularizer import AGRHandle
+from .regularizer import AGRHandle, AGRStats
 
 KINDS = ("conv_linear", "norm", "bias", "embedding", "other")
 """Parameter kinds the summaries are grouped by: conv/linear weights (ndim >= 2), norm
@@ -171,4 +176,29 @@ def average_over_steps(steps: list[dict[str, dict[str, float]]]) -> dict[str, di
                 "tensors": seen[-1]["tensors"],
                 "steps": len(seen),
             }
+    return out
+
+
+def removed_fraction_by_kind(stats: AGRStats, kinds: Mapping[str, str]) -> dict[str, float]:
+    """Per kind, the share of gradient L1 mass AGR removed on one step: the mass removed from
+    the kind's tensors over their sum |g| (``kinds``: parameter name -> kind, names unknown to
+    it count as ``other``). A kind whose gradients are all zero is left out."""
+    l1: dict[str, list[float]] = {}
+    removed: dict[str, list[float]] = {}
+    for name, mass in stats.per_param_l1.items():
+        kind = kinds.get(name, "other")
+        l1.setdefault(kind, []).append(mass)
+        removed.setdefault(kind, []).append(stats.per_param_removed[name])
+    totals = {kind: math.fsum(masses) for kind, masses in l1.items()}
+    return {kind: math.fsum(removed[kind]) / total for kind, total in totals.items() if total > 0}
+
+
+def average_removed_by_kind(steps: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """results.json ``agr.removed_fraction_by_kind``: per kind, the mean over the logged steps
+    of the per-step removed fraction, and the number of those steps."""
+    out: dict[str, dict[str, float]] = {}
+    for kind in KINDS:
+        seen = [step[kind] for step in steps if kind in step]
+        if seen:
+            out[kind] = {"mean": math.fsum(seen) / len(seen), "steps": len(seen)}
     return out

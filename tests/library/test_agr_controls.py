@@ -18,6 +18,7 @@ from torch import nn
 
 import agr
 from agr import regularizer
+from agr.update_change import parameter_kinds, removed_fraction_by_kind
 
 
 def random_grads(seed=0, shapes=((8, 5), (32,), (4, 3, 3, 3)), dtype=torch.float64):
@@ -143,6 +144,66 @@ def test_bf16_dose_is_computed_in_float32():
     expected = dosed_reference(g.float(), 10.0).to(torch.bfloat16)
     agr.regularize_([g], strength=10.0)
     torch.testing.assert_close(g, expected, rtol=1e-2, atol=1e-6)
+
+
+class ConvNet(nn.Module):
+    """conv + norm + bias + linear: every kind but embeddings, small tensors among them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.norm = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.norm(self.conv(x))).mean((2, 3)))
+
+
+def kind_fractions(before, after, names, kinds):
+    """Removed L1 fraction per kind from the gradients before and after, in float64."""
+    removed, mass = {}, {}
+    for name, g, out in zip(names, before, after):
+        kind = kinds[name]
+        removed[kind] = removed.get(kind, 0.0) + float(
+            (g.double().abs() - out.double().abs()).sum()
+        )
+        mass[kind] = mass.get(kind, 0.0) + float(g.double().abs().sum())
+    return {kind: removed[kind] / mass[kind] for kind in mass}
+
+
+def test_removed_fraction_by_kind_grows_with_the_dose_and_never_reaches_one():
+    """One step of a conv/norm/bias/linear model at k = 1, 3, 10, 30, 100: every kind's removed
+    fraction (pooled from the handle's per-parameter statistics) grows strictly with k and
+    stays below 1. The old clamped form min(1, k * alpha) removes everything from a kind of
+    small tensors at k = 100, so the fixture tells the two apart."""
+    torch.manual_seed(0)
+    model = ConvNet()
+    nn.functional.cross_entropy(
+        model(torch.randn(4, 3, 6, 6)), torch.tensor([0, 1, 2, 0])
+    ).backward()
+    names = [n for n, _ in model.named_parameters()]
+    before = [p.grad.clone() for p in model.parameters()]
+    kinds = parameter_kinds(model)
+    assert set(kinds.values()) == {"conv_linear", "norm", "bias"}
+    by_strength = {}
+    for strength in (1.0, 3.0, 10.0, 30.0, 100.0):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+        handle = agr.attach(optimizer, strength=strength, names=model)
+        for param, grad in zip(model.parameters(), before):
+            param.grad = grad.clone()
+        optimizer.step()
+        reported = removed_fraction_by_kind(handle.last_stats, kinds)
+        after = [p.grad for p in model.parameters()]
+        independent = kind_fractions(before, after, names, kinds)
+        assert reported == pytest.approx(independent, rel=1e-5)
+        assert all(0 < value < 1.0 for value in reported.values()), (strength, reported)
+        by_strength[strength] = reported
+        handle.remove()
+    ladder = list(by_strength.values())
+    for kind in ladder[0]:
+        assert all(a[kind] < b[kind] for a, b in zip(ladder, ladder[1:])), kind
+    old = [g * (1 - (100 * g.abs() / g.abs().sum()).clamp(max=1)) for g in before]
+    assert max(kind_fractions(before, old, names, kinds).values()) == 1.0
 
 
 class Net(nn.Module):

@@ -14,7 +14,8 @@ from torch import nn
 import agr
 from agr.update_change import ShadowStep, parameter_kinds
 from agr_suite.config import compose as compose_run_config
-from agr_suite.engine import train
+from agr_suite.engine import train, trainer
+from agr_suite.engine.loggers import NullLogger
 from agr_suite.tasks import build_task
 
 
@@ -110,10 +111,22 @@ def test_shadow_step_change_matches_two_independent_optimizers(name, plain_cls, 
             assert torch.allclose(p.detach(), agr_p.detach(), rtol=0, atol=1e-7)
 
 
+class RecordingLogger(NullLogger):
+    def __init__(self):
+        self.logged: list[dict] = []
+
+    def log(self, metrics, step):
+        self.logged.append(dict(metrics))
+
+
 @pytest.mark.parametrize("family", ["adamw", "adan"])
-def test_measuring_on_every_step_leaves_the_run_bit_for_bit_unchanged(tmp_path, family):
-    ends = {}
+def test_measuring_on_every_step_leaves_the_run_bit_for_bit_unchanged(
+    tmp_path, monkeypatch, family
+):
+    ends, loggers = {}, {}
     for log_every in (1, 1000):
+        loggers[log_every] = RecordingLogger()
+        monkeypatch.setattr(trainer, "make_logger", lambda *a, _l=loggers[log_every]: _l)
         overrides = [f"optimizer={family}_agr", f"trainer.log_every={log_every}"]
         ends[log_every] = tiny_run(tmp_path / str(log_every), overrides)
     (measured, weights), (_, unmeasured_weights) = ends[1], ends[1000]
@@ -123,6 +136,15 @@ def test_measuring_on_every_step_leaves_the_run_bit_for_bit_unchanged(tmp_path, 
     assert change["conv_linear"]["steps"] == 6 and change["norm"]["tensors"] > 0
     assert all(0 < c["median"] <= c["max"] for c in change.values())
     assert ends[1000][0]["agr"]["update_change"] == {}  # no logging step: no measurement
+    # the dose per kind: each logged step's removed fraction, averaged (AGR: below 1)
+    by_kind = measured["agr"]["removed_fraction_by_kind"]
+    logged = [m for m in loggers[1].logged if "agr/removed_fraction" in m]
+    assert set(by_kind) == {"conv_linear", "norm", "bias"} and len(logged) == 6
+    for kind, summary in by_kind.items():
+        per_step = [m[f"agr/removed_fraction/{kind}"] for m in logged]
+        assert summary == {"mean": pytest.approx(sum(per_step) / 6), "steps": 6}
+        assert 0 < summary["mean"] < 1
+    assert ends[1000][0]["agr"]["removed_fraction_by_kind"] == {}
 
 
 def test_agr_effect_script_prints_a_row_per_tensor(tmp_path, capsys):
