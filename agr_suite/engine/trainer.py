@@ -354,15 +354,14 @@ class _Run:
         if trainer.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), trainer.grad_clip)
-        shadow = None
+        changes = None
         if diagnostics and handle is not None and handle.active and not self.scaler.is_enabled():
-            # AGR's effect on the update: the plain step, taken and undone (agr.update_change)
-            shadow = update_change.ShadowStep(self.optimizer, handle)
-            shadow.run()
+            # AGR's effect on the update, on a float64 twin of this step (agr.update_change)
+            changes = update_change.measure(self.optimizer, handle)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if shadow is not None:
-            self._record_update_change(shadow)
+        if changes:
+            self._record_update_change(changes)
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         if self.parts.state is not None:
@@ -372,11 +371,9 @@ class _Run:
             self._record_agr_stats()
         return losses
 
-    def _record_update_change(self, shadow: update_change.ShadowStep) -> None:
+    def _record_update_change(self, changes: dict[torch.Tensor, float]) -> None:
         """||u_AGR - u|| / ||u|| of the step just taken, by parameter kind."""
-        step_change = update_change.summarize_by_kind(
-            shadow.changes(), self.param_names, self.param_kinds
-        )
+        step_change = update_change.summarize_by_kind(changes, self.param_names, self.param_kinds)
         self.agr_update_change.append(step_change)
         self.logger.log(
             {f"agr/update_change/{k}": v["median"] for k, v in step_change.items()},

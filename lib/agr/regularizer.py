@@ -594,7 +594,18 @@ class AGRHandle:
         return self.until_step is not None and found_inf is not None and bool(found_inf.item())
 
     def _regularize(self, optimizer, step: int) -> None:
-        grads, names = [], []
+        targets = self._targets(optimizer)
+        grads = [param.grad for param, _ in targets]
+        moments = _apply(
+            grads, self.backend, want_stats=self.track_stats, variant=self.variant, step=step
+        )
+        if moments is not None:
+            self._record([name for _, name in targets], moments)
+
+    def _targets(self, optimizer) -> list[tuple[torch.Tensor, str]]:
+        """(parameter, name) of each gradient AGR transforms, in the order it does (a
+        tensor's position in this list seeds the null's permutation)."""
+        targets = []
         for group_index, group in enumerate(optimizer.param_groups):
             for param_index, param in enumerate(group["params"]):
                 grad = param.grad
@@ -603,13 +614,20 @@ class AGRHandle:
                 name = self._name(param, group_index, param_index)
                 _check_tensor(grad, f"the gradient of {name}")
                 if _in_scope(grad, self.scope):
-                    grads.append(grad)
-                    names.append(name)
-        moments = _apply(
-            grads, self.backend, want_stats=self.track_stats, variant=self.variant, step=step
-        )
-        if moments is not None:
-            self._record(names, moments)
+                    targets.append((param, name))
+        return targets
+
+    @torch.no_grad()
+    def preview(self) -> dict[torch.Tensor, torch.Tensor]:
+        """The gradients the next ``optimizer.step()`` would hand the optimizer, on copies:
+        {parameter: its gradient transformed as the step's hook will (same scope, variant,
+        step number, tensor order and backend)}, for the parameters in scope. Nothing is
+        changed: not the gradients, not the step counter, not the statistics. (It ignores
+        whether AGR is :attr:`active`.)"""
+        targets = self._targets(self.optimizer)
+        copies = [param.grad.detach().clone() for param, _ in targets]
+        _apply(copies, self.backend, want_stats=False, variant=self.variant, step=self.steps + 1)
+        return {param: copy for (param, _), copy in zip(targets, copies)}
 
     def _name(self, param: torch.Tensor, group_index: int, param_index: int) -> str:
         return self._names.get(id(param), f"group{group_index}.param{param_index}")
