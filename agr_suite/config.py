@@ -177,11 +177,13 @@ class OptimizerConfig:
     # paper text)
     agr_scope: str = _check(one_of(SCOPES), "all", "[code]")
     agr_until_epoch: float | None = _check(at_least(0, integer=False, optional=True), None)
-    # k in g <- g - min(1, k*alpha)*g; 1 is AGR (other values: a dose-response control)
+    # the dose k in g <- g * (1 - alpha)**k (AGR's factor applied k times); 1 is AGR, 0 the
+    # identity (other values: a dose-response control)
     agr_strength: float = _check(
         (lambda v: _number(v) and 0 <= v < math.inf, "a finite number >= 0"), 1.0
     )
-    # true: the null control, each tensor's AGR factors in a random order (the run's seed)
+    # true: the null control, each tensor's (dosed) AGR dampings in a random order, rescaled
+    # to remove the same L1 mass per tensor (permutations seeded by the run's seed)
     agr_permuted: bool = setting(False)
 
 

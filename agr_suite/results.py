@@ -849,9 +849,9 @@ def _agr_section(table: Table) -> list[str]:
         "results.json `agr.removed_fraction_mean`), then mean ± std over runs. For a tensor it "
         "is sum(g²) / (sum|g|)², about 1/size for a dense gradient, so large layers lose "
         "little. Update change by parameter kind: ||u_AGR − u|| / ||u||, the relative change "
-        "AGR makes to the optimizer's update of a tensor, from a shadow step with AGR off on "
-        "the same logging steps (results.json `agr.update_change`); the median over a kind's "
-        "tensors, averaged over steps and then over runs.",
+        "AGR makes to the optimizer's update of a tensor, from a float64 twin of the optimizer "
+        "step on the same logging steps (results.json `agr.update_change`); the median over "
+        "a kind's tensors, averaged over steps and then over runs.",
         "",
     ]
     header = ["runs", "removed fraction", *[f"update change: {k}" for k in KINDS], "per run"]

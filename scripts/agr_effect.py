@@ -4,10 +4,11 @@
 
 Rebuilds the run's task and optimizer from RUN_DIR/config.yaml, loads the checkpoint (weights
 and optimizer state), takes the gradient of the next training batch(es), and prints for every
-parameter tensor: its kind, size, the share of its gradient's L1 mass AGR removes
-(sum g^2 / (sum|g|)^2) and the relative change AGR makes to the optimizer's update,
-||u_AGR - u|| / ||u||, from the same state (agr.update_change.ShadowStep), at the config's
-learning rate (a schedule may have decayed it to 0 by the checkpoint). Nothing is written.
+parameter tensor: its kind, size, the share of its gradient's L1 mass AGR removes (AGR as the
+run's config sets it, dose and null included: the handle's statistics) and the relative
+change AGR makes to the optimizer's update, ||u_AGR - u|| / ||u||, from the same state
+(agr.update_change.measure, in float64), at the config's learning rate (a schedule may have
+decayed it to 0 by the checkpoint). Nothing is written.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from torch.utils.data import DataLoader
 
     import agr
-    from agr.update_change import ShadowStep, parameter_kinds
+    from agr.update_change import measure, parameter_kinds
     from agr_suite.config import read_run_config
     from agr_suite.engine import checkpoint
     from agr_suite.optimizer_config import build_from_config
@@ -89,16 +90,11 @@ def main(argv: list[str] | None = None) -> int:
 
     names = {id(p): n for n, p in model.named_parameters()}
     kinds = parameter_kinds(model)
-    removed = {}
-    for param in model.parameters():
-        if param.grad is not None:
-            g = param.grad.double()
-            l1 = float(g.abs().sum())
-            removed[param] = float((g * g).sum()) / l1**2 if l1 > 0 else 0.0
-    shadow = ShadowStep(optimizer, agr.handle_of(optimizer))
-    shadow.run()
-    optimizer.step()
-    changes = shadow.changes()
+    handle = agr.handle_of(optimizer)
+    changes = measure(optimizer, handle)
+    trained = [p for p in model.parameters() if p.grad is not None]
+    optimizer.step()  # AGR's hook records what it removed from each tensor
+    removed = {p: handle.last_stats.per_param.get(names[id(p)], 0.0) for p in trained}
 
     print(f"# {args.run_dir} ({args.checkpoint}.pt, epoch {state.get('epoch')}), {name}")
     print("| parameter | kind | size | removed L1 fraction | update change |")

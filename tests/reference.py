@@ -24,13 +24,14 @@ def agr_reference(g: torch.Tensor, scope: str = "all") -> torch.Tensor:
     return (work - alpha * work).to(g.dtype)
 
 
-def damped_reference(g: torch.Tensor, strength: float) -> torch.Tensor:
-    """The dose-response control: G <- G * max(0, 1 - k * |G| / sum|G|), in float64."""
+def dosed_reference(g: torch.Tensor, strength: float) -> torch.Tensor:
+    """The dose k: G <- G * (1 - alpha)**k, alpha = |G| / sum|G|, in float64 (pow, not the
+    library's expm1/log1p); k = 0 is the identity (0**0 = 1 where alpha = 1)."""
     work = g.double()
     total = work.abs().sum()
     if total == 0:
         return g.clone()
-    factor = (1 - strength * work.abs() / total).clamp(min=0)
+    factor = torch.pow(1 - work.abs() / total, strength)
     return (work * factor).to(g.dtype)
 
 

@@ -192,6 +192,7 @@ class _Run:
             "global_step": self.global_step,
             "best": self.best,
             "agr_removed": self.agr_removed,
+            "agr_removed_by_kind": self.agr_removed_by_kind,
             "agr_update_change": self.agr_update_change,
             "reference_loss": self.reference_loss,
             "history": self.history,
@@ -212,6 +213,7 @@ class _Run:
         self.global_step = int(state["global_step"])
         self.best = state.get("best") or {}
         self.agr_removed = list(state.get("agr_removed") or [])
+        self.agr_removed_by_kind = list(state.get("agr_removed_by_kind") or [])
         self.agr_update_change = list(state.get("agr_update_change") or [])
         self.history = list(state.get("history") or [])
         self.reference_loss = state.get("reference_loss")
@@ -236,6 +238,7 @@ class _Run:
         self.global_step, self.best, self.agr_removed, self.wandb_id = 0, {}, [], None
         self.reference_loss: float | None = None  # the run's first training loss
         self.agr_update_change: list[dict[str, dict[str, float]]] = []  # per logging step
+        self.agr_removed_by_kind: list[dict[str, float]] = []  # per logging step
         self.history: list[dict[str, Any]] = []
         self.results: dict[str, Any] = {"status": "running", "seed": self.cfg.seed}
         started = time.time()
@@ -351,15 +354,14 @@ class _Run:
         if trainer.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), trainer.grad_clip)
-        shadow = None
+        changes = None
         if diagnostics and handle is not None and handle.active and not self.scaler.is_enabled():
-            # AGR's effect on the update: the plain step, taken and undone (agr.update_change)
-            shadow = update_change.ShadowStep(self.optimizer, handle)
-            shadow.run()
+            # AGR's effect on the update, on a float64 twin of this step (agr.update_change)
+            changes = update_change.measure(self.optimizer, handle)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if shadow is not None:
-            self._record_update_change(shadow)
+        if changes:
+            self._record_update_change(changes)
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         if self.parts.state is not None:
@@ -369,11 +371,9 @@ class _Run:
             self._record_agr_stats()
         return losses
 
-    def _record_update_change(self, shadow: update_change.ShadowStep) -> None:
+    def _record_update_change(self, changes: dict[torch.Tensor, float]) -> None:
         """||u_AGR - u|| / ||u|| of the step just taken, by parameter kind."""
-        step_change = update_change.summarize_by_kind(
-            shadow.changes(), self.param_names, self.param_kinds
-        )
+        step_change = update_change.summarize_by_kind(changes, self.param_names, self.param_kinds)
         self.agr_update_change.append(step_change)
         self.logger.log(
             {f"agr/update_change/{k}": v["median"] for k, v in step_change.items()},
@@ -381,14 +381,21 @@ class _Run:
         )
 
     def _record_agr_stats(self) -> None:
-        """The L1 fraction AGR removed and its largest factor, on the step just taken."""
+        """The L1 fraction AGR removed (in all and per parameter kind) and its largest
+        alpha, on the step just taken."""
         handle = self.agr_handle
         if handle is None or handle.last_stats is None or handle.last_stats.step != handle.steps:
             return
         stats = handle.last_stats
+        by_kind = update_change.removed_fraction_by_kind(stats, self.param_kinds)
         self.agr_removed.append(stats.removed_fraction)
+        self.agr_removed_by_kind.append(by_kind)
         self.logger.log(
-            {"agr/removed_fraction": stats.removed_fraction, "agr/max_alpha": stats.max_alpha},
+            {
+                "agr/removed_fraction": stats.removed_fraction,
+                "agr/max_alpha": stats.max_alpha,
+                **{f"agr/removed_fraction/{kind}": value for kind, value in by_kind.items()},
+            },
             step=self.global_step,
         )
 
@@ -589,6 +596,10 @@ class _Run:
                 if self.agr_removed
                 else None,
                 "samples": len(self.agr_removed),
+                # the same per parameter kind: {kind: {"mean", "steps"}}
+                "removed_fraction_by_kind": update_change.average_removed_by_kind(
+                    self.agr_removed_by_kind
+                ),
                 # ||u_AGR - u|| / ||u|| per parameter kind (agr.update_change)
                 "update_change": update_change.average_over_steps(self.agr_update_change),
             },

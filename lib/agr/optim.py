@@ -107,7 +107,8 @@ def build_optimizer(
             default) or ``weights`` (tensors with ndim >= 2: the paper text).
         agr_until_step: AGR applies on optimizer steps 1..N and not after (None: always).
         agr_strength, agr_permuted, agr_seed: the ablation controls of ``agr.attach``
-            (``strength``, ``permuted``, ``seed``); 1, False: AGR itself.
+            (``strength``, ``permuted``, ``seed``): the dose k, ``g <- g * (1 - alpha)**k``,
+            and the null matched to it on removed L1 mass per tensor; 1, False: AGR itself.
         impl: ``fused``, ``foreach`` or ``loop`` (Adan has no fused kernel); ``auto``
             takes the fastest for the parameters' device: AdamW fused on CPU and CUDA,
             Adan foreach on CUDA and loop on CPU.

@@ -6,9 +6,18 @@ For each gradient tensor ``G`` (one tensor at a time)::
     G    <- G - alpha * G
 
 Two controls generalise the operator (both for ablations; the defaults are AGR itself):
-``strength`` k scales the damping, ``G <- G - min(1, k*alpha) * G`` (no factor below 0), and
-``permuted`` shuffles the per-element factors within each tensor before applying them, so the
-same factors land with no link to |G| (a null control; it removes less L1 mass than AGR).
+
+* the dose, ``strength`` k: AGR's factor applied k times with the same alpha,
+  ``G <- G * (1 - alpha)**k``. The damping ``d = 1 - (1 - alpha)**k`` is computed as
+  ``-expm1(k * log1p(-alpha))`` (accurate for tiny alpha). k = 1 is AGR (its own fast paths),
+  k = 0 the identity; for 0 < alpha < 1 the factor lies strictly between 0 and 1 and falls as
+  k grows, so no dose zeroes an element AGR keeps: only alpha = 1 (a one-element tensor, or
+  one nonzero element) gives 0, as in AGR.
+* the matched null, ``permuted``: the dosed dampings d_i of a tensor's nonzero elements are
+  shuffled among those elements (a seeded permutation per tensor and step), then rescaled,
+  ``d_i' = min(1, c * d_perm_i)``, with the one c >= 1 that makes the tensor lose exactly the
+  L1 mass the unpermuted operator at the same strength removes, ``sum_i d_i |g_i|``. The
+  null thus removes as much mass as AGR, tensor by tensor, but with no link to |G|.
 
 This module depends on torch alone, so it can be copied into any training loop.
 ``attach(optimizer)`` runs the operator as a step pre-hook: once per optimizer step,
@@ -61,8 +70,9 @@ _log = logging.getLogger("agr")
 
 @dataclass(frozen=True)
 class Variant:
-    """How the factors are made: ``strength`` k (1 is AGR) and ``permuted`` (the null
-    control, its permutations drawn from ``seed``, the step and the tensor's position)."""
+    """How the factors are made: ``strength`` k, the dose ``(1 - alpha)**k`` (1 is AGR), and
+    ``permuted``, the mass-matched null (its permutations drawn from ``seed``, the step and
+    the tensor's position). See the module docstring for both definitions."""
 
     strength: float = 1.0
     permuted: bool = False
@@ -89,7 +99,8 @@ def regularize_(
     rescaled in float32. With ``scope="all"`` (the default, the authors' code) every tensor
     is transformed (a one-element tensor then has alpha = 1 and becomes zero); with
     ``scope="weights"`` tensors with fewer than two dimensions are left unchanged.
-    ``strength`` k != 1 applies ``g <- g - min(1, k*alpha) * g`` (a dose-response control).
+    ``strength`` k != 1 applies the dose ``g <- g * (1 - alpha)**k`` (a dose-response
+    control; k = 0 changes nothing).
     """
     _check_choice("scope", scope, SCOPES)
     _check_choice("backend", backend, BACKENDS)
@@ -255,30 +266,110 @@ def _foreach_(grads: list[torch.Tensor], want_stats: bool) -> list[torch.Tensor 
 def _variant_(
     grad: torch.Tensor, variant: Variant, step: int, index: int, want_stats: bool
 ) -> torch.Tensor | None:
-    """A control: ``g <- g - d * g`` with d = min(1, k * |g|/sum|g|), its elements permuted
-    within the tensor when ``variant.permuted``; computed in float32 or float64."""
+    """A control (the dose, optionally its mass-matched null; see the module docstring) on one
+    tensor, computed in float32 (fp16/bf16 grads) or the grad's own float32/float64."""
     full = grad.dtype in _FULL_PRECISION
     magnitude = grad.abs() if full else grad.float().abs_()
     l1 = magnitude.sum()
-    damping = magnitude / l1.masked_fill(l1 == 0, math.inf)
-    if variant.strength != 1.0:
-        damping.mul_(variant.strength).clamp_(max=1.0)
+    alpha = magnitude / l1.masked_fill(l1 == 0, math.inf)  # 0 everywhere when sum|g| = 0
+    damping, kept = _dose(alpha, variant.strength)
     if variant.permuted:
-        order = torch.randperm(
-            damping.numel(),
-            generator=_permutation_generator(variant.seed, step, index, grad.device),
-            device=grad.device,
-        )
-        damping = damping.reshape(-1)[order].reshape(grad.shape)
+        generator = _permutation_generator(variant.seed, step, index, grad.device)
+        damping, kept = _matched_null(damping, kept, magnitude, generator)
     row = None
     if want_stats:
-        removed = torch.dot(damping.reshape(-1), magnitude.reshape(-1))
-        row = torch.stack([l1, removed, magnitude.max()]).double()
-    if full:
-        grad.addcmul_(grad, damping, value=-1.0)
-    else:
-        grad.copy_(damping.mul_(grad).neg_().add_(grad))
+        removed = _mass_removed(magnitude, damping, kept)
+        row = torch.stack([l1.double(), removed, magnitude.max().double()])
+    _damp_(grad, damping, kept)
     return row
+
+
+def _dose(alpha: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(damping, kept factor) of the dose k: ``kept = (1 - alpha)**k``, ``damping = 1 - kept``,
+    each computed directly so that neither loses its digits to the other (a tiny damping to
+    rounding near 1, or a tiny kept factor, e.g. (1/2)**30, to a damping that rounds to 1)."""
+    if strength == 1.0:
+        return alpha, 1.0 - alpha  # AGR's own damping, bit for bit
+    if strength == 0.0:
+        # the identity; also keeps 0 * log1p(-1) = 0 * -inf = NaN out of alpha = 1
+        return torch.zeros_like(alpha), torch.ones_like(alpha)
+    log_kept = torch.log1p(-alpha).mul_(strength)  # alpha = 1: -inf, so kept 0 and damping 1
+    return torch.expm1(log_kept).neg_(), log_kept.exp_()
+
+
+def _damp_(grad: torch.Tensor, damping: torch.Tensor, kept: torch.Tensor) -> None:
+    """``grad <- grad * (1 - damping)`` in place (in float32 for fp16/bf16, then rounded).
+    Below a damping of 1/2 it is ``g - d*g`` (keeps a small damping exact), above it
+    ``g * kept`` (keeps a tiny kept factor from rounding to 0)."""
+    work = grad if grad.dtype in _FULL_PRECISION else grad.float()
+    damped = torch.where(damping > 0.5, work * kept, work - damping * work)
+    grad.copy_(damped)
+
+
+def _mass_removed(
+    magnitude: torch.Tensor, damping: torch.Tensor, kept: torch.Tensor
+) -> torch.Tensor:
+    """The L1 mass ``sum (1 - kept_i) |g_i|`` that :func:`_damp_` removes, in float64, each
+    element from whichever of damping and kept factor it used (so a kept factor of 1e-13 is
+    not reported as a whole element removed)."""
+    magnitude = magnitude.double()
+    far = magnitude - kept.double() * magnitude
+    return torch.where(damping > 0.5, far, damping.double() * magnitude).sum()
+
+
+def _matched_null(
+    damping: torch.Tensor, kept: torch.Tensor, magnitude: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(damping, kept factor) of the mass-matched null: the dampings of the nonzero elements
+    permuted among them, then rescaled by :func:`_scale_to_mass` so that the tensor loses the
+    mass the unpermuted dampings remove. Zero elements carry no mass and keep damping 0: a
+    damping moved onto one would be lost, and then no rescaling could match the mass (think
+    of [5, 0, 0, 0], whose one damping of 1 removes everything). Without zeros the
+    permutation is ``randperm(numel)``, the one the null has always drawn."""
+    flat_damping, flat_magnitude = damping.reshape(-1), magnitude.reshape(-1)
+    live = flat_magnitude.nonzero().squeeze(1)  # a host sync: fine on this ablation path
+    order = torch.randperm(live.numel(), generator=generator, device=damping.device)
+    shuffled = flat_damping[live][order].double()
+    live_magnitude = flat_magnitude[live].double()
+    target = _mass_removed(magnitude, damping, kept)  # what the unpermuted dose removes
+    live_damping = _scale_to_mass(shuffled, live_magnitude, target)
+    null = torch.zeros_like(flat_damping, dtype=torch.float64)
+    null[live] = live_damping
+    null_kept = 1 - null  # in float64 before rounding: the kept factor of a damping near 1
+    return _shaped(null, damping), _shaped(null_kept, damping)
+
+
+def _shaped(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.to(like.dtype).reshape(like.shape)
+
+
+def _scale_to_mass(
+    damping: torch.Tensor, magnitude: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """``min(1, c * damping)`` with the c that removes ``target`` mass: sum min(1, c d_i)|g_i|
+    = target, by water-filling in float64. Start from c = target / sum d_i|g_i|; elements with
+    c d_i >= 1 are clamped at 1 (they lose all their mass) and c is recomputed for the rest,
+    until the clamped set stops growing (c only grows, so at most one round per element, a
+    few in practice). A solution exists when target <= sum of |g_i| over d_i > 0, which holds
+    for the null (every nonzero element has d_i > 0 and target <= sum|g|); otherwise every
+    element with d_i > 0 is removed whole, the most that can be.
+
+    Each round reads the clamped count on the host (``.item()``): a few syncs per tensor,
+    accepted on this ablation path; AGR itself never comes here."""
+    weight = damping * magnitude
+    clamped = torch.zeros_like(damping, dtype=torch.bool)
+    count = 0
+    while True:
+        free_weight = weight.masked_fill(clamped, 0).sum()
+        if float(free_weight) == 0.0:  # nothing left to rescale: remove all that can be
+            return (clamped | (damping > 0)).to(damping.dtype)
+        free_target = (target - magnitude.masked_fill(~clamped, 0).sum()).clamp_(min=0)
+        scale = free_target / free_weight
+        clamped = clamped | (scale * damping >= 1)  # grows only, so the loop ends
+        grown = int(clamped.sum())
+        if grown == count:
+            return torch.where(clamped, 1.0, scale * damping)
+        count = grown
 
 
 def _permutation_generator(seed: int, step: int, index: int, device: torch.device):
@@ -360,12 +451,16 @@ class AGRStats:
         (sum over tensors of sum(alpha*|g|), over sum |g|); 0 means AGR changed nothing.
     max_alpha: the largest alpha = |g|/sum|g| of any element (1 for a one-element tensor).
     per_param: removed fraction of each transformed tensor, by parameter name.
+    per_param_l1, per_param_removed: each transformed tensor's sum |g| before AGR and the L1
+        mass AGR removed from it, by parameter name (to pool tensors exactly, e.g. by kind).
     """
 
     step: int
     removed_fraction: float
     max_alpha: float
     per_param: dict[str, float] = field(default_factory=dict)
+    per_param_l1: dict[str, float] = field(default_factory=dict)
+    per_param_removed: dict[str, float] = field(default_factory=dict)
 
 
 class AGRHandle:
@@ -415,15 +510,19 @@ class AGRHandle:
             l1, removed, maxabs = moments.unbind(dim=1)
             live = l1 > 0
             total = float(l1.sum())
+            per_param_l1 = dict(zip(names, l1.tolist()))
+            per_param_removed = dict(zip(names, removed.tolist()))
             per_param = {
-                name: r / mass if mass > 0 else 0.0
-                for name, r, mass in zip(names, removed.tolist(), l1.tolist())
+                name: per_param_removed[name] / mass if mass > 0 else 0.0
+                for name, mass in per_param_l1.items()
             }
             self._stats = AGRStats(
                 step=step,
                 removed_fraction=float(removed.sum()) / total if total > 0 else 0.0,
                 max_alpha=float((maxabs[live] / l1[live]).max()) if bool(live.any()) else 0.0,
                 per_param=per_param,
+                per_param_l1=per_param_l1,
+                per_param_removed=per_param_removed,
             )
         return self._stats
 
@@ -495,7 +594,18 @@ class AGRHandle:
         return self.until_step is not None and found_inf is not None and bool(found_inf.item())
 
     def _regularize(self, optimizer, step: int) -> None:
-        grads, names = [], []
+        targets = self._targets(optimizer)
+        grads = [param.grad for param, _ in targets]
+        moments = _apply(
+            grads, self.backend, want_stats=self.track_stats, variant=self.variant, step=step
+        )
+        if moments is not None:
+            self._record([name for _, name in targets], moments)
+
+    def _targets(self, optimizer) -> list[tuple[torch.Tensor, str]]:
+        """(parameter, name) of each gradient AGR transforms, in the order it does (a
+        tensor's position in this list seeds the null's permutation)."""
+        targets = []
         for group_index, group in enumerate(optimizer.param_groups):
             for param_index, param in enumerate(group["params"]):
                 grad = param.grad
@@ -504,13 +614,20 @@ class AGRHandle:
                 name = self._name(param, group_index, param_index)
                 _check_tensor(grad, f"the gradient of {name}")
                 if _in_scope(grad, self.scope):
-                    grads.append(grad)
-                    names.append(name)
-        moments = _apply(
-            grads, self.backend, want_stats=self.track_stats, variant=self.variant, step=step
-        )
-        if moments is not None:
-            self._record(names, moments)
+                    targets.append((param, name))
+        return targets
+
+    @torch.no_grad()
+    def preview(self) -> dict[torch.Tensor, torch.Tensor]:
+        """The gradients the next ``optimizer.step()`` would hand the optimizer, on copies:
+        {parameter: its gradient transformed as the step's hook will (same scope, variant,
+        step number, tensor order and backend)}, for the parameters in scope. Nothing is
+        changed: not the gradients, not the step counter, not the statistics. (It ignores
+        whether AGR is :attr:`active`.)"""
+        targets = self._targets(self.optimizer)
+        copies = [param.grad.detach().clone() for param, _ in targets]
+        _apply(copies, self.backend, want_stats=False, variant=self.variant, step=self.steps + 1)
+        return {param: copy for (param, _), copy in zip(targets, copies)}
 
     def _name(self, param: torch.Tensor, group_index: int, param_index: int) -> str:
         return self._names.get(id(param), f"group{group_index}.param{param_index}")
@@ -574,10 +691,12 @@ def attach(
     The gradients are changed in place: after ``step()``, ``p.grad`` holds the AGR'd
     gradient the optimizer used.
 
-    Controls for ablations (the defaults are AGR): ``strength`` k damps by
-    ``min(1, k*alpha)`` instead of alpha; ``permuted=True`` applies each tensor's factors in
-    a random order (a new permutation per tensor and step, drawn from ``seed``, the step
-    number and the tensor's position, so runs and resumed runs repeat exactly).
+    Controls for ablations (the defaults are AGR; definitions in the module docstring):
+    ``strength`` k, the dose, multiplies each element by ``(1 - alpha)**k`` instead of
+    ``1 - alpha``; ``permuted=True``, the mass-matched null, applies each tensor's dosed
+    dampings in a random order, rescaled to remove the L1 mass the unpermuted operator
+    removes (a new permutation per tensor and step, drawn from ``seed``, the step number and
+    the tensor's position, so runs and resumed runs repeat exactly).
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"attach() needs a torch.optim.Optimizer, got {type(optimizer).__name__}")

@@ -238,6 +238,9 @@ def test_resume_after_a_killed_process_matches_an_uninterrupted_run(tmp_path):
     result_b = json.loads(history.with_name("results.json").read_text())
     assert result_b["status"] == "completed"
     assert result_a["metrics"] == result_b["metrics"]
+    # the AGR diagnostics (removed fraction in all and by kind, update change) carry through
+    assert result_b["agr"]["removed_fraction_by_kind"]["conv_linear"]["steps"] > 0
+    assert result_a["agr"] == result_b["agr"]
     assert [json.loads(x)["epoch"] for x in history.read_text().splitlines()] == [1, 2, 3]
 
 

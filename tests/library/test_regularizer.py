@@ -426,6 +426,9 @@ def test_last_stats_scope_all():
     assert stats.per_param["w1"] == pytest.approx(26 / 64, rel=1e-6)
     assert stats.per_param["w2"] == pytest.approx(12 / 36, rel=1e-6)
     assert stats.per_param["b"] == pytest.approx(50 / 100, rel=1e-6)
+    # the masses behind them (sum |g| and sum g^2 / sum |g|), to pool tensors exactly
+    assert stats.per_param_l1 == pytest.approx({"w1": 8.0, "w2": 6.0, "b": 10.0}, rel=1e-6)
+    assert stats.per_param_removed == pytest.approx({"w1": 3.25, "w2": 2.0, "b": 5.0}, rel=1e-6)
     torch.testing.assert_close(m.b.grad, torch.tensor([2.5, -2.5]))
 
 

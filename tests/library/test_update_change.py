@@ -1,7 +1,9 @@
-"""AGR's effect on the optimizer's update (agr.update_change), against two independent
-optimizers, and proof that measuring it leaves the training path bit for bit unchanged."""
+"""AGR's effect on the optimizer's update (agr.update_change), measured in float64 on a twin:
+against independent float64 optimizers and a hand-written AdamW, where float32 cannot see the
+update, and proof that measuring it leaves the training path bit for bit unchanged."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -12,9 +14,11 @@ from timm.optim import Adan
 from torch import nn
 
 import agr
-from agr.update_change import ShadowStep, parameter_kinds
+from agr import update_change
+from agr.update_change import measure, parameter_kinds
 from agr_suite.config import compose as compose_run_config
-from agr_suite.engine import train
+from agr_suite.engine import train, trainer
+from agr_suite.engine.loggers import NullLogger
 from agr_suite.tasks import build_task
 
 
@@ -64,56 +68,177 @@ def grads_for(model, seed):
     (model(ids) ** 2).sum().backward()
 
 
-@pytest.mark.parametrize(
-    ("name", "plain_cls", "hp"),
-    [
-        ("adamw_agr", torch.optim.AdamW, {"lr": 1e-2, "weight_decay": 0.1}),
-        ("adan_agr", Adan, {"lr": 1e-2, "weight_decay": 0.02}),
-    ],
-)
-def test_shadow_step_change_matches_two_independent_optimizers(name, plain_cls, hp):
+CASES = [
+    ("adamw_agr", torch.optim.AdamW, {"lr": 1e-2, "weight_decay": 0.1}),  # fused on CPU
+    ("sgd_agr", torch.optim.SGD, {"lr": 1e-2, "momentum": 0.9, "weight_decay": 1e-3}),
+    ("adan_agr", Adan, {"lr": 1e-2, "weight_decay": 0.02}),  # keeps its step in the group
+]
+
+
+@pytest.mark.parametrize(("name", "plain_cls", "hp"), CASES)
+def test_change_matches_two_independent_float64_optimizers(name, plain_cls, hp):
+    """The measured change against two float64 optimizers that followed the run from the
+    start (fed the run's gradients, AGR'd by the formula) and take the last step with the raw
+    and with the AGR'd gradient. They differ from the run's float32 state by rounding only."""
     torch.manual_seed(0)
     model = Small()
-    reference = [copy.deepcopy(model), copy.deepcopy(model)]  # plain and formula-AGR
+    reference = [copy.deepcopy(model).double(), copy.deepcopy(model).double()]
     opt = agr.build_optimizer(name, model, **hp)
     refs = [plain_cls(m.parameters(), **hp) for m in reference]
     for step in range(4):  # a few steps so the moments are not at their initial values
         grads_for(model, step)
-        for m in reference:
-            grads_for(m, step)
-        # both references follow the AGR trajectory (formula gradients) until the last step,
-        # where reference 0 takes the plain step and reference 1 the AGR step
+        grads = [p.grad.double() for p in model.parameters()]
         before = [[p.detach().clone() for p in m.parameters()] for m in reference]
-        if step < 3:
-            for m, o in zip(reference, refs):
-                with torch.no_grad():
-                    for p in m.parameters():
-                        p.grad.copy_(agr_reference(p.grad))
-                o.step()
-            opt.step()
-            continue
-        shadow = ShadowStep(opt, agr.handle_of(opt))
-        shadow.run()
-        opt.step()
-        changes = shadow.changes()
-        with torch.no_grad():  # reference 0: plain grads; reference 1: AGR'd grads
-            for p in reference[1].parameters():
-                p.grad.copy_(agr_reference(p.grad))
-        for o in refs:
+        for index, (m, o) in enumerate(zip(reference, refs)):
+            for p, g in zip(m.parameters(), grads):  # the last step: plain (0) and AGR'd (1)
+                p.grad = g.clone() if step == 3 and index == 0 else agr_reference(g)
             o.step()
-        for p, plain0, agr0, plain_p, agr_p in zip(
-            model.parameters(), *before, reference[0].parameters(), reference[1].parameters()
-        ):
-            u, u_agr = plain_p.detach() - plain0, agr_p.detach() - agr0
-            want = float((u_agr - u).double().norm() / u.double().norm())
-            assert changes[p] == pytest.approx(want, rel=1e-4, abs=1e-9)
-            assert torch.allclose(p.detach(), agr_p.detach(), rtol=0, atol=1e-7)
+        if step < 3:
+            opt.step()
+    changes = measure(opt, agr.handle_of(opt))
+    assert set(changes) == set(model.parameters())
+    for p, plain0, agr0, plain_p, agr_p in zip(
+        model.parameters(), *before, reference[0].parameters(), reference[1].parameters()
+    ):
+        u, u_agr = plain_p.detach() - plain0, agr_p.detach() - agr0
+        want = float((u_agr - u).norm() / u.norm())
+        assert changes[p] == pytest.approx(want, rel=1e-4)
+
+
+def hand_adamw_update(weight, grad, exp_avg, exp_avg_sq, steps, lr, betas, eps, weight_decay):
+    """AdamW's update written out in float64 (decoupled decay, bias-corrected moments), with
+    no torch optimizer involved."""
+    weight, grad, exp_avg, exp_avg_sq = (t.double() for t in (weight, grad, exp_avg, exp_avg_sq))
+    beta1, beta2 = betas
+    step = steps + 1
+    exp_avg = beta1 * exp_avg + (1 - beta1) * grad
+    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * grad * grad
+    correction1, correction2 = 1 - beta1**step, 1 - beta2**step
+    denom = exp_avg_sq.sqrt() / math.sqrt(correction2) + eps
+    return -lr * weight_decay * weight - lr / correction1 * exp_avg / denom
+
+
+def test_change_is_exact_where_the_update_is_below_the_weights_ulp():
+    """The end of a schedule: float32 weights in [0.5, 1), AdamW at lr 1e-9, so each update
+    (~1e-9) is far below half the weights' float32 ulp (3e-8). The float64 measurement
+    matches the hand-written float64 AdamW within 1e-6; the float32 difference p_after -
+    p_start, the old measurement, is exactly 0 there (its change would read 0 / 0)."""
+    gen = torch.Generator().manual_seed(0)
+    # integer gradients whose sum |g| is a power of two: AGR is exact in float32, whatever route
+    weight_grad = torch.tensor([1.0, -2, 3, 4, -5, 6, -7, -1, 2, -3, 4, 5, -6, 7, -4, 4])
+    grads = [weight_grad.reshape(4, 4), torch.tensor([1.0, -2.0, 3.0, 2.0])]  # sums 64 and 8
+    weights = [
+        (0.5 + 0.5 * torch.rand(g.shape, generator=gen))
+        * torch.randn(g.shape, generator=gen).sign()
+        for g in grads
+    ]
+    states = [
+        {
+            "step": torch.tensor(10.0),
+            "exp_avg": 0.5 * torch.randn(g.shape, generator=gen),
+            "exp_avg_sq": 0.016 * (0.5 + torch.rand(g.shape, generator=gen)),
+        }
+        for g in grads
+    ]
+    hp = {"lr": 1e-9, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-2}
+    params = [nn.Parameter(w.clone()) for w in weights]
+    opt = agr.build_optimizer("adamw_agr", params, **hp)  # fused, as the suite runs it on CPU
+    for param, grad, state in zip(params, grads, states):
+        param.grad = grad.clone()
+        opt.state[param] = {k: v.clone() for k, v in state.items()}
+    changes = measure(opt, agr.handle_of(opt))
+    for param, weight, grad, state in zip(params, weights, grads, states):
+        moments = (state["exp_avg"], state["exp_avg_sq"], 10)
+        g64 = grad.double()
+        u = hand_adamw_update(weight, g64, *moments, **hp)
+        u_agr = hand_adamw_update(weight, g64 - g64.abs() / g64.abs().sum() * g64, *moments, **hp)
+        assert u.abs().max() < 2e-9
+        assert changes[param] == pytest.approx(float((u_agr - u).norm() / u.norm()), rel=1e-6)
+    starts = [p.detach().clone() for p in params]
+    opt.step()
+    assert all(torch.equal(p.detach(), start) for p, start in zip(params, starts))
+
+
+def snapshot(optimizer):
+    """Everything a step reads or writes: parameters, gradients, state, groups, AGR's state."""
+    handle = agr.handle_of(optimizer)
+    return copy.deepcopy(
+        (
+            [[(p.detach(), p.grad) for p in g["params"]] for g in optimizer.param_groups],
+            {i: dict(s) for i, s in enumerate(optimizer.state.values())},
+            [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups],
+            handle.state_dict(),
+            handle.last_stats,
+        )
+    )
+
+
+def same(a, b) -> bool:
+    if torch.is_tensor(a):
+        return torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+@pytest.mark.parametrize(("name", "plain_cls", "hp"), CASES)
+def test_measuring_touches_nothing_and_the_step_is_bit_for_bit_the_same(name, plain_cls, hp):
+    torch.manual_seed(1)
+    model = Small()
+    twin_model = copy.deepcopy(model)
+    opt = agr.build_optimizer(name, model, agr_permuted=True, **hp)  # the null: seeded order
+    twin_opt = agr.build_optimizer(name, twin_model, agr_permuted=True, **hp)
+    for step in range(3):
+        grads_for(model, step)
+        grads_for(twin_model, step)
+        before = snapshot(opt)
+        assert measure(opt, agr.handle_of(opt))
+        assert same(snapshot(opt), before)
+        opt.step()
+        twin_opt.step()
+        assert all(torch.equal(a, b) for a, b in zip(model.parameters(), twin_model.parameters()))
+    assert same(snapshot(opt), snapshot(twin_opt))
+
+
+class NeedsMore(torch.optim.SGD):
+    """An optimizer whose constructor needs an argument the twin cannot know."""
+
+    def __init__(self, params, special):
+        super().__init__(params, lr=0.1)
+
+
+def test_an_optimizer_without_a_twin_is_skipped_with_one_warning(monkeypatch):
+    monkeypatch.setattr(update_change, "_refused", set())
+    model = Small()
+    opt = NeedsMore(model.parameters(), special=1)
+    handle = agr.attach(opt)
+    grads_for(model, 0)
+    with pytest.warns(RuntimeWarning, match="cannot build a float64 twin of NeedsMore") as seen:
+        assert measure(opt, handle) == {}
+        assert measure(opt, handle) == {}
+    assert len(seen) == 1
+    opt.step()  # training goes on
+    assert handle.steps == 1
+
+
+class RecordingLogger(NullLogger):
+    def __init__(self):
+        self.logged: list[dict] = []
+
+    def log(self, metrics, step):
+        self.logged.append(dict(metrics))
 
 
 @pytest.mark.parametrize("family", ["adamw", "adan"])
-def test_measuring_on_every_step_leaves_the_run_bit_for_bit_unchanged(tmp_path, family):
-    ends = {}
+def test_measuring_on_every_step_leaves_the_run_bit_for_bit_unchanged(
+    tmp_path, monkeypatch, family
+):
+    ends, loggers = {}, {}
     for log_every in (1, 1000):
+        loggers[log_every] = RecordingLogger()
+        monkeypatch.setattr(trainer, "make_logger", lambda *a, _l=loggers[log_every]: _l)
         overrides = [f"optimizer={family}_agr", f"trainer.log_every={log_every}"]
         ends[log_every] = tiny_run(tmp_path / str(log_every), overrides)
     (measured, weights), (_, unmeasured_weights) = ends[1], ends[1000]
@@ -123,6 +248,15 @@ def test_measuring_on_every_step_leaves_the_run_bit_for_bit_unchanged(tmp_path, 
     assert change["conv_linear"]["steps"] == 6 and change["norm"]["tensors"] > 0
     assert all(0 < c["median"] <= c["max"] for c in change.values())
     assert ends[1000][0]["agr"]["update_change"] == {}  # no logging step: no measurement
+    # the dose per kind: each logged step's removed fraction, averaged (AGR: below 1)
+    by_kind = measured["agr"]["removed_fraction_by_kind"]
+    logged = [m for m in loggers[1].logged if "agr/removed_fraction" in m]
+    assert set(by_kind) == {"conv_linear", "norm", "bias"} and len(logged) == 6
+    for kind, summary in by_kind.items():
+        per_step = [m[f"agr/removed_fraction/{kind}"] for m in logged]
+        assert summary == {"mean": pytest.approx(sum(per_step) / 6), "steps": 6}
+        assert 0 < summary["mean"] < 1
+    assert ends[1000][0]["agr"]["removed_fraction_by_kind"] == {}
 
 
 def test_agr_effect_script_prints_a_row_per_tensor(tmp_path, capsys):
