@@ -809,53 +809,70 @@ def _short(text: str, limit: int = 300) -> str:
 
 
 def _agr_section(table: Table) -> list[str]:
-    """What AGR did in each config's runs: the share of gradient L1 mass it removed
-    (results.json agr.removed_fraction_mean) and how much it changed the optimizer's update
-    per parameter kind (agr.update_change; runs from before that measurement have none)."""
+    """What AGR did in each config's runs: the share of gradient L1 mass it removed, in all
+    and per parameter kind (results.json agr.removed_fraction_mean, removed_fraction_by_kind),
+    and how much it changed the optimizer's update per kind (agr.update_change). Runs from
+    before a measurement existed show — for it."""
     from agr.update_change import KINDS
 
     spec = table.spec
-    body = []
+    removed_body, change_body = [], []
     for group in range(len(spec.groups)):
-        fractions, changes = {}, {kind: [] for kind in KINDS}
+        fractions: dict[int, float] = {}
+        by_kind: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        changes: dict[str, list[float]] = {kind: [] for kind in KINDS}
         for seed in spec.seeds:
             record = table.records[(group, seed)]
             if record.status != COMPLETED:
                 continue
             diagnostics = record.results.get("agr") or {}
-            value = diagnostics.get("removed_fraction_mean")
-            if isinstance(value, (int, float)):
-                fractions[seed] = float(value)
-            for kind, summary in (diagnostics.get("update_change") or {}).items():
-                if kind in changes and isinstance(summary.get("median"), (int, float)):
-                    changes[kind].append(float(summary["median"]))
+            value = _finite(diagnostics.get("removed_fraction_mean"))
+            if math.isfinite(value):
+                fractions[seed] = value
+            for source, into, field_name in (
+                (diagnostics.get("removed_fraction_by_kind"), by_kind, "mean"),
+                (diagnostics.get("update_change"), changes, "median"),
+            ):
+                for kind, summary in (source or {}).items():
+                    number = _finite((summary or {}).get(field_name))
+                    if kind in into and math.isfinite(number):
+                        into[kind].append(number)
         if not fractions:
             continue
         s = summarize(fractions.values())
-        per_run = ", ".join(f"seed {k}: {v:.3g}" for k, v in fractions.items())
         spread = f" ± {s.std:.2g}" if s.n > 1 else ""
-        change_cells = [
-            f"{summarize(values).mean:.2g}" if values else "—" for values in changes.values()
-        ]
-        body.append(
-            [_group_label(spec, group), f"{s.mean:.3g}{spread} ({s.n})", *change_cells, per_run]
-        )
+        label = _group_label(spec, group)
+        removed_body.append([label, f"{s.mean:.3g}{spread} ({s.n})", *_kind_means(by_kind)])
+        change_body.append([label, *_kind_means(changes)])
     lines = ["## AGR diagnostics", ""]
-    if not body:
+    if not removed_body:
         return [*lines, "No completed run with AGR diagnostics."]
     lines += [
-        "Removed fraction: the share of the gradients' L1 mass that AGR removed, averaged over "
-        "the steps of a run sampled while AGR was on (every `trainer.log_every` steps; "
-        "results.json `agr.removed_fraction_mean`), then mean ± std over runs. For a tensor it "
-        "is sum(g²) / (sum|g|)², about 1/size for a dense gradient, so large layers lose "
-        "little. Update change by parameter kind: ||u_AGR − u|| / ||u||, the relative change "
-        "AGR makes to the optimizer's update of a tensor, from a float64 twin of the optimizer "
-        "step on the same logging steps (results.json `agr.update_change`); the median over "
-        "a kind's tensors, averaged over steps and then over runs.",
+        "Removed fraction: the share of the gradients' L1 mass that AGR (or the arm's variant "
+        "of it) removed, on the steps of a run sampled while it was on (every "
+        "`trainer.log_every` steps; results.json `agr.removed_fraction_mean`), then mean ± "
+        "std over runs; per parameter kind, the kind's removed mass over its sum |g| "
+        "(`agr.removed_fraction_by_kind`), mean over steps and runs. For a tensor AGR removes "
+        "sum(g²) / (sum|g|)², about 1/size for a dense gradient, so large layers lose little "
+        "and small ones (norms, biases) more; a dose that froze a kind would show 1 there.",
         "",
     ]
-    header = ["runs", "removed fraction", *[f"update change: {k}" for k in KINDS], "per run"]
-    return lines + _table_lines(header, body)
+    header = ["runs", "removed fraction", *[f"removed: {k}" for k in KINDS]]
+    lines += _table_lines(header, removed_body)
+    lines += [
+        "",
+        "Update change by parameter kind: ||u_AGR − u|| / ||u||, the relative change AGR makes "
+        "to the optimizer's update of a tensor, from a float64 twin of the optimizer step on "
+        "the same logging steps, so that updates near the weights' float32 resolution are "
+        "measured, not rounded (results.json `agr.update_change`); the median over a kind's "
+        "tensors, averaged over steps and then over runs.",
+        "",
+    ]
+    return lines + _table_lines(["runs", *[f"update change: {k}" for k in KINDS]], change_body)
+
+
+def _kind_means(values: dict[str, list[float]]) -> list[str]:
+    return [f"{summarize(v).mean:.2g}" if v else "—" for v in values.values()]
 
 
 # --------------------------------------------------------------------------- csv and plots

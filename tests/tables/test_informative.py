@@ -224,3 +224,22 @@ def test_the_mini_ablation_is_judged_at_half_a_point_with_its_old_margin_kept():
     assert top1.margin == 0.5
     assert [c.margin for c in top1.margin_history] == [0.5, 1.0]
     assert ("AdamW lr/2", "AdamW") in spec.pairs  # the positive control
+
+
+def test_the_dose_per_parameter_kind_is_averaged_over_runs(tmp_path):
+    """results.json agr.removed_fraction_by_kind of three runs: norm 0.1, 0.2, 0.6 -> 0.3."""
+    runs = [{"top1": 97.0 + s / 10} for s in range(5)]
+    table = table_of(tmp_path, {"adamw": runs, "adamw_agr": runs})
+    for seed, norm in enumerate((0.1, 0.2, 0.6)):
+        path = tmp_path / "runs" / "informative" / "digits-resnet18-adamw_agr" / f"seed{seed}"
+        results = json.loads((path / "results.json").read_text())
+        results["agr"] = {
+            "removed_fraction_mean": 0.01,
+            "removed_fraction_by_kind": {"norm": {"mean": norm, "steps": 3}},
+            "update_change": {"bias": {"median": 0.5}},
+        }
+        (path / "results.json").write_text(json.dumps(results))
+    table = aggregate(table.spec, plan_runs(table.spec, tmp_path / "runs"))
+    text = write_outputs(table, tmp_path / "results")[0].read_text()
+    assert "| ResNet / AGR | 0.01 ± 0 (3) | — | 0.3 | — | — | — |" in text
+    assert "| ResNet / AGR | — | — | 0.5 | — | — |" in text
