@@ -71,7 +71,7 @@ bench-gpu: install  ## on a CUDA machine: epoch times, runs per GPU, DDPM, AGR s
 gpu-check: install  ## on a CUDA machine: equivalence tests on the GPU, then bench-gpu (~6 min on an H200)
 	bash scripts/gpu_check.sh
 
-reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (~20 min on 2 idle cores) -> results/mini/
+reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (~35 min on 2 idle cores) -> results/mini/
 	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini
 	$(PY) scripts/readme_summary.py  # README's mini-results section from results/mini/*.csv
 
@@ -84,7 +84,7 @@ reproduce-table2: install  ## Table 2 (classification, CIFAR-100/TinyImageNet) a
 reproduce-table3: install  ## Table 3 (ALBERT on WikiText-2 vs weight decay) at paper scale
 	$(REPRODUCE) table3
 
-reproduce-ablation: install  ## AGR's dose-response, null control, SGD, scope and suspension (ResNet-18, CIFAR-100); SCALE=mini: digits, ~18 min
+reproduce-ablation: install  ## AGR's dose-response, mass-matched null, a positive control, SGD, scope and suspension (ResNet-18, CIFAR-100); SCALE=mini: digits, ~22 min
 	$(if $(filter mini,$(SCALE)),$(OFFLINE) )$(REPRODUCE) ablation_agr --scale $(SCALE)
 	$(if $(filter mini,$(SCALE)),$(PY) scripts/readme_summary.py)
 

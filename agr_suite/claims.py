@@ -219,6 +219,25 @@ def table_summary(table: CsvTable) -> list[str]:
     return lines
 
 
+def verdict_tally(compared: list[CsvCell], where) -> str | None:
+    """One sentence counting the verdicts by kind and naming every better/worse one."""
+    if not any(c.verdict for c in compared):
+        return None
+    kinds: dict[str, int] = {}
+    for c in compared:
+        kind = c.verdict.split(" (")[0].split(",")[0] if c.verdict else "no verdict"
+        kind = kind.removeprefix(f"{c.column} ")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    counts = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    decided = [c for c in compared if c.verdict.startswith(f"{c.column} ")]
+    named = "; ".join(
+        f"{where(c)}: {c.verdict.split(',')[0]} than {c.diff_vs}"
+        + c.verdict[len(c.verdict.split(",")[0]) :]
+        for c in decided
+    )
+    return f"Verdicts: {counts}" + (f" ({named})." if named else ".")
+
+
 def table_sentences(table: CsvTable, metrics: dict[str, Metric]) -> list[str]:
     """The generated claims about one table: intervals against zero, exact ties, levels,
     chance."""
@@ -239,7 +258,8 @@ def table_sentences(table: CsvTable, metrics: dict[str, Metric]) -> list[str]:
         )
         intervals = (
             f"{len(away)} of the {len(with_interval)} paired 95% intervals "
-            f"{'excludes' if len(away) == 1 else 'exclude'} zero: {listed}."
+            f"{'excludes' if len(away) == 1 else 'exclude'} zero, each taken on its own "
+            f"(the verdicts correct for the table's many comparisons): {listed}."
         )
     elif with_interval:
         intervals = f"None of the {len(with_interval)} paired 95% intervals excludes zero."
@@ -248,7 +268,7 @@ def table_sentences(table: CsvTable, metrics: dict[str, Metric]) -> list[str]:
     short = [c for c in compared if not math.isfinite(c.diff.low)]
     if short and with_interval:
         intervals += f" Fewer than 2 pairs, no interval: {', '.join(where(c) for c in short)}."
-    sentences = [intervals]
+    sentences = [s for s in (verdict_tally(compared, where), intervals) if s]
 
     for column, baseline in _unique((c.column, c.diff_vs) for c in compared):
         groups = []
