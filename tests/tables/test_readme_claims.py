@@ -264,7 +264,8 @@ def test_generated_sentences_from_a_hand_made_csv(tmp_path):
     metric = Metric("acc", "Accuracy (%)", chance=50.0, chance_basis="balanced labels")
     sentences = table_sentences(table, {"acc": metric})
     assert sentences[0] == (
-        "1 of the 3 paired 95% intervals excludes zero: B, AGR − Base: "
+        "1 of the 3 paired 95% intervals excludes zero, each taken on its own (the verdicts "
+        "correct for the table's many comparisons): B, AGR − Base: "
         "+1.03 [+0.65, +1.41] (favours AGR)."
     )
     assert sentences[1] == "AGR equals Base exactly in every seed: C."
@@ -323,3 +324,23 @@ def test_chance_band_of_a_constant_predictor():
         metric, [("a", s, stuck, band), ("b", summarize(learned, interval=True), learned, band)]
     )
     assert "1 of the 2 cells have runs outside that band (b: 59.33 ± 11.02)" in note
+
+
+def test_the_verdict_tally_counts_kinds_and_names_the_decided_ones():
+    from agr_suite.claims import CsvCell, verdict_tally
+
+    def cell(column, verdict):
+        return CsvCell("top1", "R", column, Summary(3, 1.0, 0.1), [], "Base", verdict=verdict)
+
+    cells = [
+        cell("A", "A worse"),
+        cell("B", "B better, within ±0.5"),
+        cell("C", "inconclusive (≈12 seeds needed)"),
+        cell("D", "not informative (both arms constant across seeds)"),
+        cell("E", "inconclusive (≈40 seeds needed)"),
+    ]
+    assert verdict_tally(cells, lambda c: c.row) == (
+        "Verdicts: 1 worse, 1 better, 2 inconclusive, 1 not informative "
+        "(R: A worse than Base; R: B better than Base, within ±0.5)."
+    )
+    assert verdict_tally([cell("A", "")], lambda c: c.row) is None
