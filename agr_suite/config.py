@@ -132,6 +132,8 @@ class TrainerConfig:
     )
     log_every: int = _check(at_least(1), 50)  # optimizer steps between AGR diagnostics
     compile: bool = setting(False)
+    # a GPU speed option; on AVX2 CPUs torch 2.14.1's oneDNN crashes or hangs in the weight
+    # gradient of channels_last 1x1 convolutions with very few channels (4-32)
     channels_last: bool = setting(False)
     devices: str = _check(one_of(DEVICES), "auto")
     num_workers: int = _check(at_least(0), 4)

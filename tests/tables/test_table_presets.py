@@ -71,8 +71,8 @@ T2_MINI = [
 T3_MINI = [
     "experiment=table3/albert_adamw", "dataset=pydoc", "trainer.devices=cpu",
     "trainer.num_workers=0", "trainer.epochs=3", "trainer.batch_size=16",
-    "trainer.eval_batch_size=512", "optimizer.lr=2.0e-3", "scheduler.warmup_epochs=0.3",
-    "trainer.log_every=10",
+    "trainer.eval_batch_size=512", "trainer.eval_every=3", "optimizer.lr=2.0e-3",
+    "scheduler.warmup_epochs=0.3", "trainer.log_every=10",
 ]  # fmt: skip
 # The independent reference: each preset's settings as the override strings the table specs
 # held before they became presets (an arm's overrides go after them).
