@@ -76,6 +76,7 @@ def hand_metrics() -> dict[str, float]:
         "sop_acc_pred_entropy": 1.0,
         "sop_acc_majority": 50.0,
         "sop_acc_minority": 50.0,
+        "sop_acc_label_entropy": math.log(2),  # two orders, two of each
         # MLM targets 1, 2, 4, 0, 1, 2, predicted 1, 3, 4, 0, 1, 3: predictions 1 and 3 twice,
         # 0 and 4 once; the most common targets (1, 2) are 2 of 6; token 3 is never a target.
         "mlm_acc_examples": 6,
@@ -83,6 +84,8 @@ def hand_metrics() -> dict[str, float]:
         "mlm_acc_pred_entropy": 2 * (1 / 6) * math.log2(6) + 2 * (2 / 6) * math.log2(3),
         "mlm_acc_majority": 100 * 2 / 6,
         "mlm_acc_minority": 0.0,
+        # targets 1 and 2 twice, 4 and 0 once: shares 1/3, 1/3, 1/6, 1/6
+        "mlm_acc_label_entropy": 2 * (1 / 3) * math.log(3) + 2 * (1 / 6) * math.log(6),
     }
 
 

@@ -36,9 +36,10 @@ def dosed_reference(g: torch.Tensor, strength: float) -> torch.Tensor:
 
 
 def prediction_statistics_reference(metric: str, predicted, true, num_classes: int) -> dict:
-    """``metric``'s five prediction statistics by their definitions: how many items, how many
-    distinct predicted classes, the predicted classes' entropy in bits, and the accuracy (%)
-    of the best and of the worst constant prediction among the ``num_classes`` classes."""
+    """``metric``'s six prediction statistics by their definitions: how many items, how many
+    distinct predicted classes, the predicted classes' entropy in bits, the accuracy (%) of
+    the best and of the worst constant prediction among the ``num_classes`` classes, and the
+    cross-entropy (nats) of the best input-free prediction: the true labels' shares."""
     predicted, true = np.asarray(predicted).ravel(), np.asarray(true).ravel()
     constant = [100.0 * np.mean(true == c) for c in range(num_classes)]
     _, counts = np.unique(predicted, return_counts=True)
@@ -48,4 +49,5 @@ def prediction_statistics_reference(metric: str, predicted, true, num_classes: i
         f"{metric}_pred_entropy": scipy.stats.entropy(counts, base=2),
         f"{metric}_majority": max(constant),
         f"{metric}_minority": min(constant),
+        f"{metric}_label_entropy": scipy.stats.entropy(np.unique(true, return_counts=True)[1]),
     }

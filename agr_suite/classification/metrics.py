@@ -1,6 +1,6 @@
 """Top-1/top-5 accuracy (percent), mean loss, and the top-1 predictions' statistics
 (``top1_examples``, ``top1_pred_classes``, ``top1_pred_entropy``, ``top1_majority``,
-``top1_minority``: see :mod:`agr_suite.engine.predictions`), exact under DDP (torchmetrics
+``top1_minority``, ``top1_label_entropy``: see :mod:`agr_suite.engine.predictions`), exact under DDP (torchmetrics
 and the prediction counts sum over ranks; the engine shards the evaluation set without
 padding)."""
 

@@ -10,10 +10,13 @@ token) still scores an accuracy; these statistics say whether it did. For an acc
   class is always predicted);
 - ``K_majority``: the accuracy (%) of always predicting the set's most common true label;
 - ``K_minority``: the accuracy (%) of always predicting its least common label among all the
-  classes the model can output (0 when some class never occurs).
+  classes the model can output (0 when some class never occurs);
+- ``K_label_entropy``: the entropy, in nats, of the set's true labels: the cross-entropy of
+  the best prediction that ignores the input (the set's own label shares; for MLM the
+  unigram entropy of the predicted tokens).
 
 A model whose predictions ignore the input scores, in expectation, between ``K_minority`` and
-``K_majority``. Each rank counts the predicted and the true labels it saw; ``compute`` adds the
+``K_majority``, and its cross-entropy loss is at least ``K_label_entropy``. Each rank counts the predicted and the true labels it saw; ``compute`` adds the
 counts over the ranks (``all_reduce``, float64: exact for any realistic count) first.
 """
 
@@ -26,7 +29,7 @@ import torch.distributed as dist
 
 __all__ = ["STATISTICS", "PredictionCounts", "statistic_keys"]
 
-STATISTICS = ("examples", "pred_classes", "pred_entropy", "majority", "minority")
+STATISTICS = ("examples", "pred_classes", "pred_entropy", "majority", "minority", "label_entropy")
 
 
 def statistic_keys(metric: str) -> tuple[str, ...]:
@@ -49,7 +52,7 @@ class PredictionCounts:
             self.counts[row] += torch.bincount(labels.flatten(), minlength=self.num_classes)
 
     def compute(self, metric: str) -> dict[str, float]:
-        """The five statistics, over all ranks, named after ``metric``; with nothing counted,
+        """The six statistics, over all ranks, named after ``metric``; with nothing counted,
         zero counts and NaN for the rest (the engine treats NaN as a failed evaluation)."""
         counts = self.counts.clone()
         if dist.is_available() and dist.is_initialized():
@@ -58,13 +61,18 @@ class PredictionCounts:
         total = float(true.sum())
         values = [total, float((predicted > 0).sum())]
         if total:
-            shares = predicted[predicted > 0] / total
-            entropy = float(-(shares * shares.log2()).sum()) + 0.0  # + 0.0: no -0.0
             values += [
-                entropy,
+                _entropy(predicted, total) / math.log(2),
                 100.0 * float(true.max()) / total,
                 100.0 * float(true.min()) / total,
+                _entropy(true, total),
             ]
         else:
-            values += [math.nan] * 3
+            values += [math.nan] * 4
         return dict(zip(statistic_keys(metric), values))
+
+
+def _entropy(counts: torch.Tensor, total: float) -> float:
+    """The entropy, in nats, of the distribution ``counts / total``."""
+    shares = counts[counts > 0] / total
+    return float(-(shares * shares.log()).sum()) + 0.0  # + 0.0: no -0.0

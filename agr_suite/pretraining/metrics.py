@@ -9,11 +9,12 @@ means); ``sop_acc`` and ``sop_loss`` are per example.
 
 Next to each accuracy, the statistics of its argmax predictions, also summed over the ranks
 (see :mod:`agr_suite.engine.predictions`): ``sop_acc_examples``, ``sop_acc_pred_classes``,
-``sop_acc_pred_entropy``, ``sop_acc_majority``, ``sop_acc_minority`` over the two orders, and
-the same ``mlm_acc_*`` over the vocabulary's tokens at the predicted positions. A model that
-ignores its input scores, in expectation, between ``K_minority`` and ``K_majority`` (the
-tables' chance band): for SOP the shares of the two orders; for MLM 0 (most tokens are never
-a target) and the most common target token's share.
+``sop_acc_pred_entropy``, ``sop_acc_majority``, ``sop_acc_minority``, ``sop_acc_label_entropy``
+over the two orders, and the same ``mlm_acc_*`` over the vocabulary's tokens at the predicted
+positions. A model that ignores its input scores, in expectation, between ``K_minority`` and
+``K_majority`` (the tables' chance band): for SOP the shares of the two orders; for MLM 0 (most
+tokens are never a target) and the most common target token's share. Its loss is at least
+``K_label_entropy``: ln 2 for SOP, the unigram entropy of the predicted tokens for MLM.
 """
 
 from __future__ import annotations

@@ -59,4 +59,7 @@ def test_two_ranks_add_their_counts_before_the_statistics(monkeypatch):
 def test_nothing_counted_gives_zero_counts_and_nan_rates():
     got = PredictionCounts(CLASSES, torch.device("cpu")).compute("acc")
     assert got["acc_examples"] == got["acc_pred_classes"] == 0
-    assert all(math.isnan(got[k]) for k in ("acc_pred_entropy", "acc_majority", "acc_minority"))
+    assert all(
+        math.isnan(got[k])
+        for k in ("acc_pred_entropy", "acc_majority", "acc_minority", "acc_label_entropy")
+    )
