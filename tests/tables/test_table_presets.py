@@ -244,6 +244,19 @@ def test_the_presets_hold_table2s_code_settings(configs):
     assert source.count("# [code]") >= 5
 
 
+def test_table3_trains_at_the_constant_rate_of_the_authors_code(configs):
+    """Language_presentation/Albert/pretrain.py builds a plain torch AdamW with no schedule
+    (its optim4GPU line, warm-up and decay, is commented out): no warm-up, a constant rate;
+    the mini scale keeps its own short warm-up."""
+    for preset in ("table3/albert_adamw", "table3/albert_wd0_05", "table3/albert_adamw_agr"):
+        cfg = compose("config", [f"experiment={preset}"])
+        assert (cfg.scheduler.name, cfg.scheduler.warmup_epochs) == ("constant", 0.0), preset
+        assert cfg.scheduler.warmup_steps is None, preset
+        assert (cfg.optimizer.lr, cfg.trainer.epochs, cfg.trainer.batch_size) == (1e-4, 25, 8)
+    mini = compose("config", ["experiment=table3/mini/pydoc_wd0_05"])
+    assert (mini.scheduler.name, mini.scheduler.warmup_epochs) == ("constant", 0.3)
+
+
 def test_every_preset_composes_alone(configs):
     """A preset is a runnable config: `python run.py experiment=<preset>`."""
     presets = sorted(PRESETS.rglob("*.yaml"))
