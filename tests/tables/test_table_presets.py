@@ -233,7 +233,7 @@ def configs():
 
 
 def test_the_presets_hold_table2s_code_settings(configs):
-    """The authors' TinyImageNet settings [code] (PAPER_NOTES.md, Table 2) reach the run."""
+    """The authors' TinyImageNet settings [code] (docs/provenance.md, Table 2) reach the run."""
     vit = compose("config", ["experiment=table2/tinyimagenet_vit", "optimizer=adamw"])
     assert (vit.optimizer.lr, vit.optimizer.weight_decay) == (5.0e-4, 0.05)
     assert (vit.scheduler.name, vit.trainer.epochs, vit.trainer.grad_clip) == ("cosine", 300, 5.0)
