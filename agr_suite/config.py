@@ -8,8 +8,11 @@ names the key); :func:`validate` checks values (``trainer.epochs=0``); :func:`lo
 composed config into a :class:`RunConfig` whose attributes the engine and the tasks read, so
 ``trainer.num_workers`` on the command line is ``cfg.trainer.num_workers`` in the code.
 
-Sources, as in the YAML comments: ``[paper]`` the paper's text, ``[code]`` the authors' code,
-``[choice]`` ours (PAPER_NOTES.md says which is which for each experiment).
+Sources (``source=``), as in the YAML comments: ``[paper]`` the paper's text, ``[code: <file>]``
+the authors' code (github.com/hjiang24/AGR-method at commit cb9b2cf), ``[readme]`` their README,
+``[choice: <reason>]`` ours. docs/provenance.md says which is which for each experiment;
+tests/tables/test_provenance.py checks that every default a paper table relies on has a
+source. Engine knobs (where and how fast a run goes, how it is logged) have none.
 
 Checks of the machine a run needs (its folder, device, W&B login) are in
 :mod:`agr_suite.preflight`; both raise :class:`ConfigError`, which ``run.py`` reports with
@@ -65,10 +68,11 @@ def setting(
     default: Any = MISSING,
     check: Callable[[Any], bool] | None = None,
     must_be: str = "",
-    source: str = "[choice]",
+    source: str = "",
 ) -> Any:
     """A schema field: its default (lists copied per instance), the check :func:`validate`
-    applies and what the value must be, and where the default comes from."""
+    applies and what the value must be, and where the default comes from (empty: an engine
+    knob, or a default no paper table relies on)."""
     meta = {"check": check, "must_be": must_be, "source": source}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
@@ -105,30 +109,74 @@ def fraction(low_open: bool = False, high_open: bool = False) -> tuple:
     return ok, f"a number in {'(' if low_open else '['}0, 1{')' if high_open else ']'}"
 
 
-def _check(pair: tuple, default: Any = MISSING, source: str = "[choice]") -> Any:
+def _check(pair: tuple, default: Any = MISSING, source: str = "") -> Any:
     return setting(default, check=pair[0], must_be=pair[1], source=source)
+
+
+# The authors' files (github.com/hjiang24/AGR-method, commit cb9b2cf) the sources cite.
+CIFAR100 = "Image_classification/cifar100/train.py"
+DDPM = "Image_generation/main_ddpm.py"
+ALBERT = "Language_presentation/Albert/pretrain.py"
+# Files those scripts import by default but the authors' repository does not contain: their
+# values are the upstream projects' (docs/provenance.md), so they count as our choice.
+ALBERT_CONFIG = (
+    "ALBERT-Pytorch's config/albert_unittest.json, the default --model_cfg of the authors' "
+    f"{ALBERT}, which their repository does not contain"
+)
+DDPM_MODEL = (
+    f"pytorch-ddpm's model.py, the `model` module the authors' {DDPM} imports but their "
+    "repository does not contain"
+)
+ALBERT_MODEL_CODE = (
+    "[choice: following the model code of the ALBERT-Pytorch lineage the authors forked "
+    "(models.py, not in their repository)]"
+)
 
 
 # ----------------------------------------------------------------------------- trainer
 @dataclass
 class TrainerConfig:
-    epochs: int = _check(at_least(1), 200, "[code] Table 2 CIFAR-100")
+    epochs: int = _check(
+        at_least(1),
+        200,
+        "[code: Image_classification/cifar100/process.py] 200 epochs per Table 2 CIFAR-100 run "
+        "(its train.py runs to the EPOCH of a settings module it does not ship)",
+    )
     batch_size: int = _check(
-        at_least(1), 128, "[code] per process; the effective batch is x world size x accumulate"
+        at_least(1),
+        128,
+        f"[code: {CIFAR100}] -b 128; per process (the effective batch is x world size x "
+        "accumulate)",
     )
     eval_batch_size: int | None = _check(at_least(1, optional=True), None)  # null: batch_size
-    accumulate: int = _check(at_least(1), 1)
+    accumulate: int = _check(at_least(1), 1, f"[code: {CIFAR100}] one step per batch")
     # auto: bf16 autocast on a GPU that has it, fp32 on CPU
-    precision: str = _check(one_of(PRECISIONS), "auto")
+    precision: str = _check(
+        one_of(PRECISIONS),
+        "auto",
+        "[choice: bf16 autocast where the GPU has it, for speed; the authors' CIFAR-100, DDPM "
+        "and ALBERT scripts train in fp32 (precision=fp32 for theirs)]",
+    )
     # global grad-norm clip, applied after unscale and before AGR
     grad_clip: float | None = _check(
-        (lambda v: v is None or (_number(v) and v > 0), "null or a number > 0"), None
+        (lambda v: v is None or (_number(v) and v > 0), "null or a number > 0"),
+        None,
+        f"[code: {CIFAR100}] no clipping (Table 1 sets {DDPM}'s 1.0)",
     )
-    label_smoothing: float = _check(fraction(high_open=True), 0.0)
-    eval_every: int = _check(at_least(1), 1)  # epochs
-    # extra epochs to evaluate at (e.g. Table 1 adds epoch 10)
+    label_smoothing: float = _check(
+        fraction(high_open=True), 0.0, f"[code: {CIFAR100}] plain cross-entropy"
+    )
+    eval_every: int = _check(
+        at_least(1),
+        1,
+        f"[code: {CIFAR100}] the test split after every epoch, as "
+        "Language_presentation/Albert/train.py",
+    )  # epochs
+    # extra epochs to evaluate at (e.g. Table 1's epochs 1, 401, ... of the authors' code)
     eval_at: list[int] = _check(
-        (lambda v: all(_int(e) and e >= 1 for e in v), "a list of epoch numbers >= 1"), []
+        (lambda v: all(_int(e) and e >= 1 for e in v), "a list of epoch numbers >= 1"),
+        [],
+        "[choice] no evaluation epochs besides eval_every's and the last",
     )
     log_every: int = _check(at_least(1), 50)  # optimizer steps between AGR diagnostics
     compile: bool = setting(False)
@@ -166,40 +214,90 @@ class OptimizerConfig:
             "null or a list of numbers in [0, 1)",
         ),
         None,
+        f"[code: {CIFAR100}, {DDPM}] pass no betas: the family's own, torch AdamW's "
+        "(0.9, 0.999) and Adan_AGR.py's (0.98, 0.92, 0.99)",
     )
-    eps: float | None = _check(at_least(0, integer=False, optional=True), None)
+    eps: float | None = _check(
+        at_least(0, integer=False, optional=True),
+        None,
+        f"[code: {CIFAR100}, {DDPM}] pass no eps: the family's own 1e-8",
+    )
     momentum: float | None = _check(
-        (lambda v: v is None or (_number(v) and 0 <= v < 1), "null or a number in [0, 1)"), None
+        (lambda v: v is None or (_number(v) and 0 <= v < 1), "null or a number in [0, 1)"),
+        None,
+        "[choice] null: unused by AdamW and Adan; configs/optimizer/sgd.yaml sets SGD's",
     )
-    # Adan's weight decay: false = proximal [Adan official code], true = decoupled as AdamW
-    no_prox: bool = setting(False, source="[code]")
+    # Adan's weight decay: false = proximal (the official Adan's default), true = decoupled
+    no_prox: bool = setting(False, source="[code: Adan_AGR.py] no_prox=False, never changed")
     impl: str = _check(one_of(IMPLS), "auto")
-    decay_bias_and_norm: bool = setting(True, source="[code] every parameter decays")
+    # True holds in the authors' CIFAR-100, DDPM and ALBERT scripts, which give the optimizer
+    # model.parameters() as one group. The TinyImageNet cells follow the official ConvNeXt
+    # (optim_factory.py) and TinyViT (optimizer.py) training code, which exclude norms and
+    # biases: their presets set false.
+    decay_bias_and_norm: bool = setting(
+        True,
+        source=f"[code: {CIFAR100}, {DDPM}, {ALBERT}] every parameter in one group, so every "
+        "parameter decays (the DDPM's decay is 0); the TinyImageNet presets override it",
+    )
     # all: every parameter with a gradient, as the authors' code; weights: ndim >= 2 (the
     # paper text)
-    agr_scope: str = _check(one_of(SCOPES), "all", "[code]")
-    agr_until_epoch: float | None = _check(at_least(0, integer=False, optional=True), None)
+    agr_scope: str = _check(
+        one_of(SCOPES),
+        "all",
+        "[code: AdamW_AGR.py, Adan_AGR.py] every parameter with a gradient; weights only (the "
+        "paper text's conv and FC layers) is an ablation arm",
+    )
+    agr_until_epoch: float | None = _check(
+        at_least(0, integer=False, optional=True),
+        None,
+        "[code: AdamW_AGR.py, Adan_AGR.py] AGR at every step; the paper text's suspension "
+        "after the early epochs is an ablation arm",
+    )
     # the dose k in g <- g * (1 - alpha)**k (AGR's factor applied k times); 1 is AGR, 0 the
     # identity (other values: a dose-response control)
     agr_strength: float = _check(
-        (lambda v: _number(v) and 0 <= v < math.inf, "a finite number >= 0"), 1.0
+        (lambda v: _number(v) and 0 <= v < math.inf, "a finite number >= 0"),
+        1.0,
+        "[code: AGR.py] AGR applied once per step (k = 1); other doses are our controls",
     )
     # true: the null control, each tensor's (dosed) AGR dampings in a random order, rescaled
     # to remove the same L1 mass per tensor (permutations seeded by the run's seed)
-    agr_permuted: bool = setting(False)
+    agr_permuted: bool = setting(
+        False, source="[code: AGR.py] AGR's own per-element dampings; the permuted null is ours"
+    )
 
 
 # --------------------------------------------------------------------------- scheduler
 @dataclass
 class SchedulerConfig:
     name: str = _check(one_of(SCHEDULES))
-    warmup_epochs: float = _check(at_least(0, integer=False), 0.0)
-    warmup_steps: int | None = _check(at_least(0, optional=True), None)  # overrides epochs
+    warmup_epochs: float = _check(
+        at_least(0, integer=False),
+        0.0,
+        "[choice] no warm-up unless a schedule or preset sets one (multistep.yaml 1 epoch, "
+        "Table 1 200 steps)",
+    )
+    warmup_steps: int | None = _check(
+        at_least(0, optional=True),
+        None,
+        "[choice] null: the warm-up is counted in epochs (warmup_epochs)",
+    )  # overrides epochs
     milestones: list[int] = _check(
-        (lambda v: all(_int(m) and m >= 0 for m in v), "a list of epoch numbers"), []
+        (lambda v: all(_int(m) and m >= 0 for m in v), "a list of epoch numbers"),
+        [],
+        "[choice] none unless a multistep schedule sets them (multistep.yaml)",
     )  # multistep: the LR is multiplied by gamma at each of these epochs
-    gamma: float = _check((lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"), 0.1)
-    min_lr_ratio: float = _check(fraction(), 0.0)  # cosine: the final LR / the peak LR
+    gamma: float = _check(
+        (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+        0.1,
+        "[choice] torch MultiStepLR's default; multistep.yaml sets the authors' 0.2",
+    )
+    min_lr_ratio: float = _check(
+        fraction(),
+        0.0,
+        "[choice] a cosine decay to 0; the official ConvNeXt and TinyViT schedules end at "
+        "min_lr 1e-6 and 5e-6 (ratios 2.5e-4 and 0.01), which a TinyImageNet preset may set",
+    )  # cosine: the final LR / the peak LR
 
 
 # ------------------------------------------------------------------------------ logger
@@ -237,8 +335,15 @@ class DatasetConfig:
 
 @dataclass
 class ImageDatasetConfig(DatasetConfig):
-    augment: bool = setting(True)
-    hflip: bool = setting(True, source="[code] Table 1")  # image generation only
+    augment: bool = setting(
+        True,
+        source=f"[choice: pytorch-cifar100's training pipeline (crop 32 with padding 4, flip, "
+        f"15-degree rotation), whose loader the authors' {CIFAR100} imports but does not ship; "
+        "TinyImageNet's at 64x64 is ours (agr_suite/images)]",
+    )
+    hflip: bool = setting(
+        True, source=f"[code: {DDPM}] RandomHorizontalFlip on CIFAR-10"
+    )  # image generation only
     # torch: DataLoader with CPU workers; device: the whole split on the run's device,
     # augmented there batch by batch; auto: device on CUDA, torch on CPU
     loader: str = _check(one_of(LOADERS), "auto")
@@ -248,25 +353,59 @@ class ImageDatasetConfig(DatasetConfig):
 class TextDatasetConfig(DatasetConfig):
     """Sentence-pair examples for ALBERT's MLM + SOP (Table 3); sources in wikitext2.yaml."""
 
-    variant: str = _check(one_of(("raw", "tokens")), "raw")
-    eval_split: str = _check(one_of(("test", "validation")), "test", "[code]")
-    tokenizer: str = _check(
-        (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"), "wordpiece"
+    variant: str = _check(
+        one_of(("raw", "tokens")),
+        "raw",
+        f"[choice: the original text; the authors' {ALBERT} reads the tokenised "
+        "wiki.*.tokens files (rare words as <unk>): variant=tokens for theirs]",
     )
-    vocab_size: int = _check(at_least(16), 30522, "[code]")
-    lowercase: bool = setting(True, source="[code]")
-    max_length: int = _check(at_least(8), 512, "[code]")
-    short_seq_prob: float = _check(fraction(), 0.1, "[code]")
-    mask_prob: float = _check(fraction(low_open=True), 0.15, "[code]")
-    max_ngram: int = _check(at_least(1), 3, "[code]")
-    max_predictions: int = _check(at_least(1), 75, "[code]")
-    mask_token_fraction: float = _check(fraction(), 0.8)
-    random_token_fraction: float = _check(fraction(), 0.1)
-    eval_seed: int = _check(at_least(0), 0)
-    # [choice] 1: the evaluation split laid out once, one example per sentence pair. More
-    # draws score the same text under more cut points, swaps and masks (draw k: seed
-    # eval_seed + k), so a small split gives a less noisy SOP accuracy; Table 3 sets 20.
-    eval_draws: int = _check(at_least(1), 1)
+    eval_split: str = _check(
+        one_of(("test", "validation")),
+        "test",
+        f"[code: {ALBERT}] --test_file wiki.test.tokens, scored after every epoch",
+    )
+    tokenizer: str = _check(
+        (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
+        "wordpiece",
+        f"[choice: a WordPiece vocabulary trained on the train split, so it runs offline; the "
+        f"authors' {ALBERT} loads BERT's uncased vocab.txt, not in their repository]",
+    )
+    vocab_size: int = _check(
+        at_least(16),
+        30522,
+        f"[choice: the size of BERT's uncased vocabulary, the vocab_size of {ALBERT_CONFIG}]",
+    )
+    lowercase: bool = setting(True, source=f"[code: {ALBERT}] do_lower_case=True")
+    max_length: int = _check(at_least(8), 512, f"[choice: max_len 512 of {ALBERT_CONFIG}]")
+    short_seq_prob: float = _check(
+        fraction(), 0.1, f"[code: {ALBERT}] SentPairDataLoader's short_sampling_prob"
+    )
+    mask_prob: float = _check(fraction(low_open=True), 0.15, f"[code: {ALBERT}] --mask_prob")
+    max_ngram: int = _check(at_least(1), 3, f"[code: {ALBERT}] --max_gram")
+    max_predictions: int = _check(at_least(1), 75, f"[code: {ALBERT}] --max_pred")
+    # BERT's 80/10/10 rule; the Table 3 presets set the authors' 1.0 and 0.0
+    mask_token_fraction: float = _check(
+        fraction(),
+        0.8,
+        "[choice: BERT's and ALBERT's 80/10/10 rule; the authors' Albert/utils.py masks every "
+        "predicted position (1.0 and 0.0), which the Table 3 presets set]",
+    )
+    random_token_fraction: float = _check(
+        fraction(), 0.1, "[choice: BERT's 80/10/10 rule, as mask_token_fraction]"
+    )
+    eval_seed: int = _check(
+        at_least(0),
+        0,
+        "[choice] one fixed evaluation set for every run and epoch, seeded apart from the run",
+    )
+    # 1: the evaluation split laid out once, one example per sentence pair. More draws score
+    # the same text under more cut points, swaps and masks (draw k: seed eval_seed + k), so a
+    # small split gives a less noisy SOP accuracy; Table 3 sets 20.
+    eval_draws: int = _check(
+        at_least(1),
+        1,
+        "[choice] the split laid out once, as the authors' one pass; Table 3 sets 20 draws",
+    )
 
 
 # ------------------------------------------------------------------------------- model
@@ -289,86 +428,98 @@ class ModelConfig:
 # agr_suite/classification/models documents (ResNet/VGG width 64; ViT-S: patch
 # image_size // 8, embed 384, depth 12, 6 heads, MLP ratio 4, drop path 0.1; ConvNeXt-T:
 # patch image_size // 32, depths (3, 3, 9, 3), dims (96, 192, 384, 768), drop path 0.1).
+ARCH = "[choice] null: the architecture's standard value, which its builder documents"
+
+
 @dataclass
 class ResNetConfig(ModelConfig):
     task: str = "classification"
-    base_width: int | None = _check(at_least(1, optional=True), None)  # first-stage channels
-    zero_init_residual: bool | None = setting(None)
+    base_width: int | None = _check(at_least(1, optional=True), None, ARCH)  # first-stage channels
+    zero_init_residual: bool | None = setting(None, source=ARCH)
 
 
 @dataclass
 class VGGConfig(ModelConfig):
     task: str = "classification"
-    base_width: int | None = _check(at_least(1, optional=True), None)
-    hidden_dim: int | None = _check(at_least(0, optional=True), None)  # 0: one linear layer
-    dropout: float | None = _check(at_least(0, integer=False, optional=True), None)
+    base_width: int | None = _check(at_least(1, optional=True), None, ARCH)
+    hidden_dim: int | None = _check(at_least(0, optional=True), None, ARCH)  # 0: one linear layer
+    dropout: float | None = _check(at_least(0, integer=False, optional=True), None, ARCH)
 
 
 @dataclass
 class ViTConfig(ModelConfig):
     task: str = "classification"
-    patch_size: int | None = _check(at_least(1, optional=True), None)
-    embed_dim: int | None = _check(at_least(1, optional=True), None)
-    depth: int | None = _check(at_least(1, optional=True), None)
-    num_heads: int | None = _check(at_least(1, optional=True), None)
-    mlp_ratio: float | None = _check(at_least(0, integer=False, optional=True), None)
-    drop_path_rate: float | None = _check(at_least(0, integer=False, optional=True), None)
+    patch_size: int | None = _check(at_least(1, optional=True), None, ARCH)
+    embed_dim: int | None = _check(at_least(1, optional=True), None, ARCH)
+    depth: int | None = _check(at_least(1, optional=True), None, ARCH)
+    num_heads: int | None = _check(at_least(1, optional=True), None, ARCH)
+    mlp_ratio: float | None = _check(at_least(0, integer=False, optional=True), None, ARCH)
+    drop_path_rate: float | None = _check(at_least(0, integer=False, optional=True), None, ARCH)
 
 
 @dataclass
 class ConvNeXtConfig(ModelConfig):
     task: str = "classification"
-    patch_size: int | None = _check(at_least(1, optional=True), None)
-    depths: list[int] | None = setting(None)
-    dims: list[int] | None = setting(None)
-    drop_path_rate: float | None = _check(at_least(0, integer=False, optional=True), None)
+    patch_size: int | None = _check(at_least(1, optional=True), None, ARCH)
+    depths: list[int] | None = setting(None, source=ARCH)
+    dims: list[int] | None = setting(None, source=ARCH)
+    drop_path_rate: float | None = _check(at_least(0, integer=False, optional=True), None, ARCH)
 
 
 @dataclass
 class DiffusionProcessConfig:
-    timesteps: int = _check(at_least(1), 1000, "[code] T")
-    beta_start: float = _check(at_least(0, integer=False), 1.0e-4, "[code] linear betas")
-    beta_end: float = _check(at_least(0, integer=False), 0.02, "[code]")
-    schedule: str = _check(one_of(("linear", "cosine")), "linear", "[code]")
-    prediction: str = _check(one_of(("epsilon",)), "epsilon", "[code] MSE on the noise")
+    timesteps: int = _check(at_least(1), 1000, f"[code: {DDPM}] T")
+    beta_start: float = _check(at_least(0, integer=False), 1.0e-4, f"[code: {DDPM}] beta_1")
+    beta_end: float = _check(at_least(0, integer=False), 0.02, f"[code: {DDPM}] beta_T")
+    schedule: str = _check(one_of(("linear", "cosine")), "linear", f"[code: {DDPM}] noise_schedule")
+    prediction: str = _check(
+        one_of(("epsilon",)), "epsilon", f"[code: {DDPM}] mean_type, an MSE on the noise"
+    )
 
 
 @dataclass
 class UNetConfig(ModelConfig):
-    """The paper's CIFAR-10 DDPM UNet [code: main_ddpm.py TrainingConfig]: 128 channels,
-    multipliers [1, 2, 2, 2], 2 residual blocks per level, attention at 16x16, dropout 0.1."""
+    """The paper's CIFAR-10 DDPM UNet [code: Image_generation/main_ddpm.py TrainingConfig]: 128
+    channels, multipliers [1, 2, 2, 2], 2 residual blocks per level, attention at 16x16,
+    dropout 0.1. The UNet class it builds is pytorch-ddpm's model.py, which the authors'
+    repository does not contain: its middle-block attention, GroupNorm(32) and Xavier init
+    are [choice: that file's design]."""
 
     task: str = "diffusion"
-    block_out_channels: list[int] = setting([128, 256, 256, 256], source="[code] ch, ch_mult")
-    layers_per_block: int = _check(at_least(1), 2, "[code] num_res_blocks")
+    block_out_channels: list[int] = setting(
+        [128, 256, 256, 256], source=f"[code: {DDPM}] ch 128, ch_mult [1, 2, 2, 2]"
+    )
+    layers_per_block: int = _check(at_least(1), 2, f"[code: {DDPM}] num_res_blocks")
     # indices of the levels (0 = full resolution) with self-attention
-    attention_levels: list[int] = setting([1], source="[code] attn [1]: 16x16")
-    mid_attention: bool = setting(True, source="[code]")
-    norm_num_groups: int = _check(at_least(1), 32, "[code] GroupNorm(32, ch)")
-    dropout: float = _check(fraction(high_open=True), 0.1, "[code]")
-    # ddpm: the Xavier-uniform init of the authors' model.py; default: PyTorch's
-    init: str = _check(one_of(UNET_INITS), "ddpm", "[code]")
-    ema_decay: float = _check(fraction(), 0.9999, "[code] after every optimizer step")
+    attention_levels: list[int] = setting([1], source=f"[code: {DDPM}] attn [1]: 16x16")
+    mid_attention: bool = setting(True, source=f"[choice: as {DDPM_MODEL}]")
+    norm_num_groups: int = _check(at_least(1), 32, f"[choice: GroupNorm(32, ch) as {DDPM_MODEL}]")
+    dropout: float = _check(fraction(high_open=True), 0.1, f"[code: {DDPM}] dropout")
+    # ddpm: the DDPM UNet's Xavier-uniform init (pytorch-ddpm's model.py); default: PyTorch's
+    init: str = _check(one_of(UNET_INITS), "ddpm", f"[choice: the Xavier init of {DDPM_MODEL}]")
+    ema_decay: float = _check(
+        fraction(), 0.9999, f"[code: {DDPM}] ema_decay, after every optimizer step"
+    )
     diffusion: DiffusionProcessConfig = field(default_factory=DiffusionProcessConfig)
 
 
 @dataclass
 class AlbertModelConfig(ModelConfig):
-    """ALBERT for MLM + SOP; defaults: the tiny configuration the authors' ALBERT code loads
-    [code: config/albert_unittest.json of the ALBERT-Pytorch code they forked]. The maximum
-    length comes from ``dataset.max_length``, the vocabulary from the tokenizer."""
+    """ALBERT for MLM + SOP; defaults: the tiny configuration the authors' ALBERT code loads by
+    default, config/albert_unittest.json of the ALBERT-Pytorch code they forked, a file their
+    repository does not contain [choice: that file's values]. The maximum length comes from
+    ``dataset.max_length``, the vocabulary from the tokenizer."""
 
     task: str = "pretraining"
-    embedding_size: int = _check(at_least(1), 24, "[code]")
-    hidden_size: int = _check(at_least(1), 64, "[code]")
-    intermediate_size: int = _check(at_least(1), 256, "[code]")
-    num_hidden_layers: int = _check(at_least(1), 6, "[code]")
-    num_attention_heads: int = _check(at_least(1), 1, "[code]")
-    # [choice, following the model code of that ALBERT-Pytorch lineage] erf GELU, hidden
-    # dropout 0.1, no attention dropout
-    hidden_act: str = setting("gelu")
-    hidden_dropout_prob: float = _check(fraction(high_open=True), 0.1)
-    attention_probs_dropout_prob: float = _check(fraction(high_open=True), 0.0)
+    embedding_size: int = _check(at_least(1), 24, f"[choice: {ALBERT_CONFIG}]")
+    hidden_size: int = _check(at_least(1), 64, f"[choice: {ALBERT_CONFIG}]")
+    intermediate_size: int = _check(at_least(1), 256, f"[choice: {ALBERT_CONFIG}]")
+    num_hidden_layers: int = _check(at_least(1), 6, f"[choice: {ALBERT_CONFIG}]")
+    num_attention_heads: int = _check(at_least(1), 1, f"[choice: {ALBERT_CONFIG}]")
+    # erf GELU, hidden dropout 0.1, no attention dropout
+    hidden_act: str = setting("gelu", source=ALBERT_MODEL_CODE)
+    hidden_dropout_prob: float = _check(fraction(high_open=True), 0.1, ALBERT_MODEL_CODE)
+    attention_probs_dropout_prob: float = _check(fraction(high_open=True), 0.0, ALBERT_MODEL_CODE)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -377,19 +528,34 @@ class GenerationMetricsConfig:
     """How Table 1's samples are drawn and scored [code: Image_generation/main_ddpm.py]."""
 
     # auto: Inception-v3 on CIFAR, the digits CNN on digits
-    features: str = _check(one_of(FEATURES), "auto")
+    features: str = _check(
+        one_of(FEATURES),
+        "auto",
+        "[code: Image_generation/score/both.py] Inception-v3 features on CIFAR-10 (the digits "
+        "CNN on the embedded digits)",
+    )
     # torch-fidelity's weights-inception-2015-12-05-6726825d.pth; null: the torch.hub cache,
     # downloaded there when missing (needs network)
     inception_weights: str | None = setting(None)
-    num_samples: int = _check(at_least(2), 50000, "[code] per evaluation, over all processes")
-    # authors: their DDIMSampler (timesteps t+1, ends at abar_0), what Table 1 ran [code];
-    # ddim: Song et al.'s timesteps, the standard CIFAR-10 evaluation [choice]
-    ddim_variant: str = _check(one_of(DDIM_VARIANTS), "authors", "[code]")
-    steps: int = _check(at_least(1), 100, "[code] DDIM steps")
-    eta: float = _check(at_least(0, integer=False), 0.0, "[code]")
-    # raw: the authors sampled the raw (non-EMA) weights [code] | ema
-    sample_from: str = _check(one_of(SAMPLE_FROM), "raw", "[code]")
-    is_splits: int = _check(at_least(1), 10, "[code]")
+    num_samples: int = _check(
+        at_least(2), 50000, f"[code: {DDPM}] num_images, per evaluation, over all processes"
+    )
+    # authors: their DDIMSampler (timesteps t+1, ends at abar_0), what Table 1 ran;
+    # ddim: Song et al.'s timesteps, the standard CIFAR-10 evaluation
+    ddim_variant: str = _check(
+        one_of(DDIM_VARIANTS),
+        "authors",
+        "[code: Image_generation/DDIM/utils/engine.py] DDIMSampler, linear method",
+    )
+    steps: int = _check(at_least(1), 100, f"[code: {DDPM}] steps, DDIM steps")
+    eta: float = _check(at_least(0, integer=False), 0.0, f"[code: {DDPM}] eta")
+    # raw: the authors sampled the raw (non-EMA) weights | ema
+    sample_from: str = _check(
+        one_of(SAMPLE_FROM),
+        "raw",
+        "[code: Image_generation/DDIM/generate.py] loads the checkpoint's net_model, not EMA",
+    )
+    is_splits: int = _check(at_least(1), 10, "[code: Image_generation/score/both.py] splits=10")
     batch_size: int = _check(at_least(1), 500)  # sampling and feature batch per process
     # torch.compile the UNet for DDIM sampling: auto = on CUDA. (Any, not Union[str, bool]:
     # OmegaConf 2.3 cannot fill an Optional section that holds a Union field.)

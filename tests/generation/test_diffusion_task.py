@@ -96,7 +96,8 @@ def test_table1_presets_carry_the_papers_settings():
         assert cfg.scheduler.warmup_steps == 200
         trainer = cfg.trainer
         assert (trainer.epochs, trainer.batch_size, trainer.grad_clip) == (2000, 128, 1.0)
-        assert trainer.eval_every == 400 and trainer.eval_at == [10]
+        # where Image_generation/main_ddpm.py evaluates: its 0-indexed epochs 0, 400, ..., 1999
+        assert trainer.eval_every == 2000 and trainer.eval_at == [1, 401, 801, 1201, 1601]
         assert cfg.model.ema_decay == 0.9999
         process = cfg.model.diffusion
         assert (process.timesteps, process.beta_start, process.beta_end) == (1000, 1e-4, 0.02)

@@ -65,7 +65,7 @@ def albert_parameters(V: int, P: int, E: int, H: int, inner: int) -> int:
 @pytest.mark.parametrize(
     "name, sizes",
     [
-        # PAPER_NOTES Table 3 [code]: embedding 24, hidden 64, feed-forward 256, 6 layers, 1 head
+        # docs/provenance.md, Table 3: embedding 24, hidden 64, feed-forward 256, 6 layers, 1 head
         ("albert_tiny", dict(E=24, H=64, inner=256, layers=6, heads=1)),
         # ALBERT-base: embedding 128, hidden 768, feed-forward 3072, 12 layers, 12 heads
         ("albert_base", dict(E=128, H=768, inner=3072, layers=12, heads=12)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -18,6 +19,7 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from agr_suite.engine.trainer import _Run  # noqa: E402
 from agr_suite.table_spec import load_spec, plan_runs  # noqa: E402
 
 SPECS = ROOT / "tables"
@@ -231,7 +233,7 @@ def configs():
 
 
 def test_the_presets_hold_table2s_code_settings(configs):
-    """The authors' TinyImageNet settings [code] (PAPER_NOTES.md, Table 2) reach the run."""
+    """The authors' TinyImageNet settings [code] (docs/provenance.md, Table 2) reach the run."""
     vit = compose("config", ["experiment=table2/tinyimagenet_vit", "optimizer=adamw"])
     assert (vit.optimizer.lr, vit.optimizer.weight_decay) == (5.0e-4, 0.05)
     assert (vit.scheduler.name, vit.trainer.epochs, vit.trainer.grad_clip) == ("cosine", 300, 5.0)
@@ -242,6 +244,34 @@ def test_the_presets_hold_table2s_code_settings(configs):
     assert (convnext.trainer.epochs, convnext.trainer.label_smoothing) == (300, 0.1)
     source = (PRESETS / "table2" / "tinyimagenet_vit.yaml").read_text()
     assert source.count("# [code]") >= 5
+
+
+def test_table1_evaluates_where_the_authors_code_did(configs):
+    """Image_generation/main_ddpm.py counts epochs from 0 and evaluates when epoch % 400 == 0
+    or at the last epoch: the preset, through the trainer's own rule, evaluates after exactly
+    those epochs (1-indexed), and the paper-scale rows of Table 1 read exactly those."""
+    authors = [e + 1 for e in range(2000) if e % 400 == 0 or e + 1 == 2000]
+    assert authors == [1, 401, 801, 1201, 1601, 2000]
+    for preset in ("table1/ddpm_adan", "table1/ddpm_adan_agr"):
+        cfg = compose("config", [f"experiment={preset}"])
+        run = SimpleNamespace(trainer=cfg.trainer, epochs=cfg.trainer.epochs)
+        ours = [e for e in range(1, cfg.trainer.epochs + 1) if _Run._evaluates(run, e)]
+        assert ours == authors, preset
+    rows = yaml.safe_load((SPECS / "table1.yaml").read_text())["scales"]["paper"]["rows"]
+    assert [row["epoch"] for row in rows] == authors
+
+
+def test_table3_trains_at_the_constant_rate_of_the_authors_code(configs):
+    """Language_presentation/Albert/pretrain.py builds a plain torch AdamW with no schedule
+    (its optim4GPU line, warm-up and decay, is commented out): no warm-up, a constant rate;
+    the mini scale keeps its own short warm-up."""
+    for preset in ("table3/albert_adamw", "table3/albert_wd0_05", "table3/albert_adamw_agr"):
+        cfg = compose("config", [f"experiment={preset}"])
+        assert (cfg.scheduler.name, cfg.scheduler.warmup_epochs) == ("constant", 0.0), preset
+        assert cfg.scheduler.warmup_steps is None, preset
+        assert (cfg.optimizer.lr, cfg.trainer.epochs, cfg.trainer.batch_size) == (1e-4, 25, 8)
+    mini = compose("config", ["experiment=table3/mini/pydoc_wd0_05"])
+    assert (mini.scheduler.name, mini.scheduler.warmup_epochs) == ("constant", 0.3)
 
 
 def test_every_preset_composes_alone(configs):
