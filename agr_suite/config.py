@@ -56,6 +56,12 @@ SAMPLE_FROM = ("raw", "ema")
 # agr_suite.generation.diffusion.DDIM_VARIANTS (a test checks they agree)
 DDIM_VARIANTS = ("ddim", "authors")
 UNET_INITS = ("ddpm", "default")
+# The training crop of an image classifier: the data set's own (pad: random crop after 4-pixel
+# zero padding, flip; CIFAR adds its 15-degree rotation) or timm's ImageNet crop
+# (random_resized: RandomResizedCropAndInterpolation, scale 0.08-1, ratio 3/4-4/3, flip).
+CROPS = ("pad", "random_resized")
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+RANDOM_ERASING_MODES = ("const", "rand", "pixel")  # timm.data.random_erasing.RandomErasing
 # How many betas each optimizer family takes (AdamW (beta1, beta2), Adan (beta1, beta2,
 # beta3), SGD none); tests/engine/test_errors.py checks these against agr.build_optimizer.
 BETAS_PER_FAMILY = {"adamw": 2, "adan": 3, "sgd": 0}
@@ -107,6 +113,21 @@ def fraction(low_open: bool = False, high_open: bool = False) -> tuple:
 
 def _check(pair: tuple, default: Any = MISSING, source: str = "[choice]") -> Any:
     return setting(default, check=pair[0], must_be=pair[1], source=source)
+
+
+def _rand_augment_string(value: Any) -> bool:
+    """None, or a string timm's ``rand_augment_transform`` parses."""
+    if value is None:
+        return True
+    if not isinstance(value, str) or not value.startswith("rand"):
+        return False
+    from timm.data import rand_augment_transform
+
+    try:
+        rand_augment_transform(value, {})
+    except (AssertionError, ValueError, KeyError, IndexError):
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -237,11 +258,29 @@ class DatasetConfig:
 
 @dataclass
 class ImageDatasetConfig(DatasetConfig):
+    # false: the training split gets the test transform (no crop, flip, RandAugment or random
+    # erasing)
     augment: bool = setting(True)
     hflip: bool = setting(True, source="[code] Table 1")  # image generation only
     # torch: DataLoader with CPU workers; device: the whole split on the run's device,
-    # augmented there batch by batch; auto: device on CUDA, torch on CPU
+    # augmented there batch by batch; auto: device on CUDA unless the augmentation needs PIL
+    # (crop random_resized, rand_augment, random_erasing), torch otherwise
     loader: str = _check(one_of(LOADERS), "auto")
+    # Image classification on CIFAR and TinyImageNet: the ImageNet recipes' augmentations, as
+    # timm builds them (agr_suite.images.augmentation); the defaults add nothing.
+    crop: str = _check(one_of(CROPS), "pad")
+    # the interpolation of the random_resized crop and of RandAugment's geometric operations
+    interpolation: str = _check(one_of(INTERPOLATIONS), "bilinear", "[choice] timm's default")
+    # a timm RandAugment config string, e.g. rand-m9-mstd0.5-inc1; null: none
+    rand_augment: str | None = _check(
+        (_rand_augment_string, "null or a timm RandAugment string such as rand-m9-mstd0.5-inc1"),
+        None,
+    )
+    # timm's RandomErasing after normalisation: its probability per image, fill mode, and the
+    # most regions per image
+    random_erasing: float = _check(fraction(), 0.0)
+    random_erasing_mode: str = _check(one_of(RANDOM_ERASING_MODES), "const", "[choice] timm's")
+    random_erasing_count: int = _check(at_least(1), 1, "[choice] timm's")
 
 
 @dataclass
@@ -519,6 +558,39 @@ def _cross_field_problems(cfg: RunConfig) -> list[str]:
         problems.append(f"  task={cfg.task!r}: must be the model's task {model.task!r}")
     if model.task == "diffusion" and cfg.metrics is None:
         problems.append("  metrics: a diffusion model needs metrics=generation (or another)")
+    if isinstance(data, ImageDatasetConfig):
+        problems += _augmentation_problems(cfg, data)
+    return problems
+
+
+# The data sets whose training transform is a PIL pipeline (agr_suite.images.augmentation).
+PIL_DATASETS = ("cifar10", "cifar100", "tinyimagenet")
+
+
+def _augmentation_problems(cfg: RunConfig, data: ImageDatasetConfig) -> list[str]:
+    """The classification recipe's augmentations: where they can run."""
+    problems = []
+    chosen = [
+        f"dataset.{key}={getattr(data, key)}"
+        for key, off in (("crop", "pad"), ("rand_augment", None), ("random_erasing", 0.0))
+        if getattr(data, key) != off
+    ]
+    if chosen and cfg.model.task != "classification":
+        problems.append(
+            f"  {', '.join(chosen)}: augmentations of image classification, not of a "
+            f"{cfg.model.task} run"
+        )
+        return problems
+    if chosen and data.name not in PIL_DATASETS:
+        problems.append(
+            f"  {', '.join(chosen)}: PIL augmentations, for {', '.join(PIL_DATASETS)}; "
+            f"{data.name}'s images are tensors"
+        )
+    if chosen and data.loader == "device":
+        problems.append(
+            f"  dataset.loader=device: the device loader has no {', '.join(chosen)} (PIL "
+            "augmentations); use dataset.loader=auto or torch"
+        )
     return problems
 
 
@@ -563,10 +635,17 @@ def _without_hydra(cfg: DictConfig) -> DictConfig:
 
 def _schema_for(group: str, values: dict[str, Any]) -> type:
     """The kind of ``group`` whose fields are exactly ``values``' keys (a saved config
-    carries every field of its schema)."""
-    for schema in SCHEMAS[group].values():
-        if {f.name for f in dataclasses.fields(schema)} == set(values):
+    carries every field of its schema), else the one kind that has every key (a config saved
+    before settings were added: they take their defaults)."""
+    kinds = {
+        schema: {f.name for f in dataclasses.fields(schema)} for schema in SCHEMAS[group].values()
+    }
+    for schema, names in kinds.items():
+        if names == set(values):
             return schema
+    wider = [schema for schema, names in kinds.items() if names > set(values)]
+    if len(wider) == 1:
+        return wider[0]
     raise ConfigError(
         f"{group}: no schema has exactly the keys {sorted(values)} "
         f"(kinds: {', '.join(SCHEMAS[group])})"

@@ -1,5 +1,7 @@
 """Image classification (Table 2): a data set from agr_suite.images, a model from
-agr_suite.classification.models, cross-entropy, and top-1/top-5 accuracy."""
+agr_suite.classification.models, cross-entropy, and top-1/top-5 accuracy. The ImageNet
+recipes' PIL augmentations are settings (``dataset.crop``, ``rand_augment``,
+``random_erasing``: agr_suite.images.augmentation)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,9 @@ import torch.nn.functional as F
 
 from agr_suite.classification.metrics import ClassificationEvaluator
 from agr_suite.classification.models import build_model
-from agr_suite.config import RunConfig
+from agr_suite.config import ImageDatasetConfig, RunConfig
 from agr_suite.engine.task import TaskParts, count_parameters
-from agr_suite.images import build_datasets, cifar, digits, tinyimagenet
+from agr_suite.images import Augmentation, build_datasets, cifar, digits, tinyimagenet
 
 
 def _data_sha256(name: str, train_set, eval_set) -> str:
@@ -22,6 +24,17 @@ def _data_sha256(name: str, train_set, eval_set) -> str:
     return digits.data_sha256()
 
 
+def augmentation_of(data: ImageDatasetConfig) -> Augmentation:
+    return Augmentation(
+        crop=data.crop,
+        interpolation=data.interpolation,
+        rand_augment=data.rand_augment,
+        random_erasing=data.random_erasing,
+        random_erasing_mode=data.random_erasing_mode,
+        random_erasing_count=data.random_erasing_count,
+    )
+
+
 def build(cfg: RunConfig) -> TaskParts:
     data = cfg.dataset
     train_set, eval_set, info = build_datasets(
@@ -29,6 +42,7 @@ def build(cfg: RunConfig) -> TaskParts:
         data_dir=cfg.paths.data_dir,
         download=data.download,
         augment=data.augment,
+        augmentation=augmentation_of(data),
         seed=cfg.seed,
     )
     model = build_model(

@@ -3,7 +3,9 @@ device-resident loader (agr_suite.images.device_loader) over the same images and
 
 ``dataset.loader``: ``torch`` (DataLoader + DistributedSampler, CPU workers), ``device``
 (the whole split on the run's device, augmented there batch by batch), or ``auto``: device on
-CUDA for the image datasets that have it, torch otherwise (so CPU runs keep their numbers).
+CUDA for the image datasets that have it, torch otherwise (so CPU runs keep their numbers),
+and torch for a transform the device loader cannot replicate (the PIL augmentations of
+agr_suite.images.augmentation: RandAugment, timm's crop, random erasing).
 """
 
 from __future__ import annotations
