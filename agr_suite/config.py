@@ -62,6 +62,7 @@ UNET_INITS = ("ddpm", "default")
 CROPS = ("pad", "random_resized")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 RANDOM_ERASING_MODES = ("const", "rand", "pixel")  # timm.data.random_erasing.RandomErasing
+MIXUP_MODES = ("batch", "pair", "elem")  # timm.data.Mixup
 # How many betas each optimizer family takes (AdamW (beta1, beta2), Adan (beta1, beta2,
 # beta3), SGD none); tests/engine/test_errors.py checks these against agr.build_optimizer.
 BETAS_PER_FAMILY = {"adamw": 2, "adan": 3, "sgd": 0}
@@ -145,6 +146,8 @@ class TrainerConfig:
     grad_clip: float | None = _check(
         (lambda v: v is None or (_number(v) and v > 0), "null or a number > 0"), None
     )
+    # classification; with mixup or cutmix (dataset.mixup_alpha, dataset.cutmix_alpha) it is
+    # applied inside their soft targets, as timm's Mixup does
     label_smoothing: float = _check(fraction(high_open=True), 0.0)
     eval_every: int = _check(at_least(1), 1)  # epochs
     # extra epochs to evaluate at (e.g. Table 1 adds epoch 10)
@@ -168,6 +171,12 @@ class TrainerConfig:
         (lambda v: v is None or (_number(v) and v > 1), "null or a number > 1"), 100.0
     )
     deterministic: bool = setting(False)
+    # Classification: an EMA of the weights (agr_suite.engine.ema, float32, no warm-up) updated
+    # after every optimizer step and evaluated beside the raw weights (ema_top1, ema_top5,
+    # ema_loss); null: none. The DDPMs keep theirs in model.ema_decay.
+    ema_decay: float | None = _check(
+        (lambda v: v is None or (_number(v) and 0 <= v <= 1), "null or a number in [0, 1]"), None
+    )
 
 
 # --------------------------------------------------------------------------- optimizer
@@ -259,7 +268,7 @@ class DatasetConfig:
 @dataclass
 class ImageDatasetConfig(DatasetConfig):
     # false: the training split gets the test transform (no crop, flip, RandAugment or random
-    # erasing)
+    # erasing; mixup and cutmix are set apart below)
     augment: bool = setting(True)
     hflip: bool = setting(True, source="[code] Table 1")  # image generation only
     # torch: DataLoader with CPU workers; device: the whole split on the run's device,
@@ -281,6 +290,20 @@ class ImageDatasetConfig(DatasetConfig):
     random_erasing: float = _check(fraction(), 0.0)
     random_erasing_mode: str = _check(one_of(RANDOM_ERASING_MODES), "const", "[choice] timm's")
     random_erasing_count: int = _check(at_least(1), 1, "[choice] timm's")
+    # timm's Mixup on each training batch (classification): mixup and cutmix Beta(alpha, alpha)
+    # (0: off); with either on the loss takes the soft targets, label smoothing included, and
+    # the training loader drops its last partial batch (the pairs need an even batch)
+    mixup_alpha: float = _check(at_least(0, integer=False), 0.0)
+    cutmix_alpha: float = _check(at_least(0, integer=False), 0.0)
+    # the probability a batch is mixed at all, then of cutmix rather than mixup when both are on
+    mixup_prob: float = _check(fraction(), 1.0, "[choice] timm's")
+    mixup_switch_prob: float = _check(fraction(), 0.5, "[choice] timm's")
+    mixup_mode: str = _check(one_of(MIXUP_MODES), "batch", "[choice] timm's")
+
+    @property
+    def mixes(self) -> bool:
+        """Whether mixup or cutmix is on."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
 
 @dataclass
@@ -560,6 +583,12 @@ def _cross_field_problems(cfg: RunConfig) -> list[str]:
         problems.append("  metrics: a diffusion model needs metrics=generation (or another)")
     if isinstance(data, ImageDatasetConfig):
         problems += _augmentation_problems(cfg, data)
+    if cfg.trainer.ema_decay is not None and model.task != "classification":
+        where = "model.ema_decay" if model.task == "diffusion" else "nothing here"
+        problems.append(
+            f"  trainer.ema_decay={cfg.trainer.ema_decay}: an EMA for image classification; "
+            f"a {model.task} run's EMA is {where}"
+        )
     return problems
 
 
@@ -575,9 +604,14 @@ def _augmentation_problems(cfg: RunConfig, data: ImageDatasetConfig) -> list[str
         for key, off in (("crop", "pad"), ("rand_augment", None), ("random_erasing", 0.0))
         if getattr(data, key) != off
     ]
-    if chosen and cfg.model.task != "classification":
+    mixing = [
+        f"dataset.{key}={getattr(data, key)}"
+        for key in ("mixup_alpha", "cutmix_alpha")
+        if getattr(data, key) > 0
+    ]
+    if (chosen or mixing) and cfg.model.task != "classification":
         problems.append(
-            f"  {', '.join(chosen)}: augmentations of image classification, not of a "
+            f"  {', '.join(chosen + mixing)}: augmentations of image classification, not of a "
             f"{cfg.model.task} run"
         )
         return problems
@@ -590,6 +624,11 @@ def _augmentation_problems(cfg: RunConfig, data: ImageDatasetConfig) -> list[str
         problems.append(
             f"  dataset.loader=device: the device loader has no {', '.join(chosen)} (PIL "
             "augmentations); use dataset.loader=auto or torch"
+        )
+    if mixing and cfg.trainer.batch_size % 2:
+        problems.append(
+            f"  trainer.batch_size={cfg.trainer.batch_size}: mixup and cutmix pair each image "
+            "with another of its batch (timm's Mixup), so the batch must be even"
         )
     return problems
 

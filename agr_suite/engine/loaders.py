@@ -24,9 +24,17 @@ __all__ = ["LOADERS", "build_train_loader"]
 
 
 def build_train_loader(
-    train_set, *, cfg: RunConfig, device: torch.device, rank: int, world_size: int, collate
+    train_set,
+    *,
+    cfg: RunConfig,
+    device: torch.device,
+    rank: int,
+    world_size: int,
+    collate,
+    drop_last: bool = False,
 ) -> tuple[Any, Any]:
-    """(loader, sampler): iterate the loader; call ``sampler.set_epoch(e)`` each epoch."""
+    """(loader, sampler): iterate the loader; call ``sampler.set_epoch(e)`` each epoch.
+    ``drop_last``: leave out each epoch's last partial batch (TaskParts.drop_last)."""
     seed, batch_size = cfg.seed, cfg.trainer.batch_size
     # text data sets have no device loader
     choice = cfg.dataset.loader if isinstance(cfg.dataset, ImageDatasetConfig) else "torch"
@@ -49,6 +57,7 @@ def build_train_loader(
                 split.labels.to(device),
                 batch_size=batch_size,
                 shuffle=True,
+                drop_last=drop_last,
                 augment=split.augment,
                 mean=split.mean,
                 std=split.std,
@@ -67,7 +76,7 @@ def build_train_loader(
         num_workers=cfg.trainer.num_workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),
-        drop_last=False,
+        drop_last=drop_last,
         collate_fn=collate,
     )
     return loader, sampler

@@ -144,6 +144,7 @@ class _Run:
             rank=ctx.rank,
             world_size=ctx.world_size,
             collate=self.parts.collate,
+            drop_last=self.parts.drop_last,
         )
         limit = trainer.limit_batches
         self.train_batches = min(len(self.train_loader), limit) if limit else len(self.train_loader)

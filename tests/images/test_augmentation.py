@@ -181,6 +181,8 @@ def test_the_config_refuses_what_cannot_run():
         compose(["dataset=tinyimagenet", "dataset.rand_augment=rand-x9"])
     with pytest.raises(ConfigError, match="not of a diffusion run"):
         compose(["experiment=ddpm_digits", "dataset.random_erasing=0.25"])
+    with pytest.raises(ConfigError, match="batch must be even"):
+        compose(["dataset=digits", "dataset.cutmix_alpha=1.0", "trainer.batch_size=15"])
 
 
 def test_posterize_to_zero_bits_is_the_black_image_pillow_13_refuses():
