@@ -189,6 +189,9 @@ class OptimizerConfig:
     lr: float | None = _check(
         (lambda v: v is None or (_number(v) and v > 0), "null or a number > 0"), None
     )
+    # Linear lr scaling: the optimizer's lr is lr x (trainer.batch_size x trainer.accumulate x
+    # world size) / lr_scale_batch, the rule of TinyViT's main.py; null: lr as given.
+    lr_scale_batch: int | None = _check(at_least(1, optional=True), None)
     weight_decay: float | None = _check(at_least(0, integer=False, optional=True), None)
     betas: list[float] | None = _check(
         (
@@ -204,6 +207,9 @@ class OptimizerConfig:
     # Adan's weight decay: false = proximal [Adan official code], true = decoupled as AdamW
     no_prox: bool = setting(False, source="[code]")
     impl: str = _check(one_of(IMPLS), "auto")
+    # false: biases, 1-D parameters (norms, layer scales) and the model's no_weight_decay()
+    # names (a timm ViT's pos_embed and cls_token) without weight decay, as timm's
+    # param_groups_weight_decay and the official ConvNeXt and TinyViT code
     decay_bias_and_norm: bool = setting(True, source="[code] every parameter decays")
     # all: every parameter with a gradient, as the authors' code; weights: ndim >= 2 (the
     # paper text)
@@ -589,6 +595,11 @@ def _cross_field_problems(cfg: RunConfig) -> list[str]:
             f"  trainer.ema_decay={cfg.trainer.ema_decay}: an EMA for image classification; "
             f"a {model.task} run's EMA is {where}"
         )
+    if optimizer.lr_scale_batch is not None and optimizer.lr is None:
+        problems.append(
+            f"  optimizer.lr_scale_batch={optimizer.lr_scale_batch}: scales optimizer.lr, "
+            "which is null (the family default); set optimizer.lr"
+        )
     return problems
 
 
@@ -642,7 +653,11 @@ def _optimizer_problem(optimizer: OptimizerConfig) -> str | None:
 
     try:
         build_from_config(
-            optimizer, [torch.nn.Parameter(torch.zeros(1))], steps_per_epoch=1, seed=0
+            optimizer,
+            [torch.nn.Parameter(torch.zeros(1))],
+            steps_per_epoch=1,
+            seed=0,
+            total_batch=optimizer.lr_scale_batch,  # the lr itself
         )
     except (TypeError, ValueError) as error:
         return str(error)

@@ -107,6 +107,8 @@ def test_the_checks_refuse_what_they_say_they_refuse():
     assert not image["mixup_mode"].metadata["check"]("pair2")
     assert not image["random_erasing"].metadata["check"](1.5)
     assert not fields["ema_decay"].metadata["check"](1.5)
+    optimizer = {f.name: f for f in dataclasses.fields(schema.OptimizerConfig)}
+    assert not optimizer["lr_scale_batch"].metadata["check"](0)
 
 
 def test_the_recipe_settings_are_off_by_default():
@@ -115,6 +117,7 @@ def test_the_recipe_settings_are_off_by_default():
     assert (image.crop, image.rand_augment, image.random_erasing) == ("pad", None, 0.0)
     assert not image.mixes
     assert trainer.ema_decay is None
+    assert schema.OptimizerConfig(name="adamw").lr_scale_batch is None
 
 
 def test_a_config_saved_before_new_settings_reads_back_with_their_defaults():
@@ -123,6 +126,7 @@ def test_a_config_saved_before_new_settings_reads_back_with_their_defaults():
     for key in ("crop", "rand_augment", "random_erasing", "mixup_alpha", "mixup_mode"):
         del saved["dataset"][key]
     del saved["trainer"]["ema_decay"]
+    del saved["optimizer"]["lr_scale_batch"]
     typed = schema.from_container(saved)
     assert isinstance(typed.dataset, schema.ImageDatasetConfig)
     assert typed.dataset.crop == "pad" and typed.trainer.ema_decay is None
