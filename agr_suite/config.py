@@ -59,6 +59,13 @@ SAMPLE_FROM = ("raw", "ema")
 # agr_suite.generation.diffusion.DDIM_VARIANTS (a test checks they agree)
 DDIM_VARIANTS = ("ddim", "authors")
 UNET_INITS = ("ddpm", "default")
+# The training crop of an image classifier: the data set's own (pad: random crop after 4-pixel
+# zero padding, flip; CIFAR adds its 15-degree rotation) or timm's ImageNet crop
+# (random_resized: RandomResizedCropAndInterpolation, scale 0.08-1, ratio 3/4-4/3, flip).
+CROPS = ("pad", "random_resized")
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+RANDOM_ERASING_MODES = ("const", "rand", "pixel")  # timm.data.random_erasing.RandomErasing
+MIXUP_MODES = ("batch", "pair", "elem")  # timm.data.Mixup
 # How many betas each optimizer family takes (AdamW (beta1, beta2), Adan (beta1, beta2,
 # beta3), SGD none); tests/engine/test_errors.py checks these against agr.build_optimizer.
 BETAS_PER_FAMILY = {"adamw": 2, "adan": 3, "sgd": 0}
@@ -133,6 +140,21 @@ ALBERT_MODEL_CODE = (
 )
 
 
+def _rand_augment_string(value: Any) -> bool:
+    """None, or a string timm's ``rand_augment_transform`` parses."""
+    if value is None:
+        return True
+    if not isinstance(value, str) or not value.startswith("rand"):
+        return False
+    from timm.data import rand_augment_transform
+
+    try:
+        rand_augment_transform(value, {})
+    except (AssertionError, ValueError, KeyError, IndexError):
+        return False
+    return True
+
+
 # ----------------------------------------------------------------------------- trainer
 @dataclass
 class TrainerConfig:
@@ -163,6 +185,8 @@ class TrainerConfig:
         None,
         f"[code: {CIFAR100}] no clipping (Table 1 sets {DDPM}'s 1.0)",
     )
+    # classification; with mixup or cutmix (dataset.mixup_alpha, dataset.cutmix_alpha) it is
+    # applied inside their soft targets, as timm's Mixup does
     label_smoothing: float = _check(
         fraction(high_open=True), 0.0, f"[code: {CIFAR100}] plain cross-entropy"
     )
@@ -195,6 +219,12 @@ class TrainerConfig:
         (lambda v: v is None or (_number(v) and v > 1), "null or a number > 1"), 100.0
     )
     deterministic: bool = setting(False)
+    # Classification: an EMA of the weights (agr_suite.engine.ema, float32, no warm-up) updated
+    # after every optimizer step and evaluated beside the raw weights (ema_top1, ema_top5,
+    # ema_loss); null: none. The DDPMs keep theirs in model.ema_decay.
+    ema_decay: float | None = _check(
+        (lambda v: v is None or (_number(v) and 0 <= v <= 1), "null or a number in [0, 1]"), None
+    )
 
 
 # --------------------------------------------------------------------------- optimizer
@@ -207,6 +237,9 @@ class OptimizerConfig:
     lr: float | None = _check(
         (lambda v: v is None or (_number(v) and v > 0), "null or a number > 0"), None
     )
+    # Linear lr scaling: the optimizer's lr is lr x (trainer.batch_size x trainer.accumulate x
+    # world size) / lr_scale_batch, the rule of TinyViT's main.py; null: lr as given.
+    lr_scale_batch: int | None = _check(at_least(1, optional=True), None)
     weight_decay: float | None = _check(at_least(0, integer=False, optional=True), None)
     betas: list[float] | None = _check(
         (
@@ -234,6 +267,9 @@ class OptimizerConfig:
     # model.parameters() as one group. The TinyImageNet cells follow the official ConvNeXt
     # (optim_factory.py) and TinyViT (optimizer.py) training code, which exclude norms and
     # biases: their presets set false.
+    # false: biases, 1-D parameters (norms, layer scales) and the model's no_weight_decay()
+    # names (a timm ViT's pos_embed and cls_token) without weight decay, as timm's
+    # param_groups_weight_decay and the official ConvNeXt and TinyViT code
     decay_bias_and_norm: bool = setting(
         True,
         source=f"[code: {CIFAR100}, {DDPM}, {ALBERT}] every parameter in one group, so every "
@@ -335,6 +371,8 @@ class DatasetConfig:
 
 @dataclass
 class ImageDatasetConfig(DatasetConfig):
+    # false: the training split gets the test transform (no crop, flip, RandAugment or random
+    # erasing; mixup and cutmix are set apart below)
     augment: bool = setting(
         True,
         source=f"[choice: pytorch-cifar100's training pipeline (crop 32 with padding 4, flip, "
@@ -345,8 +383,38 @@ class ImageDatasetConfig(DatasetConfig):
         True, source=f"[code: {DDPM}] RandomHorizontalFlip on CIFAR-10"
     )  # image generation only
     # torch: DataLoader with CPU workers; device: the whole split on the run's device,
-    # augmented there batch by batch; auto: device on CUDA, torch on CPU
+    # augmented there batch by batch; auto: device on CUDA unless the augmentation needs PIL
+    # (crop random_resized, rand_augment, random_erasing), torch otherwise
     loader: str = _check(one_of(LOADERS), "auto")
+    # Image classification on CIFAR and TinyImageNet: the ImageNet recipes' augmentations, as
+    # timm builds them (agr_suite.images.augmentation); the defaults add nothing.
+    crop: str = _check(one_of(CROPS), "pad")
+    # the interpolation of the random_resized crop and of RandAugment's geometric operations
+    interpolation: str = _check(one_of(INTERPOLATIONS), "bilinear", "[choice] timm's default")
+    # a timm RandAugment config string, e.g. rand-m9-mstd0.5-inc1; null: none
+    rand_augment: str | None = _check(
+        (_rand_augment_string, "null or a timm RandAugment string such as rand-m9-mstd0.5-inc1"),
+        None,
+    )
+    # timm's RandomErasing after normalisation: its probability per image, fill mode, and the
+    # most regions per image
+    random_erasing: float = _check(fraction(), 0.0)
+    random_erasing_mode: str = _check(one_of(RANDOM_ERASING_MODES), "const", "[choice] timm's")
+    random_erasing_count: int = _check(at_least(1), 1, "[choice] timm's")
+    # timm's Mixup on each training batch (classification): mixup and cutmix Beta(alpha, alpha)
+    # (0: off); with either on the loss takes the soft targets, label smoothing included, and
+    # the training loader drops its last partial batch (the pairs need an even batch)
+    mixup_alpha: float = _check(at_least(0, integer=False), 0.0)
+    cutmix_alpha: float = _check(at_least(0, integer=False), 0.0)
+    # the probability a batch is mixed at all, then of cutmix rather than mixup when both are on
+    mixup_prob: float = _check(fraction(), 1.0, "[choice] timm's")
+    mixup_switch_prob: float = _check(fraction(), 0.5, "[choice] timm's")
+    mixup_mode: str = _check(one_of(MIXUP_MODES), "batch", "[choice] timm's")
+
+    @property
+    def mixes(self) -> bool:
+        """Whether mixup or cutmix is on."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
 
 @dataclass
@@ -685,6 +753,60 @@ def _cross_field_problems(cfg: RunConfig) -> list[str]:
         problems.append(f"  task={cfg.task!r}: must be the model's task {model.task!r}")
     if model.task == "diffusion" and cfg.metrics is None:
         problems.append("  metrics: a diffusion model needs metrics=generation (or another)")
+    if isinstance(data, ImageDatasetConfig):
+        problems += _augmentation_problems(cfg, data)
+    if cfg.trainer.ema_decay is not None and model.task != "classification":
+        where = "model.ema_decay" if model.task == "diffusion" else "nothing here"
+        problems.append(
+            f"  trainer.ema_decay={cfg.trainer.ema_decay}: an EMA for image classification; "
+            f"a {model.task} run's EMA is {where}"
+        )
+    if optimizer.lr_scale_batch is not None and optimizer.lr is None:
+        problems.append(
+            f"  optimizer.lr_scale_batch={optimizer.lr_scale_batch}: scales optimizer.lr, "
+            "which is null (the family default); set optimizer.lr"
+        )
+    return problems
+
+
+# The data sets whose training transform is a PIL pipeline (agr_suite.images.augmentation).
+PIL_DATASETS = ("cifar10", "cifar100", "tinyimagenet")
+
+
+def _augmentation_problems(cfg: RunConfig, data: ImageDatasetConfig) -> list[str]:
+    """The classification recipe's augmentations: where they can run."""
+    problems = []
+    chosen = [
+        f"dataset.{key}={getattr(data, key)}"
+        for key, off in (("crop", "pad"), ("rand_augment", None), ("random_erasing", 0.0))
+        if getattr(data, key) != off
+    ]
+    mixing = [
+        f"dataset.{key}={getattr(data, key)}"
+        for key in ("mixup_alpha", "cutmix_alpha")
+        if getattr(data, key) > 0
+    ]
+    if (chosen or mixing) and cfg.model.task != "classification":
+        problems.append(
+            f"  {', '.join(chosen + mixing)}: augmentations of image classification, not of a "
+            f"{cfg.model.task} run"
+        )
+        return problems
+    if chosen and data.name not in PIL_DATASETS:
+        problems.append(
+            f"  {', '.join(chosen)}: PIL augmentations, for {', '.join(PIL_DATASETS)}; "
+            f"{data.name}'s images are tensors"
+        )
+    if chosen and data.loader == "device":
+        problems.append(
+            f"  dataset.loader=device: the device loader has no {', '.join(chosen)} (PIL "
+            "augmentations); use dataset.loader=auto or torch"
+        )
+    if mixing and cfg.trainer.batch_size % 2:
+        problems.append(
+            f"  trainer.batch_size={cfg.trainer.batch_size}: mixup and cutmix pair each image "
+            "with another of its batch (timm's Mixup), so the batch must be even"
+        )
     return problems
 
 
@@ -697,7 +819,11 @@ def _optimizer_problem(optimizer: OptimizerConfig) -> str | None:
 
     try:
         build_from_config(
-            optimizer, [torch.nn.Parameter(torch.zeros(1))], steps_per_epoch=1, seed=0
+            optimizer,
+            [torch.nn.Parameter(torch.zeros(1))],
+            steps_per_epoch=1,
+            seed=0,
+            total_batch=optimizer.lr_scale_batch,  # the lr itself
         )
     except (TypeError, ValueError) as error:
         return str(error)
@@ -729,10 +855,17 @@ def _without_hydra(cfg: DictConfig) -> DictConfig:
 
 def _schema_for(group: str, values: dict[str, Any]) -> type:
     """The kind of ``group`` whose fields are exactly ``values``' keys (a saved config
-    carries every field of its schema)."""
-    for schema in SCHEMAS[group].values():
-        if {f.name for f in dataclasses.fields(schema)} == set(values):
+    carries every field of its schema), else the one kind that has every key (a config saved
+    before settings were added: they take their defaults)."""
+    kinds = {
+        schema: {f.name for f in dataclasses.fields(schema)} for schema in SCHEMAS[group].values()
+    }
+    for schema, names in kinds.items():
+        if names == set(values):
             return schema
+    wider = [schema for schema, names in kinds.items() if names > set(values)]
+    if len(wider) == 1:
+        return wider[0]
     raise ConfigError(
         f"{group}: no schema has exactly the keys {sorted(values)} "
         f"(kinds: {', '.join(SCHEMAS[group])})"

@@ -11,7 +11,18 @@ import agr
 from agr_suite.config import OptimizerConfig
 
 # Settings the engine turns into others before agr.build_optimizer sees them.
-_ENGINE_KEYS = ("name", "agr_until_epoch", "agr_permuted")
+_ENGINE_KEYS = ("name", "agr_until_epoch", "agr_permuted", "lr_scale_batch")
+
+
+def scaled_lr(settings: OptimizerConfig, total_batch: int | None) -> float | None:
+    """The optimizer's lr: ``settings.lr``, times ``total_batch / settings.lr_scale_batch``
+    when that is set (TinyViT's linear scaling rule). ``total_batch`` is the nominal batch of
+    one optimizer step over all processes: batch size x accumulation steps x world size."""
+    if settings.lr_scale_batch is None:
+        return settings.lr
+    if total_batch is None:
+        raise ValueError("optimizer.lr_scale_batch scales the lr by the total batch: give it")
+    return settings.lr * total_batch / settings.lr_scale_batch
 
 
 def build_from_config(
@@ -21,15 +32,18 @@ def build_from_config(
     steps_per_epoch: int,
     seed: int,
     name: str | None = None,
+    total_batch: int | None = None,
 ) -> torch.optim.Optimizer:
     """``agr.build_optimizer`` with the config's settings. ``agr_until_epoch`` becomes
-    optimizer steps (rounded); the null control's permutations are seeded by the run's seed.
-    ``name`` replaces the config's optimizer name (e.g. to measure AGR on a baseline run)."""
+    optimizer steps (rounded); the null control's permutations are seeded by the run's seed;
+    ``lr_scale_batch`` scales the lr by ``total_batch`` (:func:`scaled_lr`). ``name``
+    replaces the config's optimizer name (e.g. to measure AGR on a baseline run)."""
     kwargs = {
         f.name: getattr(settings, f.name)
         for f in dataclasses.fields(settings)
         if f.name not in _ENGINE_KEYS
     }
+    kwargs["lr"] = scaled_lr(settings, total_batch)
     if settings.betas is not None:
         kwargs["betas"] = tuple(settings.betas)
     if settings.agr_until_epoch is not None:

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import dataclasses
+    import json
 
     import torch
     from torch.utils.data import DataLoader
@@ -60,12 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     model.load_state_dict(state["model"])
     name = cfg.optimizer.name
     name = name if name.endswith("_agr") else f"{name}_agr"  # measure AGR on a baseline run too
+    world_size = 1  # the run's, for a scaled lr (optimizer.lr_scale_batch)
+    results = args.run_dir / "results.json"
+    if results.is_file():
+        world_size = json.loads(results.read_text()).get("environment", {}).get("world_size", 1)
     optimizer = build_from_config(
         dataclasses.replace(cfg.optimizer, agr_until_epoch=None),
         model,
         steps_per_epoch=1,
         seed=cfg.seed,
         name=name,
+        total_batch=cfg.trainer.batch_size * cfg.trainer.accumulate * world_size,
     )
     peak_lrs = [group["lr"] for group in optimizer.param_groups]  # the config's (or default)
     saved = dict(state["optimizer"])

@@ -256,8 +256,13 @@ class BareLoop:
         model = self.build_model().to(device)
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        trainer = self.cfg.trainer
         optimizer = build_from_config(
-            self.cfg.optimizer, model, steps_per_epoch=steps, seed=self.cfg.seed
+            self.cfg.optimizer,
+            model,
+            steps_per_epoch=steps,
+            seed=self.cfg.seed,
+            total_batch=trainer.batch_size * trainer.accumulate,  # one process
         )
         handle = agr.handle_of(optimizer)
         if handle is not None:

@@ -3,7 +3,9 @@ device-resident loader (agr_suite.images.device_loader) over the same images and
 
 ``dataset.loader``: ``torch`` (DataLoader + DistributedSampler, CPU workers), ``device``
 (the whole split on the run's device, augmented there batch by batch), or ``auto``: device on
-CUDA for the image datasets that have it, torch otherwise (so CPU runs keep their numbers).
+CUDA for the image datasets that have it, torch otherwise (so CPU runs keep their numbers),
+and torch for a transform the device loader cannot replicate (the PIL augmentations of
+agr_suite.images.augmentation: RandAugment, timm's crop, random erasing).
 """
 
 from __future__ import annotations
@@ -22,9 +24,17 @@ __all__ = ["LOADERS", "build_train_loader"]
 
 
 def build_train_loader(
-    train_set, *, cfg: RunConfig, device: torch.device, rank: int, world_size: int, collate
+    train_set,
+    *,
+    cfg: RunConfig,
+    device: torch.device,
+    rank: int,
+    world_size: int,
+    collate,
+    drop_last: bool = False,
 ) -> tuple[Any, Any]:
-    """(loader, sampler): iterate the loader; call ``sampler.set_epoch(e)`` each epoch."""
+    """(loader, sampler): iterate the loader; call ``sampler.set_epoch(e)`` each epoch.
+    ``drop_last``: leave out each epoch's last partial batch (TaskParts.drop_last)."""
     seed, batch_size = cfg.seed, cfg.trainer.batch_size
     # text data sets have no device loader
     choice = cfg.dataset.loader if isinstance(cfg.dataset, ImageDatasetConfig) else "torch"
@@ -47,6 +57,7 @@ def build_train_loader(
                 split.labels.to(device),
                 batch_size=batch_size,
                 shuffle=True,
+                drop_last=drop_last,
                 augment=split.augment,
                 mean=split.mean,
                 std=split.std,
@@ -65,7 +76,7 @@ def build_train_loader(
         num_workers=cfg.trainer.num_workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),
-        drop_last=False,
+        drop_last=drop_last,
         collate_fn=collate,
     )
     return loader, sampler

@@ -89,6 +89,9 @@ class TaskParts:
     state: TaskState | None = None
     collate: Callable[[list[Any]], Any] | None = None
     """The DataLoaders' ``collate_fn`` (None: PyTorch's default)."""
+    drop_last: bool = False
+    """The training loader drops each epoch's last partial batch (mixup pairs the images of
+    a batch, which must be even, as the official recipes' loaders do)."""
     estimate_eval_s: Callable[[torch.nn.Module, EvalContext], tuple[float, str]] | None = None
     """Seconds one ``evaluate`` will take on this device and how that was estimated (e.g. a
     few timed forward passes); called once when the run starts, on the main process, in eval

@@ -144,6 +144,7 @@ class _Run:
             rank=ctx.rank,
             world_size=ctx.world_size,
             collate=self.parts.collate,
+            drop_last=self.parts.drop_last,
         )
         limit = trainer.limit_batches
         self.train_batches = min(len(self.train_loader), limit) if limit else len(self.train_loader)
@@ -165,8 +166,13 @@ class _Run:
 
     def _build_optimization(self) -> None:
         """Optimizer (AGR attached by its name), LR schedule, mixed precision."""
+        trainer = self.trainer
         self.optimizer = build_from_config(
-            self.cfg.optimizer, self.model, steps_per_epoch=self.steps_per_epoch, seed=self.cfg.seed
+            self.cfg.optimizer,
+            self.model,
+            steps_per_epoch=self.steps_per_epoch,
+            seed=self.cfg.seed,
+            total_batch=trainer.batch_size * trainer.accumulate * self.ctx.world_size,
         )
         self.agr_handle = agr.handle_of(self.optimizer)
         if self.agr_handle is not None and self.device.type == "cpu":

@@ -18,9 +18,17 @@ from torch.utils.data import Dataset
 
 from agr_suite.errors import DatasetMissingError
 from agr_suite.images import cifar, digits, tinyimagenet
+from agr_suite.images.augmentation import Augmentation
 from agr_suite.images.base import DatasetInfo
 
-__all__ = ["DATASETS", "DatasetInfo", "DatasetMissingError", "build_datasets", "dataset_info"]
+__all__ = [
+    "DATASETS",
+    "Augmentation",
+    "DatasetInfo",
+    "DatasetMissingError",
+    "build_datasets",
+    "dataset_info",
+]
 
 DATASETS = ("cifar10", "cifar100", "tinyimagenet", "digits")
 
@@ -44,21 +52,33 @@ def build_datasets(
     data_dir: str | os.PathLike,
     download: bool = False,
     augment: bool = True,
+    augmentation: Augmentation | None = None,
     seed: int = 0,
 ) -> tuple[Dataset, Dataset, DatasetInfo]:
     """(train, test, info) for ``name``, reading (or downloading) under ``data_dir``.
 
-    ``augment=False`` gives the train split the test transform. ``seed`` selects nothing here:
-    every split is fixed (the digits split included, so all seeds share one test set) and the
-    augmentations draw from torch's RNG, which the caller (and DataLoader workers) seed.
+    ``augment=False`` gives the train split the test transform. ``augmentation`` adds the
+    ImageNet recipes' steps to the training transform of CIFAR and TinyImageNet (see
+    :mod:`.augmentation`; the digits' images are tensors and take none). ``seed`` selects
+    nothing here: every split is fixed (the digits split included, so all seeds share one test
+    set) and the augmentations draw from the RNGs (torch's, Python's and NumPy's), which the
+    caller (and DataLoader workers) seed.
     """
     info = dataset_info(name)
     del seed
     root = Path(data_dir).expanduser().resolve()
+    if augmentation is not None and not augmentation.adds_anything:
+        augmentation = None
     if name in cifar.INFOS:
-        train, test = cifar.build(name, root, download=download, augment=augment)
+        train, test = cifar.build(
+            name, root, download=download, augment=augment, augmentation=augmentation
+        )
     elif name == "tinyimagenet":
-        train, test = tinyimagenet.build(root, download=download, augment=augment)
+        train, test = tinyimagenet.build(
+            root, download=download, augment=augment, augmentation=augmentation
+        )
     else:
+        if augmentation is not None:
+            raise ValueError(f"{name}: its images are tensors; the PIL augmentations need PIL")
         train, test = digits.build(augment=augment)
     return train, test, info

@@ -18,6 +18,8 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_integrity, extract_archive
 
 from agr_suite.errors import DatasetMissingError
+from agr_suite.images.augmentation import Augmentation
+from agr_suite.images.augmentation import train_transform as augmented
 from agr_suite.images.base import DatasetInfo
 
 __all__ = ["INFOS", "build", "data_sha256", "load", "train_transform", "test_transform"]
@@ -102,15 +104,26 @@ def _missing_message(name: str, root: Path, download: bool, error: BaseException
     )
 
 
-def build(name: str, data_dir: Path, *, download: bool, augment: bool) -> tuple[Dataset, Dataset]:
-    """(train, test) for ``cifar10`` or ``cifar100`` under ``data_dir/<name>``."""
+def build(
+    name: str,
+    data_dir: Path,
+    *,
+    download: bool,
+    augment: bool,
+    augmentation: Augmentation | None = None,
+) -> tuple[Dataset, Dataset]:
+    """(train, test) for ``cifar10`` or ``cifar100`` under ``data_dir/<name>``; the training
+    transform with ``augmentation``'s steps when given (agr_suite.images.augmentation)."""
     info = INFOS[name]
     test_tf = test_transform(info)
+    train_tf = train_transform(info)
+    if augmentation is not None:
+        train_tf = augmented(train_tf, info, augmentation)
     return load(
         name,
         data_dir,
         download=download,
-        train_tf=train_transform(info) if augment else test_tf,
+        train_tf=train_tf if augment else test_tf,
         test_tf=test_tf,
     )
 

@@ -99,6 +99,7 @@ def device_split(dataset) -> DeviceSplit:
         labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
         return _pil_split(images.contiguous(), labels, dataset.transform)
     if isinstance(dataset, ImageFolder):  # TinyImageNet: decoded once, 64x64 RGB
+        augment_of(dataset.transform)  # a transform it cannot replicate: before 110k decodes
         images = torch.stack([_decoded(dataset, path) for path, _ in dataset.samples])
         labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
         return _pil_split(images, labels, dataset.transform)

@@ -23,6 +23,8 @@ from torchvision.datasets.utils import (
 )
 
 from agr_suite.errors import DatasetMissingError
+from agr_suite.images.augmentation import Augmentation
+from agr_suite.images.augmentation import train_transform as augmented
 from agr_suite.images.base import DatasetInfo
 
 __all__ = [
@@ -163,15 +165,21 @@ def reorganise_val(root: str | os.PathLike) -> None:
     )
 
 
-def build(data_dir: Path, *, download: bool, augment: bool) -> tuple[Dataset, Dataset]:
-    """(train, val-as-test) ImageFolders under ``data_dir/tiny-imagenet-200``."""
+def build(
+    data_dir: Path, *, download: bool, augment: bool, augmentation: Augmentation | None = None
+) -> tuple[Dataset, Dataset]:
+    """(train, val-as-test) ImageFolders under ``data_dir/tiny-imagenet-200``; the training
+    transform with ``augmentation``'s steps when given (agr_suite.images.augmentation)."""
     _ensure_present(data_dir, download)
     root = data_dir / FOLDER
     reorganise_val(root)
     wnids = (root / "wnids.txt").read_text().split()
     test_tf = test_transform()
+    train_tf = train_transform()
+    if augmentation is not None:
+        train_tf = augmented(train_tf, INFO, augmentation)
     try:
-        train = _WnidFolder(root / "train", wnids, train_transform() if augment else test_tf)
+        train = _WnidFolder(root / "train", wnids, train_tf if augment else test_tf)
         test = _WnidFolder(root / "val", wnids, test_tf)
     except FileNotFoundError as err:  # a class folder without images: a partial extraction
         raise DatasetMissingError(_message(data_dir, str(err))) from err

@@ -99,3 +99,34 @@ def test_the_checks_refuse_what_they_say_they_refuse():
     text = {f.name: f for f in dataclasses.fields(schema.TextDatasetConfig)}
     assert not text["mask_prob"].metadata["check"](0.0)  # (0, 1]
     assert text["mask_prob"].metadata["check"](1.0)
+    image = {f.name: f for f in dataclasses.fields(schema.ImageDatasetConfig)}
+    assert image["rand_augment"].metadata["check"]("rand-m9-mstd0.5-inc1")
+    assert image["rand_augment"].metadata["check"](None)
+    assert not image["rand_augment"].metadata["check"]("rand-q9")  # timm refuses the section
+    assert not image["rand_augment"].metadata["check"]("v0")  # AutoAugment, not RandAugment
+    assert not image["mixup_mode"].metadata["check"]("pair2")
+    assert not image["random_erasing"].metadata["check"](1.5)
+    assert not fields["ema_decay"].metadata["check"](1.5)
+    optimizer = {f.name: f for f in dataclasses.fields(schema.OptimizerConfig)}
+    assert not optimizer["lr_scale_batch"].metadata["check"](0)
+
+
+def test_the_recipe_settings_are_off_by_default():
+    """The settings issue 22 added change nothing unless a preset sets them."""
+    image, trainer = schema.ImageDatasetConfig(name="x"), schema.TrainerConfig()
+    assert (image.crop, image.rand_augment, image.random_erasing) == ("pad", None, 0.0)
+    assert not image.mixes
+    assert trainer.ema_decay is None
+    assert schema.OptimizerConfig(name="adamw").lr_scale_batch is None
+
+
+def test_a_config_saved_before_new_settings_reads_back_with_their_defaults():
+    cfg = schema.compose(["dataset=digits", "model=resnet18"])
+    saved = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    for key in ("crop", "rand_augment", "random_erasing", "mixup_alpha", "mixup_mode"):
+        del saved["dataset"][key]
+    del saved["trainer"]["ema_decay"]
+    del saved["optimizer"]["lr_scale_batch"]
+    typed = schema.from_container(saved)
+    assert isinstance(typed.dataset, schema.ImageDatasetConfig)
+    assert typed.dataset.crop == "pad" and typed.trainer.ema_decay is None

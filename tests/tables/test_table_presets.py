@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -76,8 +77,17 @@ T3_MINI = [
     "trainer.eval_batch_size=512", "trainer.eval_every=3", "optimizer.lr=2.0e-3",
     "scheduler.warmup_epochs=0.3", "trainer.log_every=10",
 ]  # fmt: skip
+# The augmentations both official TinyImageNet recipes share (ConvNeXt's main.py arguments,
+# TinyViT's config.py AUG section).
+IMAGENET_RECIPE = [
+    "dataset.crop=random_resized", "dataset.interpolation=bicubic",
+    "dataset.rand_augment=rand-m9-mstd0.5-inc1", "dataset.random_erasing=0.25",
+    "dataset.random_erasing_mode=pixel", "dataset.random_erasing_count=1",
+    "dataset.mixup_alpha=0.8", "dataset.cutmix_alpha=1.0", "dataset.mixup_prob=1.0",
+    "dataset.mixup_switch_prob=0.5", "dataset.mixup_mode=batch",
+]  # fmt: skip
 # The independent reference: each preset's settings as the override strings the table specs
-# held before they became presets (an arm's overrides go after them).
+# held before they became presets (an arm's overrides go after them), and what was added since.
 SPEC_OVERRIDES = {
     "table1/ddpm_adan": ["experiment=table1/ddpm_adan"],
     "table1/mini/digits_ddpm_small": [
@@ -92,16 +102,22 @@ SPEC_OVERRIDES = {
         for d in ("cifar100", "tinyimagenet")
         for m in ("resnet18", "vgg16", "vit", "convnext")
     },
+    # The TinyImageNet cells' official recipes (issue 22): the augmentations, mixup, EMA, the
+    # lr scaling and the no-decay groups joined the settings they had.
     "table2/tinyimagenet_vit": [
         "experiment_name=table2", "dataset=tinyimagenet", "model=vit", "optimizer.lr=5.0e-4",
         "optimizer.weight_decay=0.05", "scheduler=cosine", "trainer.epochs=300",
-        "trainer.grad_clip=5.0",
+        "trainer.grad_clip=5.0", *IMAGENET_RECIPE, "optimizer.lr_scale_batch=512",
+        "optimizer.decay_bias_and_norm=false", "scheduler.warmup_epochs=20",
+        "scheduler.min_lr_ratio=0.01", "trainer.batch_size=256", "trainer.label_smoothing=0.1",
     ],
     "table2/tinyimagenet_convnext": [
         "experiment_name=table2", "dataset=tinyimagenet", "model=convnext",
         "optimizer.lr=4.0e-3", "optimizer.weight_decay=0.05", "scheduler=cosine",
         "scheduler.warmup_epochs=20", "trainer.epochs=300", "trainer.batch_size=256",
-        "trainer.accumulate=4", "trainer.label_smoothing=0.1",
+        "trainer.accumulate=4", "trainer.label_smoothing=0.1", *IMAGENET_RECIPE,
+        "optimizer.decay_bias_and_norm=false", "scheduler.min_lr_ratio=2.5e-4",
+        "trainer.ema_decay=0.9999",
     ],
     "table2/mini/digits_resnet18": [
         *T2_MINI, "model=resnet18", "model.base_width=8", "trainer.epochs=5",
@@ -233,17 +249,108 @@ def configs():
 
 
 def test_the_presets_hold_table2s_code_settings(configs):
-    """The authors' TinyImageNet settings [code] (docs/provenance.md, Table 2) reach the run."""
+    """The authors' TinyImageNet recipes [code] (docs/provenance.md, Table 2) reach the run."""
     vit = compose("config", ["experiment=table2/tinyimagenet_vit", "optimizer=adamw"])
-    assert (vit.optimizer.lr, vit.optimizer.weight_decay) == (5.0e-4, 0.05)
-    assert (vit.scheduler.name, vit.trainer.epochs, vit.trainer.grad_clip) == ("cosine", 300, 5.0)
+    assert (vit.optimizer.lr, vit.optimizer.lr_scale_batch) == (5.0e-4, 512)
+    assert (vit.optimizer.weight_decay, vit.optimizer.decay_bias_and_norm) == (0.05, False)
+    assert (vit.scheduler.name, vit.scheduler.warmup_epochs) == ("cosine", 20)
+    assert vit.scheduler.min_lr_ratio == 0.01  # MIN_LR 5e-6 / BASE_LR 5e-4
+    assert (vit.trainer.epochs, vit.trainer.grad_clip) == (300, 5.0)
+    assert (vit.trainer.batch_size, vit.trainer.accumulate) == (256, 1)  # 2 x 128
+    assert (vit.trainer.label_smoothing, vit.trainer.ema_decay) == (0.1, None)
     convnext = compose("config", ["experiment=table2/tinyimagenet_convnext", "optimizer=adamw"])
-    assert (convnext.optimizer.lr, convnext.optimizer.weight_decay) == (4.0e-3, 0.05)
+    assert (convnext.optimizer.lr, convnext.optimizer.lr_scale_batch) == (4.0e-3, None)
+    assert (convnext.optimizer.weight_decay, convnext.optimizer.decay_bias_and_norm) == (
+        0.05,
+        False,
+    )
     assert (convnext.trainer.batch_size, convnext.trainer.accumulate) == (256, 4)
     assert (convnext.scheduler.name, convnext.scheduler.warmup_epochs) == ("cosine", 20)
+    assert convnext.scheduler.min_lr_ratio == 2.5e-4  # --min_lr 1e-6 / --lr 4e-3
     assert (convnext.trainer.epochs, convnext.trainer.label_smoothing) == (300, 0.1)
-    source = (PRESETS / "table2" / "tinyimagenet_vit.yaml").read_text()
-    assert source.count("# [code]") >= 5
+    assert (convnext.trainer.ema_decay, convnext.trainer.grad_clip) == (0.9999, None)
+    recipe = {
+        "crop": "random_resized",
+        "interpolation": "bicubic",
+        "rand_augment": "rand-m9-mstd0.5-inc1",
+        "random_erasing": 0.25,
+        "random_erasing_mode": "pixel",
+        "random_erasing_count": 1,
+        "mixup_alpha": 0.8,
+        "mixup_prob": 1.0,
+        "cutmix_alpha": 1.0,
+        "mixup_switch_prob": 0.5,
+        "mixup_mode": "batch",
+    }
+    for cfg in (vit, convnext):
+        assert {key: cfg.dataset[key] for key in recipe} == recipe
+    for name in ("tinyimagenet_vit", "tinyimagenet_convnext"):
+        source = (PRESETS / "table2" / f"{name}.yaml").read_text()
+        assert source.count("[code: Image_classification/") >= 15, name
+
+
+def test_the_tinyvit_preset_steps_at_their_scaled_lr():
+    """5e-4 x (2 processes x 128) / 512 in their runs; 5e-4 x 256 / 512 in ours."""
+    from agr_suite.config import compose as compose_run
+    from agr_suite.optimizer_config import build_from_config, scaled_lr
+
+    cfg = compose_run(["experiment=table2/tinyimagenet_vit", "optimizer=adamw"])
+    total = cfg.trainer.batch_size * cfg.trainer.accumulate  # one process
+    assert scaled_lr(cfg.optimizer, total) == pytest.approx(2.5e-4, rel=1e-15)
+    optimizer = build_from_config(
+        cfg.optimizer,
+        [torch.nn.Parameter(torch.zeros(2))],
+        steps_per_epoch=1,
+        seed=0,
+        total_batch=total,
+    )
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(2.5e-4, rel=1e-15)
+
+
+@pytest.mark.parametrize("preset", ["tinyimagenet_convnext", "tinyimagenet_vit"])
+def test_a_tinyimagenet_preset_trains_an_epoch_with_its_recipe(tmp_path, preset):
+    """One CPU epoch of the preset on a TinyImageNet fixture (three classes, six training
+    images) with a tiny model: the recipe's augmentations, mixup, EMA, lr scaling and
+    no-decay groups all run."""
+    from fixtures import write_tinyimagenet
+
+    from agr_suite.config import compose as compose_run
+    from agr_suite.engine import train
+    from agr_suite.tasks import build_task
+
+    write_tinyimagenet(tmp_path / "data")
+    tiny = {
+        "tinyimagenet_convnext": ["model.depths=[1,1,1,1]", "model.dims=[8,16,32,64]"],
+        "tinyimagenet_vit": ["model.embed_dim=32", "model.depth=1", "model.num_heads=2"],
+    }[preset]
+    cfg = compose_run(
+        [
+            f"experiment=table2/{preset}",
+            "optimizer=adamw_agr",
+            *tiny,
+            f"paths.data_dir={tmp_path / 'data'}",
+            "dataset.download=false",
+            "trainer.devices=cpu",
+            "trainer.num_workers=0",
+            "trainer.batch_size=2",
+            "trainer.epochs=1",
+            "trainer.log_every=1",
+        ]
+    )
+    results = train(cfg, tmp_path / "run", build_task)
+    assert results["status"] == "completed", results.get("error")
+    assert results["info"]["train_size"] == 6 and results["info"]["eval_size"] == 6
+    metrics = results["metrics"]
+    assert ("ema_top1" in metrics) == (preset == "tinyimagenet_convnext")
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
+    groups = last["optimizer"]["param_groups"]
+    assert {g["weight_decay"] for g in groups} == {0.0, 0.05}
+    # the peak lr: TinyViT's scaled by this run's batch of 2, ConvNeXt's as given
+    peak = {"tinyimagenet_vit": 5.0e-4 * 2 / 512, "tinyimagenet_convnext": 4.0e-3}[preset]
+    assert [g["initial_lr"] for g in groups] == pytest.approx([peak] * len(groups), rel=1e-12)
+    accumulate = cfg.trainer.accumulate
+    steps = -(-3 // accumulate)  # three batches of two
+    assert results["agr"]["samples"] == steps and last["global_step"] == steps
 
 
 def test_table1_evaluates_where_the_authors_code_did(configs):
