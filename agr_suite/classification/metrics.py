@@ -1,9 +1,9 @@
 """Top-1/top-5 accuracy (percent), mean loss, and the top-1 predictions' statistics
 (``top1_examples``, ``top1_pred_classes``, ``top1_pred_entropy``, ``top1_majority``,
-``top1_minority``, ``top1_label_entropy``: see :mod:`agr_suite.engine.predictions`), exact under DDP (torchmetrics
-and the prediction counts sum over ranks; the engine shards the evaluation set without
-padding). Given the EMA of the weights as a model, the same batches score it too:
-``ema_top1``, ``ema_top5`` and ``ema_loss``."""
+``top1_minority``, ``top1_label_entropy``: see :mod:`agr_suite.engine.predictions`), exact
+under DDP (torchmetrics and the prediction counts sum over ranks; the engine shards the
+evaluation set without padding). Given the EMA of the weights as a model, the same batches
+score it too: ``ema_top1``, ``ema_top5`` and ``ema_loss``."""
 
 from __future__ import annotations
 

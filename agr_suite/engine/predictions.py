@@ -16,8 +16,9 @@ token) still scores an accuracy; these statistics say whether it did. For an acc
   unigram entropy of the predicted tokens).
 
 A model whose predictions ignore the input scores, in expectation, between ``K_minority`` and
-``K_majority``, and its cross-entropy loss is at least ``K_label_entropy``. Each rank counts the predicted and the true labels it saw; ``compute`` adds the
-counts over the ranks (``all_reduce``, float64: exact for any realistic count) first.
+``K_majority``, and its cross-entropy loss is at least ``K_label_entropy``. Each rank counts
+the predicted and the true labels it saw; ``compute`` adds the counts over the ranks
+(``all_reduce``, float64: exact for any realistic count) first.
 """
 
 from __future__ import annotations
