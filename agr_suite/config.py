@@ -56,6 +56,7 @@ LOGGERS = ("none", "wandb")
 WANDB_MODES = ("online", "offline", "disabled", "shared")
 FEATURES = ("auto", "inception", "digits_cnn")
 SAMPLE_FROM = ("raw", "ema")
+MLM_BIAS_INITS = ("zeros", "unigram")
 # agr_suite.generation.diffusion.DDIM_VARIANTS (a test checks they agree)
 DDIM_VARIANTS = ("ddim", "authors")
 UNET_INITS = ("ddpm", "default")
@@ -588,6 +589,18 @@ class AlbertModelConfig(ModelConfig):
     hidden_act: str = setting("gelu", source=ALBERT_MODEL_CODE)
     hidden_dropout_prob: float = _check(fraction(high_open=True), 0.1, ALBERT_MODEL_CODE)
     attention_probs_dropout_prob: float = _check(fraction(high_open=True), 0.0, ALBERT_MODEL_CODE)
+    # the standard deviation of the initial weights
+    initializer_range: float = _check(
+        (lambda v: _number(v) and v > 0, "a number > 0"),
+        0.02,
+        "[choice: transformers' AlbertConfig default; the authors' model code is not in their "
+        "repository]",
+    )
+    # zeros: the MLM output bias starts at 0 (transformers'); unigram: at each token's
+    # log-frequency in the training text (agr_suite.pretraining.albert.unigram_bias), so the
+    # model starts at the input-free answer instead of spending thousands of Adam steps (each
+    # moving a bias by about lr) on the tokens' frequencies
+    mlm_bias_init: str = _check(one_of(MLM_BIAS_INITS), "zeros", "[choice: transformers']")
 
 
 # ----------------------------------------------------------------------------- metrics

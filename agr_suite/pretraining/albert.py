@@ -8,6 +8,9 @@ configuration the authors' ALBERT code loads, ``configs/model/albert_tiny.yaml``
 ``configs/model/albert_base.yaml``: ALBERT-base); any other ``AlbertConfig`` field may be
 passed to :func:`build_albert` as a keyword.
 
+``model.mlm_bias_init=unigram`` starts the MLM output bias at the log-frequencies of the
+training tokens (:func:`unigram_bias`), the best answer that ignores the input.
+
 The model is :class:`AlbertForPreTrainingAtMasks`, an ``AlbertForPreTraining`` whose forward
 also takes ``mlm_positions`` ([batch, P], see :mod:`agr_suite.pretraining.text.masking`): the
 MLM head then runs on those P positions only instead of on every position of the sequence. The
@@ -28,7 +31,7 @@ from transformers.models.albert.modeling_albert import AlbertForPreTrainingOutpu
 
 from agr_suite.config import AlbertModelConfig
 
-__all__ = ["AlbertForPreTrainingAtMasks", "albert_config", "build_albert"]
+__all__ = ["AlbertForPreTrainingAtMasks", "albert_config", "build_albert", "unigram_bias"]
 
 IGNORE_INDEX = -100
 
@@ -79,6 +82,8 @@ class AlbertForPreTrainingAtMasks(AlbertForPreTraining):
         )
 
 
+# AlbertModelConfig fields that are not AlbertConfig's: the builder's own
+_BUILDER_OPTIONS = ("mlm_bias_init",)
 _FIELDS = {f.name for f in dataclasses.fields(AlbertConfig)} - {
     "vocab_size",
     "max_position_embeddings",
@@ -108,7 +113,10 @@ def albert_config(
         vocab_size=vocab_size,
         max_position_embeddings=max_length,
         pad_token_id=pad_token_id,
-        **{**cfg.options(), **albert_kwargs},
+        **{
+            **{k: v for k, v in cfg.options().items() if k not in _BUILDER_OPTIONS},
+            **albert_kwargs,
+        },
     )
 
 
@@ -118,9 +126,12 @@ def build_albert(
     vocab_size: int,
     max_length: int,
     pad_token_id: int = 0,
+    token_counts: torch.Tensor | None = None,
     **albert_kwargs: Any,
 ) -> AlbertForPreTrainingAtMasks:
-    """A randomly initialised ALBERT for MLM + SOP pre-training (see the module docstring)."""
+    """A randomly initialised ALBERT for MLM + SOP pre-training (see the module docstring);
+    ``token_counts`` (how often each token id occurs in the training text) is needed, and only
+    used, with ``cfg.mlm_bias_init == "unigram"``."""
     config = albert_config(
         cfg,
         vocab_size=vocab_size,
@@ -128,4 +139,17 @@ def build_albert(
         pad_token_id=pad_token_id,
         **albert_kwargs,
     )
-    return AlbertForPreTrainingAtMasks(config)
+    model = AlbertForPreTrainingAtMasks(config)
+    if cfg.mlm_bias_init == "unigram":
+        if token_counts is None:
+            raise ValueError("mlm_bias_init=unigram needs the training text's token_counts")
+        with torch.no_grad():
+            model.predictions.bias.copy_(unigram_bias(token_counts))  # tied: decoder.bias too
+    return model
+
+
+def unigram_bias(token_counts: torch.Tensor) -> torch.Tensor:
+    """log p(token) of the training text, float32, each count + 0.5 (a token never seen
+    still gets a finite bias); softmax of it is the add-half unigram model."""
+    counts = token_counts.double() + 0.5
+    return (counts.log() - counts.sum().log()).float()

@@ -3,6 +3,7 @@ modelling plus sentence-order prediction; SOP and MLM accuracy on the evaluation
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from agr_suite.config import RunConfig
@@ -19,6 +20,11 @@ def build(cfg: RunConfig) -> TaskParts:
         vocab_size=data.form.vocab_size,
         max_length=data.form.max_length,
         pad_token_id=data.form.pad_id,
+        token_counts=(
+            _token_counts(data.train_set.pairs, data.form.vocab_size)
+            if cfg.model.mlm_bias_init == "unigram"
+            else None
+        ),
     )
 
     def loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -35,3 +41,9 @@ def build(cfg: RunConfig) -> TaskParts:
         batch_size=lambda batch: len(batch["input_ids"]),
         info={"params": count_parameters(model), **data.info},
     )
+
+
+def _token_counts(pairs, vocab_size: int) -> torch.Tensor:
+    """How often each token id occurs in the training pairs' text (both segments)."""
+    ids = [part.ids for pair in pairs for part in (pair.first, pair.second)]
+    return torch.from_numpy(np.bincount(np.concatenate(ids), minlength=vocab_size))

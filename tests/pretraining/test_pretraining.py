@@ -5,8 +5,10 @@ a few optimizer steps, and end-to-end runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -334,6 +336,41 @@ def test_a_few_adamw_steps_lower_the_loss(pydoc_parts):
     # from ~log(vocabulary) = 8.5 + SOP's log 2: memorising one batch, it falls step by step
     assert losses[-1] < losses[0] - 1.0, losses
     assert sum(b < a for a, b in zip(losses, losses[1:])) >= 8, losses
+
+
+def test_unigram_bias_starts_the_model_at_the_training_texts_token_shares(tmp_path):
+    torch.manual_seed(0)
+    parts = build(_cfg(tmp_path, "model.mlm_bias_init=unigram"))
+    vocab = parts.model.config.vocab_size
+    counts = Counter(
+        int(t) for p in parts.train_set.pairs for s in (p.first, p.second) for t in s.ids
+    )
+    shares = np.array([counts.get(t, 0) + 0.5 for t in range(vocab)])
+    shares /= shares.sum()
+    bias = parts.model.predictions.decoder.bias.detach().double().numpy()
+    np.testing.assert_allclose(bias, np.log(shares), rtol=0, atol=1e-6)
+    # Untrained, the model scores what the add-half unigram model scores on the test targets
+    # (the word-embedding logits, ~N(0, 0.1), barely move it), far below log(vocabulary).
+    targets = parts.eval_set.tensors["labels"]
+    targets = targets[targets != -100].numpy()
+    unigram_loss = -np.log(shares[targets]).mean()
+    evaluator = parts.make_evaluator(torch.device("cpu"))
+    parts.model.eval()
+    for batch in DataLoader(parts.eval_set, batch_size=64):
+        evaluator.update(parts.model, batch)
+    metrics = evaluator.compute()
+    assert metrics["mlm_loss"] == pytest.approx(unigram_loss, abs=0.05)
+    assert metrics["mlm_loss"] < math.log(vocab) - 1.0
+    # and it answers the most common training token everywhere: the majority baseline
+    assert metrics["mlm_acc_pred_classes"] == 1
+
+
+def test_initializer_range_sets_the_initial_weights_spread():
+    for spread in (0.02, 0.1):
+        cfg = dataclasses.replace(preset("model", "albert_tiny"), initializer_range=spread)
+        model = build_albert(cfg, vocab_size=2000, max_length=64)
+        weights = model.albert.encoder.albert_layer_groups[0].albert_layers[0].ffn.weight
+        assert weights.std().item() == pytest.approx(spread, rel=0.05)
 
 
 def test_training_draws_are_reproducible_with_dataloader_workers(pydoc_parts):
