@@ -224,7 +224,9 @@ class TrainerConfig:
     # after every optimizer step and evaluated beside the raw weights (ema_top1, ema_top5,
     # ema_loss); null: none. The DDPMs keep theirs in model.ema_decay.
     ema_decay: float | None = _check(
-        (lambda v: v is None or (_number(v) and 0 <= v <= 1), "null or a number in [0, 1]"), None
+        (lambda v: v is None or (_number(v) and 0 <= v <= 1), "null or a number in [0, 1]"),
+        None,
+        f"[code: {CIFAR100}] no average of the weights (the DDPM's is model.ema_decay)",
     )
 
 
@@ -240,7 +242,11 @@ class OptimizerConfig:
     )
     # Linear lr scaling: the optimizer's lr is lr x (trainer.batch_size x trainer.accumulate x
     # world size) / lr_scale_batch, the rule of TinyViT's main.py; null: lr as given.
-    lr_scale_batch: int | None = _check(at_least(1, optional=True), None)
+    lr_scale_batch: int | None = _check(
+        at_least(1, optional=True),
+        None,
+        f"[code: {CIFAR100}, {DDPM}, {ALBERT}] the lr as given; TinyViT's main.py scales it",
+    )
     weight_decay: float | None = _check(at_least(0, integer=False, optional=True), None)
     betas: list[float] | None = _check(
         (
@@ -389,24 +395,36 @@ class ImageDatasetConfig(DatasetConfig):
     loader: str = _check(one_of(LOADERS), "auto")
     # Image classification on CIFAR and TinyImageNet: the ImageNet recipes' augmentations, as
     # timm builds them (agr_suite.images.augmentation); the defaults add nothing.
-    crop: str = _check(one_of(CROPS), "pad")
+    crop: str = _check(
+        one_of(CROPS),
+        "pad",
+        "[choice: pytorch-cifar100's RandomCrop(32, padding=4), the loader the authors' "
+        f"{CIFAR100} imports but does not ship]",
+    )
     # the interpolation of the random_resized crop and of RandAugment's geometric operations
     interpolation: str = _check(one_of(INTERPOLATIONS), "bilinear", "[choice] timm's default")
     # a timm RandAugment config string, e.g. rand-m9-mstd0.5-inc1; null: none
     rand_augment: str | None = _check(
         (_rand_augment_string, "null or a timm RandAugment string such as rand-m9-mstd0.5-inc1"),
         None,
+        f"[code: {CIFAR100}, {DDPM}] none; the TinyImageNet presets set the official recipes'",
     )
     # timm's RandomErasing after normalisation: its probability per image, fill mode, and the
     # most regions per image
-    random_erasing: float = _check(fraction(), 0.0)
+    random_erasing: float = _check(
+        fraction(), 0.0, f"[code: {CIFAR100}, {DDPM}] none; the TinyImageNet presets set it"
+    )
     random_erasing_mode: str = _check(one_of(RANDOM_ERASING_MODES), "const", "[choice] timm's")
     random_erasing_count: int = _check(at_least(1), 1, "[choice] timm's")
     # timm's Mixup on each training batch (classification): mixup and cutmix Beta(alpha, alpha)
     # (0: off); with either on the loss takes the soft targets, label smoothing included, and
     # the training loader drops its last partial batch (the pairs need an even batch)
-    mixup_alpha: float = _check(at_least(0, integer=False), 0.0)
-    cutmix_alpha: float = _check(at_least(0, integer=False), 0.0)
+    mixup_alpha: float = _check(
+        at_least(0, integer=False), 0.0, f"[code: {CIFAR100}] none; the TinyImageNet presets set it"
+    )
+    cutmix_alpha: float = _check(
+        at_least(0, integer=False), 0.0, f"[code: {CIFAR100}] none; the TinyImageNet presets set it"
+    )
     # the probability a batch is mixed at all, then of cutmix rather than mixup when both are on
     mixup_prob: float = _check(fraction(), 1.0, "[choice] timm's")
     mixup_switch_prob: float = _check(fraction(), 0.5, "[choice] timm's")

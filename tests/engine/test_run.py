@@ -164,6 +164,7 @@ def test_end_to_end_run_per_model_family(tmp_path, model, capsys):
         "top1_pred_entropy",
         "top1_majority",
         "top1_minority",
+        "top1_label_entropy",
     }
     assert set(on_disk["metrics"]) == {"top1", "top5", "loss", *statistics}
     assert 0 <= on_disk["metrics"]["top1"] <= on_disk["metrics"]["top5"] <= 100
