@@ -205,8 +205,9 @@ class TrainerConfig:
     )
     log_every: int = _check(at_least(1), 50)  # optimizer steps between AGR diagnostics
     compile: bool = setting(False)
-    # a GPU speed option; on AVX2 CPUs torch 2.14.1's oneDNN crashes or hangs in the weight
-    # gradient of channels_last 1x1 convolutions with very few channels (4-32)
+    # a GPU speed option; with torch 2.14.1 on an AVX2 CPU (2-core AMD EPYC, 2026-12-03),
+    # oneDNN crashed or hung in the weight gradient of channels_last 1x1 convolutions of a
+    # ResNet-18 at base width 4 (width 8 ran)
     channels_last: bool = setting(False)
     devices: str = _check(one_of(DEVICES), "auto")
     num_workers: int = _check(at_least(0), 4)

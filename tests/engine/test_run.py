@@ -336,9 +336,9 @@ def test_cpu_precision_and_channels_last_options_run(tmp_path, precision):
             "trainer.epochs=1",
             "model=resnet18",
             # not TINY_MODELS' width 4: in torch 2.14.1 oneDNN's AVX2 weight-gradient kernel for
-            # channels_last 1x1 convolutions with 4-32 channels crashes with one thread and
-            # spins forever with two (plain torch, no suite code; width 8 runs, as does any
-            # width with ONEDNN_MAX_CPU_ISA=AVX; measured on a 2-core AMD EPYC, AVX2, 2026-12-03)
+            # that ResNet's channels_last 1x1 convolutions crashed with one thread and spun
+            # forever with two (plain torch, no suite code; width 8 ran, as did width 4 with
+            # ONEDNN_MAX_CPU_ISA=AVX; measured on a 2-core AMD EPYC, AVX2, 2026-12-03)
             "model.base_width=8",
             f"trainer.precision={precision}",
             "trainer.channels_last=true",
