@@ -71,8 +71,12 @@ bench-gpu: install  ## on a CUDA machine: epoch times, runs per GPU, DDPM, AGR s
 gpu-check: install  ## on a CUDA machine: equivalence tests on the GPU, then bench-gpu (~6 min on an H200)
 	bash scripts/gpu_check.sh
 
-reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (~35 min on 2 idle cores) -> results/mini/
-	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini
+# The mini runs use one thread each (their presets' trainer.cpu_threads), so they go one per
+# core, in one process per core (scripts/reproduce.py --jobs).
+CORES := $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
+
+reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (~20 min on 2 idle cores) -> results/mini/
+	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini $(if $(JOBS),,--jobs $(CORES))
 	$(PY) scripts/readme_summary.py  # README's mini-results section from results/mini/*.csv
 
 reproduce-table1: install  ## Table 1 (DDPM on CIFAR-10, IS/FID) at paper scale; LAUNCHER=local|slurm SEEDS=0,1,2

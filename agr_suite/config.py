@@ -210,6 +210,11 @@ class TrainerConfig:
     # ResNet-18 at base width 4 (width 8 ran)
     channels_last: bool = setting(False)
     devices: str = _check(one_of(DEVICES), "auto")
+    # torch's intra-op threads for the run (torch.set_num_threads); null: torch's default, one
+    # per core. CPU reductions are split across threads, so a CPU run's numbers depend on
+    # this count: a fixed value makes them the same on machines with more or fewer cores
+    # (the same CPU kernels assumed).
+    cpu_threads: int | None = _check(at_least(1, optional=True), None)
     num_workers: int = _check(at_least(0), 4)
     # an int caps train and eval batches per epoch, and a generation evaluation's samples
     limit_batches: int | None = _check(at_least(1, optional=True), None)

@@ -85,9 +85,13 @@ def train(cfg: RunConfig, run_dir: str | Path, build_task: TaskBuilder) -> dict[
     ``build_task(cfg)`` gives (called once the run is seeded); resumes from
     ``checkpoints/last.pt`` when it exists. Returns results.json."""
     ctx = distributed.setup(cfg.trainer.devices)
+    threads = torch.get_num_threads()
+    if cfg.trainer.cpu_threads is not None:
+        torch.set_num_threads(cfg.trainer.cpu_threads)
     try:
         return _Run(cfg, RunFolder(run_dir), ctx, build_task).fit()
     finally:
+        torch.set_num_threads(threads)  # the next run of a multirun starts from the default
         distributed.cleanup()
 
 

@@ -347,6 +347,27 @@ def test_cpu_precision_and_channels_last_options_run(tmp_path, precision):
     assert train(cfg, tmp_path, build_task)["status"] == "completed"
 
 
+def test_cpu_threads_fixes_the_runs_thread_count_whatever_the_process_default(tmp_path):
+    """trainer.cpu_threads=1 runs on one thread (recorded in results.json) whether the process
+    starts with one thread or two, so the two runs agree bit for bit; the process's own
+    count is back afterwards (the next run of a multirun starts from it)."""
+    cfg = resolved([*FAST, "trainer.epochs=1", "model=vgg11", *TINY_MODELS["vgg11"]])
+    cfg.trainer.cpu_threads = 1
+    outer = torch.get_num_threads()
+    histories = []
+    try:
+        for start in (1, 2):
+            torch.set_num_threads(start)
+            results = train(cfg, tmp_path / f"from{start}", build_task)
+            assert torch.get_num_threads() == start
+            assert results["environment"]["threads"] == 1
+            histories.append((tmp_path / f"from{start}" / "history.jsonl").read_text())
+    finally:
+        torch.set_num_threads(outer)
+    losses = [[json.loads(line).get("train_loss") for line in h.splitlines()] for h in histories]
+    assert losses[0] == losses[1]
+
+
 def test_history_follows_the_checkpoint_when_a_job_died_between_the_two_writes(tmp_path):
     fast = [*FAST, "model=vit", *TINY_MODELS["vit"]]
     train(resolved([*fast, "trainer.epochs=1"]), tmp_path, build_task)

@@ -47,7 +47,7 @@ EXEMPT = {"experiment_name"}  # names the run folder only
 ENGINE = {
     "task", "experiment_name", "seed", "overwrite", "model.task",
     "trainer.eval_batch_size", "trainer.log_every", "trainer.compile",
-    "trainer.channels_last", "trainer.devices", "trainer.num_workers",
+    "trainer.channels_last", "trainer.devices", "trainer.cpu_threads", "trainer.num_workers",
     "trainer.limit_batches", "trainer.divergence_factor", "trainer.deterministic",
     "optimizer.impl",
     "dataset.download", "dataset.loader",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -241,6 +242,60 @@ def test_a_tiny_sweep_through_submitit_local_runs_and_is_aggregated(tmp_path, ca
     assert reproduce.main([*args, "--launcher", "submitit_local"]) == 0
     assert "every run already completed" in capsys.readouterr().out
     assert [(folder / "results.json").stat().st_mtime_ns for folder in folders] == stamps
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(20))
+def test_shards_split_every_run_once_within_4_3_of_the_best_split(count, seed):
+    """Each run in exactly one shard, in its run order; the heaviest shard within 4/3 of the
+    best possible heaviest shard, found by trying every assignment (Graham's bound for
+    longest-first)."""
+    import itertools
+    import random
+
+    rng = random.Random(seed)
+    costs = [rng.choice([1.0, 2.0, 5.0, 13.0]) * rng.random() for _ in range(rng.randint(1, 8))]
+    groups = reproduce.shards(costs, count)
+    assert sorted(i for group in groups for i in group) == list(range(len(costs)))
+    assert all(group == sorted(group) and group for group in groups)
+    best = min(
+        max(sum(c for c, g in zip(costs, assign) if g == k) for k in range(count))
+        for assign in itertools.product(range(count), repeat=len(costs))
+    )
+    assert max(sum(costs[i] for i in group) for group in groups) <= best * 4 / 3 + 1e-12
+
+
+def test_runs_of_unknown_cost_are_spread_over_the_shards():
+    assert sorted(map(len, reproduce.shards([0.0] * 5, 2))) == [2, 3]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_jobs_on_cpu_run_the_runs_in_shards_and_the_table_is_made(tmp_path, capsys, monkeypatch):
+    """Without GPUs, --jobs 2: two run.py -m processes, one run each, each logging to its own
+    file; both runs complete and the table reads them."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    args = [str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "runs")]
+    args += ["--results-dir", str(tmp_path / "results"), "--jobs", "2"]
+    assert reproduce.main(args) == 0, capsys.readouterr()
+    listings = sorted((tmp_path / "runs" / "mini" / "tiny" / ".reproduce").glob("*shard*.yaml"))
+    shard_runs = [yaml.safe_load(listing.read_text())["runs"] for listing in listings]
+    assert [len(runs) for runs in shard_runs] == [1, 1]
+    assert {o for runs in shard_runs for o in runs[0] if o.startswith("optimizer=")} == {
+        "optimizer=adamw",
+        "optimizer=adamw_agr",
+    }
+    assert all(listing.with_suffix(".log").read_text() for listing in listings)
+    for optimizer in ("adamw", "adamw_agr"):
+        folder = tmp_path / "runs" / "mini" / "smoke" / f"digits-vit-{optimizer}" / "seed0"
+        results = json.loads((folder / "results.json").read_text())
+        assert results["status"] == "completed"
+        # the two processes share the cores
+        assert results["environment"]["threads"] == max(1, (os.cpu_count() or 1) // 2)
+    with (tmp_path / "results" / "mini" / "tiny.csv").open() as handle:
+        assert [int(row["n"]) for row in csv.DictReader(handle)] == [1, 1]
 
 
 POWER_SPEC = """
