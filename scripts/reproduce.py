@@ -367,7 +367,11 @@ def shards(costs: list[float], count: int) -> list[list[int]]:
 
 
 def launch_shards(
-    pending: list[PlannedRun], costs: list[float], slots: list[local_pool.Slot], root: Path, name: str
+    pending: list[PlannedRun],
+    costs: list[float],
+    slots: list[local_pool.Slot],
+    root: Path,
+    name: str,
 ) -> int:
     """Without GPUs, ``--jobs N``: the pending runs in N shards of about equal estimated cost,
     each one `run.py -m` process over its run list in its own CPU slot, so N runs go at once
