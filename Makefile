@@ -18,7 +18,7 @@ JOBS ?=
 REPRODUCE = $(PY) scripts/reproduce.py --launcher $(LAUNCHER) $(if $(SEEDS),--seeds $(SEEDS)) \
 	$(if $(RUNS_PER_GPU),--runs-per-gpu $(RUNS_PER_GPU)) $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: help install constraints test test-all test-slow test-slurm lint bench-data bench-optimizer bench-train bench-gpu gpu-check reproduce-mini \
+.PHONY: help install constraints test test-all test-slow test-slurm lint bench-data bench-optimizer bench-train bench-gpu gpu-check reproduce-mini albert-learns \
 	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-ablation tables clean
 
 help:  ## list the targets
@@ -78,6 +78,13 @@ CORES := $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
 reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (~20 min on 2 idle cores) -> results/mini/
 	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini $(if $(JOBS),,--jobs $(CORES))
 	$(PY) scripts/readme_summary.py  # README's mini-results section from results/mini/*.csv
+
+# run.py's folder for experiment=albert_learns (configs/config.yaml's hydra.run.dir)
+ALBERT_LEARNS_RUN := runs/albert-learns/docstrings-albert_tiny-adamw/seed0
+
+albert-learns: install  ## one tiny ALBERT pre-trained on the library's docstrings on one CPU thread, judged against input-free floors (~8 min)
+	$(OFFLINE) $(PY) run.py experiment=albert_learns
+	$(PY) scripts/albert_learns.py $(ALBERT_LEARNS_RUN)
 
 reproduce-table1: install  ## Table 1 (DDPM on CIFAR-10, IS/FID) at paper scale; LAUNCHER=local|slurm SEEDS=0,1,2
 	$(REPRODUCE) table1

@@ -14,7 +14,11 @@ over the two orders, and the same ``mlm_acc_*`` over the vocabulary's tokens at 
 positions. A model that ignores its input scores, in expectation, between ``K_minority`` and
 ``K_majority`` (the tables' chance band): for SOP the shares of the two orders; for MLM 0 (most
 tokens are never a target) and the most common target token's share. Its loss is at least
-``K_label_entropy``: ln 2 for SOP, the unigram entropy of the predicted tokens for MLM.
+``K_label_entropy``: ln 2 for SOP, the unigram entropy of the predicted tokens for MLM. That
+bound knows the evaluation split's own token shares, which no model trained on the training
+split can; ``mlm_loss_unigram`` (when the evaluator is given the training text's unigram) is
+the MLM loss of the input-free model the training text gives: each target scored by its
+add-half unigram probability in the training text.
 """
 
 from __future__ import annotations
@@ -29,16 +33,23 @@ __all__ = ["PretrainingEvaluator"]
 
 IGNORE_INDEX = -100
 SOP_CLASSES = 2  # 0: original order, 1: swapped
-_FIELDS = ("sop_correct", "sop_loss", "examples", "mlm_correct", "mlm_loss", "tokens")
+_FIELDS = (
+    "sop_correct", "sop_loss", "examples", "mlm_correct", "mlm_loss", "tokens", "unigram_loss",
+)  # fmt: skip
 
 
 class PretrainingEvaluator:
-    """``vocab_size``: the MLM head's output size (every token it can predict)."""
+    """``vocab_size``: the MLM head's output size (every token it can predict);
+    ``unigram_log_probs``: log p(token) of the training text (vocab_size values), to score
+    the targets with (``mlm_loss_unigram``), or None."""
 
-    def __init__(self, device: torch.device, vocab_size: int) -> None:
+    def __init__(
+        self, device: torch.device, vocab_size: int, unigram_log_probs: torch.Tensor | None = None
+    ) -> None:
         self.sums = torch.zeros(len(_FIELDS), dtype=torch.float64, device=device)
         self.sop_predictions = PredictionCounts(SOP_CLASSES, device)
         self.mlm_predictions = PredictionCounts(vocab_size, device)
+        self.unigram = None if unigram_log_probs is None else unigram_log_probs.double().to(device)
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
@@ -56,6 +67,11 @@ class PretrainingEvaluator:
         targets = batch["labels"].gather(1, batch["mlm_positions"]).flatten()
         predicted = targets != IGNORE_INDEX
         sop_guess, mlm_guess = sop_logits.argmax(-1), mlm_logits.argmax(-1)
+        unigram_loss = (
+            -self.unigram[targets[predicted]].sum()
+            if self.unigram is not None
+            else self.sums.new_zeros(())
+        )
         self.sums += torch.stack(
             [
                 (sop_guess == sop_labels).sum(),
@@ -64,6 +80,7 @@ class PretrainingEvaluator:
                 ((mlm_guess == targets) & predicted).sum(),
                 F.cross_entropy(mlm_logits, targets, ignore_index=IGNORE_INDEX, reduction="sum"),
                 predicted.sum(),
+                unigram_loss,
             ]
         ).to(self.sums)
         self.sop_predictions.update(sop_guess, sop_labels)
@@ -83,4 +100,9 @@ class PretrainingEvaluator:
             **self.mlm_predictions.compute("mlm_acc"),
             "sop_loss": total["sop_loss"] / examples,
             "mlm_loss": total["mlm_loss"] / tokens,
+            **(
+                {"mlm_loss_unigram": total["unigram_loss"] / tokens}
+                if self.unigram is not None
+                else {}
+            ),
         }

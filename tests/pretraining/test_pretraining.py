@@ -161,6 +161,19 @@ def test_metrics_match_a_hand_computed_batch():
     assert all(math.isnan(v) for k, v in empty.items() if k not in counts)
 
 
+def test_the_training_unigram_scores_the_targets():
+    """mlm_loss_unigram: each target's -log p under the given unigram, over the predicted
+    tokens (the hand batch's targets are 1, 2, 4, 0, 1, 2)."""
+    probs = [0.1, 0.2, 0.3, 0.15, 0.25]
+    model, batch = hand_batch()
+    evaluator = PretrainingEvaluator(torch.device("cpu"), VOCAB, torch.tensor(probs).log())
+    evaluator.update(model, batch)
+    got = evaluator.compute()
+    expected = -sum(math.log(probs[t]) for t in (1, 2, 4, 0, 1, 2)) / 6
+    assert got["mlm_loss_unigram"] == pytest.approx(expected, rel=1e-6)
+    assert got["mlm_loss"] == pytest.approx(hand_metrics()["mlm_loss"], rel=1e-6)
+
+
 def test_metrics_add_the_ranks_sums_before_dividing(monkeypatch):
     """Rank 0's ``compute`` with a stand-in for gloo/NCCL's SUM: each ``all_reduce`` adds what
     rank 1 passed to the same call (collectives pair up by call order)."""
@@ -309,7 +322,7 @@ def test_build_gives_the_engine_what_it_needs(pydoc_parts):
     for eval_batch in DataLoader(parts.eval_set, batch_size=32):
         evaluator.update(parts.model, eval_batch)
     metrics = evaluator.compute()
-    assert set(metrics) == set(hand_metrics())
+    assert set(metrics) == {*hand_metrics(), "mlm_loss_unigram"}
     # Every example and every predicted token counted once, over the vocabulary's tokens
     assert metrics["sop_acc_examples"] == len(parts.eval_set)
     assert metrics["mlm_acc_examples"] == int((parts.eval_set.tensors["labels"] != -100).sum())
@@ -406,7 +419,7 @@ def _check_run_folder(folder: Path) -> None:
     assert (folder / "checkpoints" / "last.pt").is_file()
     results = json.loads((folder / "results.json").read_text())
     assert results["status"] == "completed" and results["epochs_completed"] == 2
-    assert set(results["metrics"]) == set(hand_metrics())
+    assert set(results["metrics"]) == {*hand_metrics(), "mlm_loss_unigram"}
     assert set(results["best"]) >= set(hand_metrics())
     history = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]

@@ -24,6 +24,11 @@ from agr_suite.pretraining.text.corpus import (
     pydoc_corpus,
     split_sentences,
 )
+from agr_suite.pretraining.text.docstrings import (
+    DOCSTRINGS_TEST_EVERY,
+    docstrings_corpus,
+    module_docstrings,
+)
 from agr_suite.pretraining.text.masking import (
     IGNORE_INDEX,
     MaskingRule,
@@ -79,6 +84,88 @@ def test_pydoc_split_is_fixed_disjoint_and_about_a_tenth():
     assert sum(s in train_text for s in test_sentences) < 0.05 * len(test_sentences)
     words = sum(len(s.split()) for s in first.sentences("train"))
     assert 30_000 < words < 80_000
+
+
+FIXTURE_MODULE = '''"""Module title.
+
+Reads things. Then writes them.
+
+    indented   example
+    block
+"""
+
+
+async def fetch():
+    """Fetch one."""
+
+
+class Box:
+    """A box.
+
+    >>> Box().open()
+    True
+    """
+
+    def open(self):
+        """Open it! It opens."""
+
+        def inner():
+            """Inner help."""
+
+        return True
+
+
+def bare():
+    return 1
+'''
+
+
+def test_module_docstrings_in_source_order_with_code_blocks_whole():
+    assert module_docstrings(FIXTURE_MODULE) == [
+        "Module title.",
+        "Reads things.",
+        "Then writes them.",
+        "indented example block",
+        "Fetch one.",
+        "A box.",
+        ">>> Box().open() True",
+        "Open it!",
+        "It opens.",
+        "Inner help.",
+    ]
+
+
+def test_docstrings_corpus_leaves_out_tests_and_repeats_and_splits_every_tenth(tmp_path):
+    """A hand-made library: 12 distinct documented modules (m00..m11) in path order, plus a
+    copy of m03, a one-sentence module, a Python 2 file and modules under test/, tests/,
+    idle_test/, site-packages/ and pydoc_data/, which must all be left out."""
+
+    def module(path: str, text: str) -> None:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+
+    for i in range(12):
+        module(f"m{i:02d}.py", f'"""Module {i} first.\n\nModule {i} second."""\n')
+    module("m03_copy.py", '"""Module 3 first.\n\nModule 3 second."""\n')
+    module("one.py", '"""Only one sentence."""\n')
+    module("py2.py", 'print "Python 2"\n"""Old module. Still old."""\n')
+    for folder in ("test", "pkg/tests", "idlelib/idle_test", "site-packages/x", "pydoc_data"):
+        module(f"{folder}/t.py", '"""Left out. Left out too."""\n')
+    corpus = docstrings_corpus(tmp_path)
+    every = DOCSTRINGS_TEST_EVERY
+    expected = [[f"Module {i} first.", f"Module {i} second."] for i in range(12)]
+    assert corpus.splits["test"] == [d for i, d in enumerate(expected) if i % every == every - 1]
+    assert corpus.splits["train"] == [d for i, d in enumerate(expected) if i % every != every - 1]
+
+
+def test_the_librarys_docstrings_corpus_is_large_and_its_split_disjoint():
+    corpus = docstrings_corpus()
+    train, test = corpus.splits["train"], corpus.splits["test"]
+    assert len(test) == (len(train) + len(test)) // DOCSTRINGS_TEST_EVERY
+    words = sum(len(s.split()) for s in corpus.sentences("train"))
+    assert words > 200_000  # several times pydoc's ~58,000 training words
+    train_documents = {tuple(d) for d in train}
+    assert not any(tuple(d) in train_documents for d in test)
 
 
 # --------------------------------------------------------------------------- WikiText

@@ -76,6 +76,7 @@ T3_MINI = [
     "trainer.num_workers=0", "trainer.epochs=3", "trainer.batch_size=16",
     "trainer.eval_batch_size=512", "trainer.eval_every=3", "optimizer.lr=2.0e-3",
     "scheduler.warmup_epochs=0.3", "trainer.log_every=10", "trainer.cpu_threads=1",
+    "dataset.eval_draws=5",
 ]  # fmt: skip
 # The augmentations both official TinyImageNet recipes share (ConvNeXt's main.py arguments,
 # TinyViT's config.py AUG section).

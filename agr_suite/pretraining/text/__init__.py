@@ -3,7 +3,8 @@
     data = build_pretraining_data(cfg.dataset, data_dir="data", seed=0)  # a TextDatasetConfig
     data.train_set, data.eval_set, data.tokenizer, data.info
 
-Corpora: ``wikitext2`` (:mod:`.wikitext`) and the embedded ``pydoc`` (:mod:`.corpus`).
+Corpora: ``wikitext2`` (:mod:`.wikitext`) and the embedded ``pydoc`` (:mod:`.corpus`) and
+``docstrings`` (:mod:`.docstrings`).
 Tokenizers: :mod:`.tokenizer`. Examples and masking: :mod:`.pretraining`, :mod:`.masking`.
 Absent data raises :class:`agr_suite.images.DatasetMissingError` with what to stage where.
 """
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset
 
 from agr_suite.config import TextDatasetConfig
 from agr_suite.pretraining.text.corpus import Corpus, pydoc_corpus
+from agr_suite.pretraining.text.docstrings import docstrings_corpus
 from agr_suite.pretraining.text.masking import MaskingRule
 from agr_suite.pretraining.text.pretraining import (
     FixedExamples,
@@ -32,7 +34,7 @@ from agr_suite.pretraining.text.wikitext import load_wikitext2
 
 __all__ = ["CORPORA", "PretrainingData", "build_pretraining_data", "load_corpus"]
 
-CORPORA = ("wikitext2", "pydoc")
+CORPORA = ("wikitext2", "pydoc", "docstrings")
 
 
 def load_corpus(
@@ -42,6 +44,8 @@ def load_corpus(
         return load_wikitext2(data_dir, variant=variant, download=download)
     if name == "pydoc":
         return pydoc_corpus()
+    if name == "docstrings":
+        return docstrings_corpus()
     raise ValueError(f"unknown text corpus {name!r}; choose one of: {', '.join(CORPORA)}")
 
 

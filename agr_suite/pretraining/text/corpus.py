@@ -22,6 +22,7 @@ from dataclasses import dataclass
 __all__ = [
     "PYDOC_TEST_EVERY",
     "Corpus",
+    "paragraphs",
     "pydoc_corpus",
     "pydoc_documents",
     "split_sentences",
@@ -77,7 +78,8 @@ def split_sentences(paragraph: str) -> list[str]:
     return [s.strip() for s in sentences if s.strip()]
 
 
-def _paragraphs(lines: list[str]) -> Iterator[list[str]]:
+def paragraphs(lines: list[str]) -> Iterator[list[str]]:
+    """The blocks of consecutive non-blank lines."""
     block: list[str] = []
     for line in lines:
         if line.strip():
@@ -116,7 +118,7 @@ def pydoc_documents() -> list[tuple[str, list[str]]]:
     for topic in sorted(topics):
         for index, lines in enumerate(_sections(topics[topic])):
             sentences: list[str] = []
-            for block in _paragraphs(lines):
+            for block in paragraphs(lines):
                 if all(_TABLE_LINE.match(line) for line in block):
                     continue
                 if block[0].startswith(" "):  # code, grammar or an indented quote
