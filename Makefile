@@ -72,11 +72,12 @@ gpu-check: install  ## on a CUDA machine: equivalence tests on the GPU, then ben
 	bash scripts/gpu_check.sh
 
 # The mini runs use one thread each (their presets' trainer.cpu_threads), so they go one per
-# core, in one process per core (scripts/reproduce.py --jobs).
+# core, in one process per core (scripts/reproduce.py --jobs), unless JOBS says otherwise.
 CORES := $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
+MINI_JOBS = $(if $(JOBS),,--jobs $(CORES))
 
 reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (~20 min on 2 idle cores) -> results/mini/
-	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini $(if $(JOBS),,--jobs $(CORES))
+	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini $(MINI_JOBS)
 	$(PY) scripts/readme_summary.py  # README's mini-results section from results/mini/*.csv
 
 # run.py's folder for experiment=albert_learns (configs/config.yaml's hydra.run.dir)
@@ -96,7 +97,7 @@ reproduce-table3: install  ## Table 3 (ALBERT on WikiText-2 vs weight decay) at 
 	$(REPRODUCE) table3
 
 reproduce-ablation: install  ## AGR's dose-response, mass-matched null, a positive control, SGD, scope and suspension (ResNet-18, CIFAR-100); SCALE=mini: digits, ~22 min
-	$(if $(filter mini,$(SCALE)),$(OFFLINE) )$(REPRODUCE) ablation_agr --scale $(SCALE)
+	$(if $(filter mini,$(SCALE)),$(OFFLINE) )$(REPRODUCE) ablation_agr --scale $(SCALE) $(if $(filter mini,$(SCALE)),$(MINI_JOBS))
 	$(if $(filter mini,$(SCALE)),$(PY) scripts/readme_summary.py)
 
 tables: install  ## make the tables from finished runs only (SCALE=paper|mini), launching nothing
