@@ -76,7 +76,7 @@ gpu-check: install  ## on a CUDA machine: equivalence tests on the GPU, then ben
 CORES := $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
 MINI_JOBS = $(if $(JOBS),,--jobs $(CORES))
 
-reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (~20 min on 2 idle cores) -> results/mini/
+reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (16 min on 2 idle cores) -> results/mini/
 	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini $(MINI_JOBS)
 	$(PY) scripts/readme_summary.py  # README's mini-results section from results/mini/*.csv
 
@@ -96,7 +96,7 @@ reproduce-table2: install  ## Table 2 (classification, CIFAR-100/TinyImageNet) a
 reproduce-table3: install  ## Table 3 (ALBERT on WikiText-2 vs weight decay) at paper scale
 	$(REPRODUCE) table3
 
-reproduce-ablation: install  ## AGR's dose-response, mass-matched null, a positive control, SGD, scope and suspension (ResNet-18, CIFAR-100); SCALE=mini: digits, ~22 min
+reproduce-ablation: install  ## AGR's dose-response, mass-matched null, a positive control, SGD, scope and suspension (ResNet-18, CIFAR-100); SCALE=mini: digits, 16 min on 2 cores
 	$(if $(filter mini,$(SCALE)),$(OFFLINE) )$(REPRODUCE) ablation_agr --scale $(SCALE) $(if $(filter mini,$(SCALE)),$(MINI_JOBS))
 	$(if $(filter mini,$(SCALE)),$(PY) scripts/readme_summary.py)
 
