@@ -72,9 +72,10 @@ gpu-check: install  ## on a CUDA machine: equivalence tests on the GPU, then ben
 	bash scripts/gpu_check.sh
 
 # The mini runs use one thread each (their presets' trainer.cpu_threads), so they go one per
-# core, in one process per core (scripts/reproduce.py --jobs), unless JOBS says otherwise.
+# core, in one process per core (scripts/reproduce.py --shards), unless JOBS asks for one
+# process per run.
 CORES := $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
-MINI_JOBS = $(if $(JOBS),,--jobs $(CORES))
+MINI_JOBS = $(if $(JOBS),,--shards $(CORES))
 
 reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (16 min on 2 idle cores) -> results/mini/
 	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini $(MINI_JOBS)

@@ -12,11 +12,13 @@ after `--` go into every run (e.g. `-- trainer.devices=cuda trainer.precision=bf
 
 Locally (`--launcher local`, the default) every visible GPU is used: each run is its own
 `run.py` process pinned to one GPU, `--runs-per-gpu K` packs K runs on each GPU, `--gpus N`
-uses the first N, and `--jobs N` caps how many run at once. Each run's output goes to
-`launch.log` in its run folder; a run that fails fails alone; Ctrl-C stops every run it
-started (they resume from their checkpoints when the same command runs again). Without GPUs
-all pending runs go through one process, one after another (imports paid once), or with
-`--jobs N` through N such processes at once, each over a share of the runs and the cores.
+uses the first N, and `--jobs N` caps how many run at once (on a machine without GPUs,
+`--jobs N` runs N at once on the CPU cores). Each run's output goes to `launch.log` in its
+run folder; a run that fails fails alone; Ctrl-C stops every run it started (they resume
+from their checkpoints when the same command runs again). Without GPUs and `--jobs`, all
+pending runs go through one process, one after another (imports paid once), or with
+`--shards N` through N such processes at once, each over a share of the runs and the cores
+(a failed run stops the later runs of its shard).
 The dry run of a table costed in GPU-hours prints its wall time on N GPUs x K runs per GPU
 (agr_suite.local_pool).
 
@@ -110,7 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument(
         "--jobs",
         type=positive_int,
-        help="at most N runs at once (default: one per GPU slot; 1 on a machine without GPUs)",
+        help="at most N runs at once, each its own process (default: one per GPU slot; 1 on "
+        "a machine without GPUs)",
+    )
+    local.add_argument(
+        "--shards",
+        type=positive_int,
+        help="without GPUs: N one-process sweeps at once, each over a share of the runs and "
+        "of the cores (imports paid once per shard; a failed run stops the rest of its shard)",
     )
     return parser
 
@@ -275,7 +284,8 @@ def queued_in_slurm(planned: list[PlannedRun], registry: Path) -> dict[int, str]
 
 
 def slots_for(args: argparse.Namespace) -> list[local_pool.Slot] | None:
-    """The local pool's slots, or None for the one-process sweep (no GPU, no --jobs)."""
+    """The local pool's slots (or the shards' CPU slots), or None for the one-process sweep
+    (no GPU, no --jobs, no --shards)."""
     gpus = local_pool.visible_gpus()
     if args.gpus is not None:
         if args.gpus > len(gpus):
@@ -284,6 +294,15 @@ def slots_for(args: argparse.Namespace) -> list[local_pool.Slot] | None:
                 f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
             )
         gpus = gpus[: args.gpus]
+    if args.shards is not None:
+        if gpus:
+            raise SpecError(
+                f"--shards is for machines without GPUs, and {len(gpus)} are visible: use "
+                "--jobs/--runs-per-gpu, or CUDA_VISIBLE_DEVICES= to run on the CPU"
+            )
+        if args.jobs is not None:
+            raise SpecError("--shards and --jobs: give one of them")
+        return local_pool.make_slots([], jobs=args.shards)
     if not gpus and args.jobs is None:
         return None
     return local_pool.make_slots(gpus, runs_per_gpu=args.runs_per_gpu, jobs=args.jobs)
@@ -373,7 +392,7 @@ def launch_shards(
     root: Path,
     name: str,
 ) -> int:
-    """Without GPUs, ``--jobs N``: the pending runs in N shards of about equal estimated cost,
+    """Without GPUs, ``--shards N``: the pending runs in N shards of about equal estimated cost,
     each one `run.py -m` process over its run list in its own CPU slot, so N runs go at once
     and each shard pays the imports (about 7 s on a 2-core CPU) once, not once per run. A
     failed run stops the later runs of its shard, as in the one-process sweep; the shard's
@@ -487,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return 0
     code = 0
-    if pending and slots is not None and slots[0].gpu is None:
+    if pending and slots is not None and args.shards is not None:
         cost = {id(run): spec.groups[run.group].cost for spec, planned in tables for run in planned}
         code = launch_shards(pending, [cost[id(run)] for run in pending], slots, root, name)
     elif pending and slots is not None:

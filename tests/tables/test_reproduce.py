@@ -265,20 +265,40 @@ def test_shards_split_every_run_once_within_4_3_of_the_best_split(count, seed):
     assert max(sum(costs[i] for i in group) for group in groups) <= best * 4 / 3 + 1e-12
 
 
+@pytest.mark.parametrize(
+    ("gpus", "extra", "message"),
+    [(["0"], [], "--shards is for machines without GPUs"), ([], ["--jobs", "2"], "give one")],
+)
+def test_shards_with_gpus_or_with_jobs_is_a_clear_error(
+    tmp_path, capsys, monkeypatch, gpus, extra, message
+):
+    from agr_suite import local_pool
+
+    monkeypatch.setattr(local_pool, "visible_gpus", lambda: gpus)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    args = [str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "runs"), "--shards", "2"]
+    assert reproduce.main([*args, *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_runs_of_unknown_cost_are_spread_over_the_shards():
     assert sorted(map(len, reproduce.shards([0.0] * 5, 2))) == [2, 3]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_jobs_on_cpu_run_the_runs_in_shards_and_the_table_is_made(tmp_path, capsys, monkeypatch):
-    """Without GPUs, --jobs 2: two run.py -m processes, one run each, each logging to its own
-    file; both runs complete and the table reads them."""
+def test_shards_on_cpu_run_the_runs_in_two_processes_and_the_table_is_made(
+    tmp_path, capsys, monkeypatch
+):
+    """Without GPUs, --shards 2: two run.py -m processes, one run each, each logging to its
+    own file; both runs complete and the table reads them."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_SPEC)
     args = [str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "runs")]
-    args += ["--results-dir", str(tmp_path / "results"), "--jobs", "2"]
+    args += ["--results-dir", str(tmp_path / "results"), "--shards", "2"]
     assert reproduce.main(args) == 0, capsys.readouterr()
     listings = sorted((tmp_path / "runs" / "mini" / "tiny" / ".reproduce").glob("*shard*.yaml"))
     shard_runs = [yaml.safe_load(listing.read_text())["runs"] for listing in listings]
