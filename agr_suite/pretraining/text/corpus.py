@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 __all__ = [
     "PYDOC_TEST_EVERY",
     "Corpus",
+    "fixed_split",
     "paragraphs",
     "pydoc_corpus",
     "pydoc_documents",
@@ -135,15 +136,25 @@ def pydoc_corpus() -> Corpus:
     dropping documents that repeat an earlier one word for word (the help topics share many
     sections: "compound" holds the "if", "while", "try" ... sections, "specialnames" the
     "customization" ones), so no test document is also a training document."""
+    documents = (sentences for _, sentences in pydoc_documents())
+    return Corpus(
+        name="pydoc",
+        splits=fixed_split(documents, PYDOC_TEST_EVERY),
+        source=f"pydoc_data.topics of Python {python_version()}",
+    )
+
+
+def fixed_split(documents: Iterable[list[str]], every: int) -> dict[str, list[list[str]]]:
+    """``{"train": ..., "test": ...}``: the documents in order, each kept once (a later copy
+    of an earlier one, sentence for sentence, is dropped), every ``every``-th a test one."""
     unique: dict[tuple[str, ...], list[str]] = {}
-    for _, sentences in pydoc_documents():
+    for sentences in documents:
         unique.setdefault(tuple(sentences), sentences)
     train, test = [], []
     for index, sentences in enumerate(unique.values()):
-        (test if index % PYDOC_TEST_EVERY == PYDOC_TEST_EVERY - 1 else train).append(sentences)
-    version = ".".join(map(str, sys.version_info[:3]))
-    return Corpus(
-        name="pydoc",
-        splits={"train": train, "test": test},
-        source=f"pydoc_data.topics of Python {version}",
-    )
+        (test if index % every == every - 1 else train).append(sentences)
+    return {"train": train, "test": test}
+
+
+def python_version() -> str:
+    return ".".join(map(str, sys.version_info[:3]))

@@ -17,11 +17,17 @@ differs between Python versions (``Corpus.digest`` tells them apart).
 from __future__ import annotations
 
 import ast
-import sys
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
-from agr_suite.pretraining.text.corpus import Corpus, paragraphs, split_sentences
+from agr_suite.pretraining.text.corpus import (
+    Corpus,
+    fixed_split,
+    paragraphs,
+    python_version,
+    split_sentences,
+)
 
 __all__ = ["DOCSTRINGS_TEST_EVERY", "docstrings_corpus", "module_docstrings"]
 
@@ -61,21 +67,18 @@ def docstrings_corpus(root: str | Path | None = None) -> Corpus:
     """The corpus of the library under ``root`` (default: the running Python's) with its fixed
     split; modules with fewer than two sentences are left out (they make no sentence pair)."""
     root = Path(root if root is not None else sysconfig.get_paths()["stdlib"])
-    unique: dict[tuple[str, ...], list[str]] = {}
+    return Corpus(
+        name="docstrings",
+        splits=fixed_split(_documents(root), DOCSTRINGS_TEST_EVERY),
+        source=f"docstrings of the standard library of Python {python_version()} ({root})",
+    )
+
+
+def _documents(root: Path) -> Iterator[list[str]]:
     for path in _modules(root):
         try:
             sentences = module_docstrings(path.read_bytes())
         except (SyntaxError, ValueError):  # Python 2 test data; a null byte
             continue
         if len(sentences) >= 2:
-            unique.setdefault(tuple(sentences), sentences)
-    train, test = [], []
-    for index, sentences in enumerate(unique.values()):
-        every = DOCSTRINGS_TEST_EVERY
-        (test if index % every == every - 1 else train).append(sentences)
-    version = ".".join(map(str, sys.version_info[:3]))
-    return Corpus(
-        name="docstrings",
-        splits={"train": train, "test": test},
-        source=f"docstrings of the standard library of Python {version} ({root})",
-    )
+            yield sentences
