@@ -38,11 +38,14 @@ def _model(seed: int) -> torch.nn.Module:
     ).cuda()
 
 
-def _run_pair(name, reference_cls, reference_kwargs, impl, steps=20):
+def _run_pair(name, reference_cls, reference_kwargs, impl, scope, steps=20):
+    """``name`` (AGR in ``scope``: every tensor, or those of two or more dimensions) against
+    the reference optimizer on gradients the formula rescaled in that scope."""
     x = torch.randn(16, 3, 8, 8, device="cuda")
     y = torch.randint(0, 10, (16,), device="cuda")
     ours, ref = _model(0), _model(0)
-    opt = agr.build_optimizer(name, ours, lr=1e-2, weight_decay=0.05, impl=impl)
+    agr_kwargs = {"agr_scope": scope} if name.endswith("_agr") else {}
+    opt = agr.build_optimizer(name, ours, lr=1e-2, weight_decay=0.05, impl=impl, **agr_kwargs)
     ref_opt = reference_cls(ref.parameters(), lr=1e-2, weight_decay=0.05, **reference_kwargs)
     for _ in range(steps):
         for model, optimizer in ((ours, opt), (ref, ref_opt)):
@@ -50,7 +53,7 @@ def _run_pair(name, reference_cls, reference_kwargs, impl, steps=20):
             torch.nn.functional.cross_entropy(model(x), y).backward()
         if name.endswith("_agr"):
             for p in ref.parameters():
-                if p.dim() >= 2:
+                if scope == "all" or p.dim() >= 2:
                     p.grad = formula(p.grad)
         opt.step()
         ref_opt.step()
@@ -58,17 +61,21 @@ def _run_pair(name, reference_cls, reference_kwargs, impl, steps=20):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["adamw", "adamw_agr"])
+# The bare optimizer, and AGR in each scope (all: the default, the authors' code).
+NAMES_SCOPES = [("{}", None), ("{}_agr", "all"), ("{}_agr", "weights")]
+
+
+@pytest.mark.parametrize(("name", "scope"), NAMES_SCOPES)
 @pytest.mark.parametrize("impl", ["fused", "foreach", "loop"])
-def test_adamw_on_cuda(name, impl):
+def test_adamw_on_cuda(name, scope, impl):
     flags = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False)}
-    _run_pair(name, torch.optim.AdamW, flags[impl], impl)
+    _run_pair(name.format("adamw"), torch.optim.AdamW, flags[impl], impl, scope)
 
 
-@pytest.mark.parametrize("name", ["adan", "adan_agr"])
+@pytest.mark.parametrize(("name", "scope"), NAMES_SCOPES)
 @pytest.mark.parametrize("impl", ["foreach", "loop"])
-def test_adan_on_cuda(name, impl):
-    _run_pair(name, Adan, dict(foreach=impl == "foreach"), impl)
+def test_adan_on_cuda(name, scope, impl):
+    _run_pair(name.format("adan"), Adan, dict(foreach=impl == "foreach"), impl, scope)
 
 
 def test_fp16_grad_scaler_on_cuda_matches_fp32():
