@@ -18,7 +18,7 @@ run folder; a run that fails fails alone; Ctrl-C stops every run it started (the
 from their checkpoints when the same command runs again). Without GPUs and `--jobs`, all
 pending runs go through one process, one after another (imports paid once), or with
 `--shards N` through N such processes at once, each over a share of the runs and the cores
-(a failed run stops the later runs of its shard).
+(a failed run fails alone in either).
 The dry run of a table costed in GPU-hours prints its wall time on N GPUs x K runs per GPU
 (agr_suite.local_pool).
 
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--shards",
         type=positive_int,
         help="without GPUs: N one-process sweeps at once, each over a share of the runs and "
-        "of the cores (imports paid once per shard; a failed run stops the rest of its shard)",
+        "of the cores (imports paid once per shard; a failed run fails alone)",
     )
     return parser
 
@@ -395,8 +395,8 @@ def launch_shards(
     """Without GPUs, ``--shards N``: the pending runs in N shards of about equal estimated cost,
     each one `run.py -m` process over its run list in its own CPU slot, so N runs go at once
     and each shard pays the imports (about 7 s on a 2-core CPU) once, not once per run. A
-    failed run stops the later runs of its shard, as in the one-process sweep; the shard's
-    log (under <root>/<name>/.reproduce/) says which."""
+    failed run fails alone, as in the one-process sweep: its shard runs the rest and exits
+    non-zero, and the shard's log (under <root>/<name>/.reproduce/) lists the failed runs."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     folder = root / name / ".reproduce"
     jobs = []

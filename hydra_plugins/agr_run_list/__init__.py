@@ -1,21 +1,28 @@
-"""A Hydra sweeper that launches an explicit list of runs (``hydra/sweeper=run_list``).
+"""The suite's two Hydra sweepers, under which a failed run fails alone.
 
-Hydra's basic sweeper only launches cartesian products; a paper table is a list of cells
-whose overrides differ in several keys at once (data set and model, weight decay and
-experiment name). scripts/reproduce.py writes the pending runs of a table to a YAML file
-(``runs: [[override, ...], ...]``) and starts
+- ``agr_basic`` (the default of ``python run.py -m``, configs/config.yaml): Hydra's basic
+  sweeper (cartesian products of ``key=a,b``), except that every run of the sweep runs
+  whatever the others did, and the sweep ends with a summary of the failed runs and exits 1
+  (2 when each of them failed on bad input). Hydra's own stops at the first failed batch, and
+  a run that calls ``sys.exit`` (run.py does, for a diverged run) ends the whole sweep.
+- ``run_list`` (``hydra/sweeper=run_list``): an explicit list of runs. Hydra's basic sweeper
+  only launches cartesian products; a paper table is a list of cells whose overrides differ
+  in several keys at once (data set and model, weight decay and experiment name).
+  scripts/reproduce.py writes the pending runs of a table to a YAML file
+  (``runs: [[override, ...], ...]``) and starts
 
-    python run.py -m hydra/sweeper=run_list hydra.sweeper.runs_file=FILE launcher=slurm
+      python run.py -m hydra/sweeper=run_list hydra.sweeper.runs_file=FILE launcher=slurm
 
-so every run goes to the configured launcher in one ``launch`` call: in this process one
-after another with the basic launcher, or as one Slurm array job with
-hydra-submitit-launcher. Overrides given on the command line go before each run's own.
+  so every run goes to the configured launcher in one ``launch`` call: in this process one
+  after another with the basic launcher, or as one Slurm array job with
+  hydra-submitit-launcher. Overrides given on the command line go before each run's own.
 
-A run that fails (including one that calls ``sys.exit``, as run.py does for a bad config or
-a missing data set) is reported and the others still run; the sweep then fails, listing them.
+Both hand every run to the launcher: Hydra's basic launcher (one run after another in this
+process), submitit's local one or the suite's Slurm one (hydra_plugins/agr_slurm), and each
+of these returns one result per run, failed or not.
 (Hydra loads plugins only from the ``hydra_plugins`` package, hence this location. It
-executes plugin modules without registering them in sys.modules, so the dataclass below
-cannot use ``from __future__ import annotations``: its string annotations would not resolve.)
+executes plugin modules without registering them in sys.modules, so the dataclasses below
+cannot use ``from __future__ import annotations``: their string annotations would not resolve.)
 """
 
 import functools
@@ -26,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import HydraException
@@ -43,9 +52,25 @@ class RunListSweeperConf:
     runs_file: str = MISSING  # YAML with `runs: [[override, ...], ...]`
 
 
+@dataclass
+class FinishingSweeperConf(BasicSweeperConf):
+    _target_: str = "hydra_plugins.agr_run_list.FinishingSweeper"
+
+
 ConfigStore.instance().store(
     group="hydra/sweeper", name="run_list", node=RunListSweeperConf, provider="agr-suite"
 )
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="agr_basic", node=FinishingSweeperConf, provider="agr-suite"
+)
+
+
+class RunExited(RuntimeError):
+    """A run that ended with ``sys.exit(code)``, code != 0 (it printed why)."""
+
+    def __init__(self, code: Any) -> None:
+        super().__init__(f"the run exited with status {code}")
+        self.code = code
 
 
 class ExitAsFailure:
@@ -68,7 +93,7 @@ class ExitAsFailure:
                 return None
             if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
                 raise
-            raise RuntimeError(f"the run exited with status {exit_.code}") from None
+            raise RunExited(exit_.code) from None
 
 
 def read_runs_file(path: str | Path) -> list[list[str]]:
@@ -102,24 +127,73 @@ class RunListSweeper(Sweeper):
             log.info(f"{self.runs_file}: no runs to launch")
             return []
         returns = list(self.launcher.launch(jobs, initial_job_idx=0))
-        failed = [
-            (job, result)
-            for job, result in zip(jobs, returns)
-            if result.status != JobStatus.COMPLETED
-        ]
-        for job, result in failed:
-            log.error(f"run failed: {' '.join(job)}: {_failure(result)}")
-        if failed:
-            raise HydraException(
-                f"{len(failed)} of {len(jobs)} runs failed (see the errors above and each "
-                "run folder's results.json)"
-            )
+        finish(jobs, returns)
         return returns
 
 
-def _failure(result: JobReturn) -> str:
+class FinishingSweeper(BasicSweeper):
+    """Hydra's basic sweeper, every run of it run: see the module's docstring."""
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        super().setup(
+            hydra_context=hydra_context, task_function=ExitAsFailure(task_function), config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> list[JobReturn]:
+        """BasicSweeper.sweep (Hydra 1.3) without its check of each batch's results, which
+        raises the first failed run's error and drops the later batches."""
+        assert self.config is not None and self.launcher is not None
+        assert self.hydra_context is not None
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
+        self.overrides = self.split_arguments(overrides, self.max_batch_size)
+        jobs: list[list[str]] = []
+        returns: list[JobReturn] = []
+        while not self.is_done():
+            batch = self.get_job_batch()
+            self.validate_batch_is_legal(batch)  # composes every run: a bad one stops here
+            returns += self.launcher.launch(batch, initial_job_idx=len(jobs))
+            jobs += [list(job) for job in batch]
+        finish(jobs, returns)
+        return returns
+
+
+def finish(jobs: list[list[str]], returns: list[JobReturn]) -> None:
+    """Log one line per failed run (its overrides, why, its run folder) and end the sweep
+    with exit status 1, or 2 when every failed run failed on bad input (run.py's exit 2)."""
+    failed = [(j, r) for j, r in zip(jobs, returns) if r.status != JobStatus.COMPLETED]
+    if not failed:
+        return
+    lines = [f"{len(failed)} of {len(jobs)} runs failed; the others ran:"]
+    for job, result in failed:
+        folder = _run_folder(result)
+        where = f"\n      run folder: {folder} (results.json says why)" if folder else ""
+        lines.append(f"  {' '.join(job)}\n      {_failure(result)}{where}")
+    log.error("\n".join(lines))
+    bad_input = all(getattr(_error(r), "code", None) == 2 for _, r in failed)
+    raise SystemExit(2 if bad_input else 1)
+
+
+def _run_folder(result: JobReturn) -> str | None:
     try:
-        result.return_value  # noqa: B018 - raises the job's exception when it failed
-    except Exception as error:  # the job's own exception, whatever it is
-        return f"{type(error).__name__}: {error}"
-    return str(result.status)
+        return str(result.hydra_cfg.hydra.runtime.output_dir)
+    except AttributeError:  # a Slurm task that ended without a result has no config
+        return None
+
+
+def _error(result: JobReturn) -> BaseException | None:
+    """The failed run's exception (JobReturn.return_value would raise it, printing a line)."""
+    error = result._return_value if result.status == JobStatus.FAILED else None
+    return error if isinstance(error, BaseException) else None
+
+
+def _failure(result: JobReturn) -> str:
+    error = _error(result)
+    if error is None:
+        return str(result.status)
+    if isinstance(error, RunExited):
+        return str(error)
+    text = f"{type(error).__name__}: {error}".strip().splitlines()
+    return "\n      ".join(text[:1] + (["..."] if len(text) > 4 else []) + text[1:][-3:])
