@@ -1,9 +1,11 @@
 """Train one run: `python run.py optimizer=adamw_agr model=vit [key=value ...]`.
 
 Composes the Hydra config (configs/), validates it, and hands it to the engine. The run
-folder is derived from the config (paths.runs/experiment_name/dataset-model-optimizer/seedN),
-so a restarted or requeued job finds and resumes its own checkpoint. `python run.py --help`
-lists the config groups and their choices.
+folder is derived from the config (paths.runs/experiment_name/dataset-model-optimizer-HASH/seedN,
+HASH of every setting that can change the run's numbers: agr_suite.run_identity), so a
+restarted or requeued job finds and resumes its own checkpoint, and a folder whose recorded
+config differs in such a setting is never skipped or resumed (exit 2 naming the settings).
+`python run.py --help` lists the config groups and their choices.
 
 Exit codes: 0 done (or already completed), 2 bad input (a message, no traceback, nothing of
 an earlier run touched: agr_suite.errors), 1 a run that failed (results.json says why; a diverged
@@ -22,8 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from agr_suite.config import composition_error, load
 from agr_suite.engine import DivergedError, RunFolder, train
-from agr_suite.errors import exit_on_user_error
+from agr_suite.errors import ConfigError, exit_on_user_error
 from agr_suite.preflight import preflight
+from agr_suite.run_identity import recorded_differences
 from agr_suite.tasks import build_task
 
 
@@ -36,11 +39,15 @@ def main(cfg: DictConfig) -> dict | None:
     with exit_on_user_error():
         run_cfg = load(cfg)  # typed and checked: a bad value exits 2 naming its key
         folder = RunFolder(HydraConfig.get().runtime.output_dir)
+        changed = recorded_differences(folder.config, run_cfg)
+        if changed and not run_cfg.overwrite:
+            raise ConfigError(another_config(folder.path, changed))
         if folder.status() == "completed" and not run_cfg.overwrite:
             print(f"{folder.path}: already completed; skipping (overwrite=true reruns it)")
             return folder.read_results()
         preflight(run_cfg, is_main=_is_main_process())
-        if folder.status() == "completed" and _is_main_process():  # overwrite=true
+        replace = changed or folder.status() == "completed"
+        if run_cfg.overwrite and replace and _is_main_process():
             stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
             folder.path.rename(folder.path.with_name(f"{folder.path.name}.replaced-{stamp}"))
         if _is_main_process():
@@ -56,6 +63,17 @@ def main(cfg: DictConfig) -> dict | None:
                 flush=True,
             )
             sys.exit(1)
+
+
+def another_config(path, changed: list[str]) -> str:
+    listed = "\n".join(f"  {line}" for line in changed)
+    return (
+        f"{path} holds a run of another config; these settings, which can change its "
+        f"numbers, differ (recorded -> asked for):\n{listed}\nRunning here would skip or "
+        "resume that run under the new settings. Give the new config its own folder "
+        "(folder_hash=true, or another experiment_name), or replace the old run with "
+        "overwrite=true (its folder is kept as <folder>.replaced-<time>)."
+    )
 
 
 def check_composes(argv: list[str]) -> None:

@@ -77,11 +77,13 @@ def setting(
     check: Callable[[Any], bool] | None = None,
     must_be: str = "",
     source: str = "",
+    result: bool = True,
 ) -> Any:
     """A schema field: its default (lists copied per instance), the check :func:`validate`
-    applies and what the value must be, and where the default comes from (empty: an engine
-    knob, or a default no paper table relies on)."""
-    meta = {"check": check, "must_be": must_be, "source": source}
+    applies and what the value must be, where the default comes from (empty: an engine
+    knob, or a default no paper table relies on), and whether it is a result key, one that
+    can change a run's numbers (False: it cannot, on a given machine; agr_suite.run_identity)."""
+    meta = {"check": check, "must_be": must_be, "source": source, "result": result}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -117,8 +119,8 @@ def fraction(low_open: bool = False, high_open: bool = False) -> tuple:
     return ok, f"a number in {'(' if low_open else '['}0, 1{')' if high_open else ']'}"
 
 
-def _check(pair: tuple, default: Any = MISSING, source: str = "") -> Any:
-    return setting(default, check=pair[0], must_be=pair[1], source=source)
+def _check(pair: tuple, default: Any = MISSING, source: str = "", result: bool = True) -> Any:
+    return setting(default, check=pair[0], must_be=pair[1], source=source, result=result)
 
 
 # The authors' files (github.com/hjiang24/AGR-method, commit cb9b2cf) the sources cite.
@@ -203,7 +205,8 @@ class TrainerConfig:
         [],
         "[choice] no evaluation epochs besides eval_every's and the last",
     )
-    log_every: int = _check(at_least(1), 50)  # optimizer steps between AGR diagnostics
+    # optimizer steps between AGR diagnostics
+    log_every: int = _check(at_least(1), 50, result=False)
     compile: bool = setting(False)
     # a GPU speed option; with torch 2.14.1 on an AVX2 CPU (2-core AMD EPYC, 2026-12-03),
     # oneDNN crashed or hung in the weight gradient of channels_last 1x1 convolutions of a
@@ -355,23 +358,26 @@ class LoggerConfig:
     """Weights & Biases by W&B's own conventions: a value left null is W&B's choice from its
     environment variables (WANDB_MODE, WANDB_ENTITY, WANDB_PROJECT, WANDB_DIR)."""
 
-    name: str = _check(one_of(LOGGERS))
-    project: str | None = setting(None)  # null: WANDB_PROJECT, else agr-suite
-    entity: str | None = setting(None)  # null: WANDB_ENTITY, else the account's default
-    group: str | None = setting("${experiment_name}")
-    run_name: str | None = setting("${dataset.name}-${model.name}-${optimizer.name}-seed${seed}")
+    name: str = _check(one_of(LOGGERS), result=False)
+    project: str | None = setting(None, result=False)  # null: WANDB_PROJECT, else agr-suite
+    # null: WANDB_ENTITY, else the account's default
+    entity: str | None = setting(None, result=False)
+    group: str | None = setting("${experiment_name}", result=False)
+    run_name: str | None = setting(
+        "${dataset.name}-${model.name}-${optimizer.name}-seed${seed}", result=False
+    )
     # null: W&B decides (WANDB_MODE, else online)
-    mode: str | None = _check(one_of(WANDB_MODES, optional=True), None)
-    dir: str | None = setting(None)  # null: WANDB_DIR, else the run folder
-    tags: list[str] = setting([])
+    mode: str | None = _check(one_of(WANDB_MODES, optional=True), None, result=False)
+    dir: str | None = setting(None, result=False)  # null: WANDB_DIR, else the run folder
+    tags: list[str] = setting([], result=False)
 
 
 @dataclass
 class PathsConfig:
     """Relative paths are relative to the directory you run from."""
 
-    data_dir: str = setting("${oc.env:AGR_DATA_DIR,data}")
-    runs: str = setting("${oc.env:AGR_RUNS_DIR,runs}")
+    data_dir: str = setting("${oc.env:AGR_DATA_DIR,data}", result=False)
+    runs: str = setting("${oc.env:AGR_RUNS_DIR,runs}", result=False)
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -379,7 +385,7 @@ class PathsConfig:
 class DatasetConfig:
     name: str = setting()
     # Download into ${paths.data_dir} when the files are missing (needs network).
-    download: bool = setting(True)
+    download: bool = setting(True, result=False)
 
 
 @dataclass
@@ -641,7 +647,7 @@ class GenerationMetricsConfig:
     )
     # torch-fidelity's weights-inception-2015-12-05-6726825d.pth; null: the torch.hub cache,
     # downloaded there when missing (needs network)
-    inception_weights: str | None = setting(None)
+    inception_weights: str | None = setting(None, result=False)
     num_samples: int = _check(
         at_least(2), 50000, f"[code: {DDPM}] num_images, per evaluation, over all processes"
     )
@@ -665,7 +671,8 @@ class GenerationMetricsConfig:
     # torch.compile the UNet for DDIM sampling: auto = on CUDA. (Any, not Union[str, bool]:
     # OmegaConf 2.3 cannot fill an Optional section that holds a Union field.)
     compile: Any = _check((lambda v: v in ("auto", True, False), "auto, true or false"), "auto")
-    grid_size: int = _check(at_least(1), 64)  # images in each samples_epoch<N>.png
+    # images in each samples_epoch<N>.png
+    grid_size: int = _check(at_least(1), 64, result=False)
 
 
 # -------------------------------------------------------------------------------- run
@@ -681,11 +688,14 @@ class RunConfig:
     metrics: GenerationMetricsConfig | None = None  # chosen by the diffusion models
     task: str = _check(one_of(TASKS), "${model.task}")  # set by the model choice
     # names the folder level above the runs, so sweeps of one study land together
-    experiment_name: str = setting("default")
+    experiment_name: str = setting("default", result=False)
     seed: int = _check(at_least(0), 0)
     # A completed run is skipped unless overwrite=true; then its folder is renamed to
     # <folder>.replaced-<time> and the run starts afresh.
-    overwrite: bool = setting(False)
+    overwrite: bool = setting(False, result=False)
+    # The run folder's name ends in a hash of every setting that can change the run's numbers
+    # (agr_suite.run_identity); the paper-table presets set false to keep readable names.
+    folder_hash: bool = setting(True, result=False)
 
 
 SCHEMAS: dict[str, dict[str, type]] = {

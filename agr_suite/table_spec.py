@@ -729,6 +729,8 @@ def plan_runs(
 ) -> list[PlannedRun]:
     """Compose every run group with Hydra (as run.py would) and derive each run's folder
     from the config's own folder template, so the table finds exactly what run.py writes.
+    A table's folders are readable, without the config hash (``folder_hash=false``): the
+    check below that no two configs share one stands in for it.
     ``check`` (e.g. agr_suite.config.validate) gets each resolved config. A group that does not
     compose or fails the check gives runs with ``error`` set instead of a folder."""
     from hydra import compose, initialize_config_dir
@@ -739,7 +741,7 @@ def plan_runs(
     planned: list[PlannedRun] = []
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         for index, group in enumerate(spec.groups):
-            base = merge_overrides([paths_override], group.overrides)
+            base = merge_overrides([paths_override, "folder_hash=false"], group.overrides)
             folders: dict[int, Path] = {}
             error = None
             try:

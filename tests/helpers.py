@@ -56,6 +56,15 @@ def compose_cfg(overrides: list[str], hydra_cfg: bool = False):
         return compose("config", overrides=overrides, return_hydra_config=hydra_cfg)
 
 
+def run_folder_of(overrides: list[str]) -> Path:
+    """The run folder ``python run.py OVERRIDES`` writes (its config's ``hydra.run.dir``, with
+    the config hash; give ``paths.runs`` as an absolute path)."""
+    from omegaconf import OmegaConf
+
+    cfg = compose_cfg(overrides, hydra_cfg=True)
+    return Path(OmegaConf.to_container(cfg.hydra.run, resolve=True)["dir"])
+
+
 def resolved(overrides: list[str]) -> RunConfig:
     """The typed, checked config ``python run.py OVERRIDES`` runs with."""
     return compose_run_config(overrides)

@@ -12,7 +12,7 @@ import re
 
 import pytest
 import torch
-from helpers import FAST, RUN_PY_RUNNERS, TINY_MODELS, resolved, run_torchrun
+from helpers import FAST, RUN_PY_RUNNERS, TINY_MODELS, resolved, run_folder_of, run_torchrun
 
 from agr_suite.engine import DivergedError, train
 from agr_suite.engine.checkpoint import load
@@ -33,7 +33,7 @@ def test_cli_exploding_lr_fails_the_run_with_the_epoch_and_step(tmp_path, run):
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr + result.stdout
     assert re.search(r"run failed: diverged at epoch 1 step \d+: ", result.stderr)
-    folder = runs / "default" / "digits-vit-adamw_agr" / "seed0"
+    folder = run_folder_of(args)
     results = json.loads((folder / "results.json").read_text())
     assert results["status"] == "failed" and results["epochs_completed"] == 0
     assert results["error"].startswith("diverged at epoch 1 step ")
@@ -208,7 +208,7 @@ def test_every_ddp_rank_stops_at_the_same_step(tmp_path):
     assert result.returncode == 1
     stops = re.findall(r"run failed: (diverged at epoch \d+ step \d+)", result.stderr)
     assert len(stops) == 2 and stops[0] == stops[1]  # one line per rank, the same step
-    folder = runs / "default" / "digits-vit-adamw_agr" / "seed0"
+    folder = run_folder_of([*args, f"paths.runs={runs}"])
     results = json.loads((folder / "results.json").read_text())
     assert results["status"] == "failed" and results["error"].startswith(stops[0] + ":")
     assert results["environment"]["world_size"] == 2

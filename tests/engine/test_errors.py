@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import FAST, TINY_MODELS, resolved, run_cli, run_in_process, tree_digest
+from helpers import (
+    FAST,
+    TINY_MODELS,
+    resolved,
+    run_cli,
+    run_folder_of,
+    run_in_process,
+    tree_digest,
+)
 
 import agr
 from agr.optim import OPTIMIZERS
@@ -24,7 +32,7 @@ TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
 def finished_runs(tmp_path_factory):
     """A runs folder holding one completed run of TINY (the folder the CLI cases point at)."""
     runs = tmp_path_factory.mktemp("finished") / "runs"
-    results = train(resolved(TINY), runs / "default" / "digits-vit-adamw_agr" / "seed0", build_task)
+    results = train(resolved(TINY), run_folder_of([*TINY, f"paths.runs={runs}"]), build_task)
     assert results["status"] == "completed"
     return runs
 
@@ -37,7 +45,7 @@ def _bad_inputs(tmp_path):
             ["paths.runs=/proc/forbidden"],
             [
                 "paths.runs=/proc/forbidden: cannot write the run folder "
-                "/proc/forbidden/default/digits-vit-adamw_agr/seed0",
+                f"{run_folder_of([*TINY, 'paths.runs=/proc/forbidden'])}",
                 "cannot create a folder in /proc",
             ],
         ),

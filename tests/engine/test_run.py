@@ -22,6 +22,7 @@ from helpers import (
     compose_cfg,
     resolved,
     run_cli,
+    run_folder_of,
     run_in_process,
     run_torchrun,
     tree_digest,
@@ -220,7 +221,7 @@ def test_resume_after_a_killed_process_matches_an_uninterrupted_run(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    history = runs_b / "resume" / "digits-vit-adamw_agr" / "seed0" / "history.jsonl"
+    history = run_folder_of([*args, f"paths.runs={runs_b}"]) / "history.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         if (history.parent / "checkpoints" / "last.pt").exists():
@@ -234,7 +235,7 @@ def test_resume_after_a_killed_process_matches_an_uninterrupted_run(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed after epoch" in resumed.stdout
     result_a = json.loads(
-        (tmp_path / "a" / "resume" / "digits-vit-adamw_agr" / "seed0" / "results.json").read_text()
+        (run_folder_of([*args, f"paths.runs={tmp_path / 'a'}"]) / "results.json").read_text()
     )
     result_b = json.loads(history.with_name("results.json").read_text())
     assert result_b["status"] == "completed"
@@ -253,7 +254,7 @@ def test_bad_values_exit_non_zero_and_leave_a_finished_run_untouched(tmp_path, r
     args = [*FAST, "trainer.epochs=1", f"paths.runs={tmp_path}", "model=vit", *TINY_MODELS["vit"]]
     first = run(args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    folder = tmp_path / "default" / "digits-vit-adamw_agr" / "seed0"
+    folder = run_folder_of(args)
     before = tree_digest(folder)
 
     again = run(args, cwd=tmp_path)
@@ -279,7 +280,7 @@ def test_bad_values_exit_non_zero_and_leave_a_finished_run_untouched(tmp_path, r
 @pytest.mark.parametrize("run", RUN_PY_RUNNERS)
 def test_corrupt_checkpoint_is_a_clear_error_and_stays(tmp_path, run):
     args = [*FAST, "trainer.epochs=1", f"paths.runs={tmp_path}", "model=vit", *TINY_MODELS["vit"]]
-    folder = tmp_path / "default" / "digits-vit-adamw_agr" / "seed0"
+    folder = run_folder_of(args)
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
     result = run(args, cwd=tmp_path)
@@ -306,7 +307,7 @@ def test_two_process_ddp_run_evaluates_every_example_once(tmp_path):
     ]
     result = run_torchrun(args, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    folder = tmp_path / "default" / "digits-vit-adamw_agr" / "seed0"
+    folder = run_folder_of(args)
     results = json.loads((folder / "results.json").read_text())
     assert results["environment"]["world_size"] == 2
     # Rank 0 alone, over the whole test set, with the trained weights.

@@ -10,14 +10,13 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import FAST, RUN_PY_RUNNERS, TINY_MODELS, resolved, tree_digest
+from helpers import FAST, RUN_PY_RUNNERS, TINY_MODELS, resolved, run_folder_of, tree_digest
 from wandb_records import offline_runs
 
 from agr_suite.engine import DivergedError, train
 from agr_suite.tasks import build_task
 
 TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
-FOLDER = Path("default") / "digits-vit-adamw_agr" / "seed0"
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
@@ -49,7 +48,8 @@ def test_wandb_environment_variables_run_offline_without_a_key(tmp_path, run):
     result = run([*TINY, "logger=wandb", f"paths.runs={runs}"], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    assert not (runs / FOLDER / "wandb").exists()  # WANDB_DIR, not the run folder
+    folder = run_folder_of([*TINY, f"paths.runs={runs}"])
+    assert not (folder / "wandb").exists()  # WANDB_DIR, not the run folder
     (run,) = offline_runs(wandb_dir)
     assert (run.run.project, run.run.entity) == ("env-project", "env-entity")
     assert run.run.display_name == "digits-vit-adamw_agr-seed0" and run.run.run_group == "default"
@@ -57,7 +57,7 @@ def test_wandb_environment_variables_run_offline_without_a_key(tmp_path, run):
     assert run.config["logger"]["mode"] is None  # the config left the mode to W&B
     assert run.exit_code == 0
     # The epoch's numbers in W&B are the ones in history.jsonl.
-    (epoch,) = history_rows(runs / FOLDER)
+    (epoch,) = history_rows(run_folder_of([*TINY, f"paths.runs={runs}"]))
     logged = next(row for row in run.history if "top1" in row)
     for key in ("train_loss", "top1", "top5", "loss"):
         assert logged[key] == pytest.approx(epoch[key], rel=1e-12)

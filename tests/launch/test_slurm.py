@@ -26,14 +26,23 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import SLURM_BASE, SLURM_EPOCHS
+from helpers import SLURM_BASE, SLURM_EPOCHS, run_folder_of
 from slurm_cluster import LocalSlurm, SlurmHarnessError, ensure_packages, free_ports
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_LIMIT_EPOCHS = 100  # about a minute: longer than a 1-minute limit's warning signal
-RUN_DIR = "digits-vit-adamw_agr"
+
+
+def run_dir(experiment: Path, *overrides: str) -> Path:
+    """The folder of SLURM_BASE + ``overrides`` under ``experiment`` (runs/<experiment_name>),
+    that holds its seed<N> folders: digits-vit-adamw_agr-<config hash>."""
+    where = [f"paths.runs={experiment.parent}", f"experiment_name={experiment.name}"]
+    return run_folder_of([*SLURM_BASE, *overrides, *where]).parent
+
+
+SWEEP = f"trainer.epochs={SLURM_EPOCHS}"  # the sweep and preemption runs' own override
 # squeue's states of a job that has ended (squeue(1), JOB STATE CODES)
 ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL"}
 ENDED |= {"OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
@@ -194,10 +203,32 @@ def local_reference(cluster, checkout, tmp_path_factory):
     runs = tmp_path_factory.mktemp("local")
     args = ["-m", "launcher=local", "seed=0,1", *SLURM_BASE, f"trainer.epochs={SLURM_EPOCHS}"]
     run([*args, "experiment_name=sweep", f"paths.runs={runs}"], cluster, checkout, runs / "log")
-    return runs / "sweep" / RUN_DIR
+    return run_dir(runs / "sweep", SWEEP)
 
 
 # ------------------------------------------------------------------------- the tests
+
+
+def test_a_sweep_whose_middle_run_diverges_runs_the_others_and_exits_1(cluster, checkout, tmp_path):
+    """Three tasks of one array; the middle one's learning rate makes it diverge: the other
+    two complete, and the sweep lists the failed run and exits 1 (not 0, not stuck)."""
+    runs, log = tmp_path / "runs", tmp_path / "log"
+    lrs = ("1e-3", "1e6", "2e-3")
+    args = ["-m", "launcher=slurm", *SLURM_BASE, "trainer.epochs=1", "experiment_name=diverge"]
+    process = start(
+        [sys.executable, "run.py", *args, f"paths.runs={runs}", f"optimizer.lr={','.join(lrs)}"],
+        cluster,
+        checkout,
+        log,
+    )
+    process.wait(timeout=600)
+    output = log.read_text()
+    assert process.returncode == 1, output[-6000:]
+    assert "1 of 3 runs failed; the others ran:" in output, output[-6000:]
+    folders = [run_dir(runs / "diverge", "trainer.epochs=1", f"optimizer.lr={lr}") for lr in lrs]
+    states = [results(folder / "seed0")["status"] for folder in folders]
+    assert states == ["completed", "failed", "completed"], output[-6000:]
+    print(f"observed: {states}; the summary:\n{output[output.index('1 of 3 runs') :][:2000]}")
 
 
 def test_a_seed_sweep_is_one_array_job_with_the_local_runs_numbers(
@@ -216,7 +247,7 @@ def test_a_seed_sweep_is_one_array_job_with_the_local_runs_numbers(
     (array,) = arrays
     assert new == {f"{array}_0": "COMPLETED", f"{array}_1": "COMPLETED"}, new  # ... two tasks
     for seed in (0, 1):
-        slurm_run = runs / "sweep" / RUN_DIR / f"seed{seed}"
+        slurm_run = run_dir(runs / "sweep", SWEEP) / f"seed{seed}"
         local_run = local_reference / f"seed{seed}"
         assert sorted(p.name for p in slurm_run.iterdir()) == sorted(
             p.name for p in local_run.iterdir()
@@ -231,7 +262,8 @@ def test_a_seed_sweep_is_one_array_job_with_the_local_runs_numbers(
     assert f"slurm job {array}: 2 runs submitted, 0 pending, 0 running, 2 finished, 0 failed" in (
         output
     )
-    top1 = [results(runs / "sweep" / RUN_DIR / f"seed{seed}")["metrics"]["top1"] for seed in (0, 1)]
+    folder = run_dir(runs / "sweep", SWEEP)
+    top1 = [results(folder / f"seed{seed}")["metrics"]["top1"] for seed in (0, 1)]
     print(f"observed: array job {array}, tasks {sorted(new)} COMPLETED; top1 {top1} = local")
     print(output)
 
@@ -240,7 +272,7 @@ def test_a_preempted_task_is_requeued_and_resumes_exactly(
     cluster, checkout, local_reference, tmp_path
 ):
     runs = tmp_path / "runs"
-    folder = runs / "sweep" / RUN_DIR / "seed0"
+    folder = run_dir(runs / "sweep", SWEEP) / "seed0"
     args = ["-m", "launcher=slurm", "seed=0", *SLURM_BASE, f"trainer.epochs={SLURM_EPOCHS}"]
     log = tmp_path / "log"
     before = set(slurm_tasks(cluster))
@@ -281,7 +313,7 @@ def test_a_cancelled_sweep_ends_and_the_same_command_resumes_it(
     failed (not a sweep that waits forever for results that never come); the same command
     again submits them anew and they resume from their checkpoints."""
     runs = tmp_path / "runs"
-    folders = [runs / "sweep" / RUN_DIR / f"seed{seed}" for seed in (0, 1)]
+    folders = [run_dir(runs / "sweep", SWEEP) / f"seed{seed}" for seed in (0, 1)]
     command = [sys.executable, "run.py", "-m", "launcher=slurm", "seed=0,1", *SLURM_BASE]
     command += [f"trainer.epochs={SLURM_EPOCHS}", "experiment_name=sweep", f"paths.runs={runs}"]
     before = set(slurm_tasks(cluster))
@@ -364,7 +396,7 @@ def test_a_task_past_its_time_limit_is_requeued_and_completes(cluster, checkout,
     wait_until(lambda: "Requeued job" in submitit_logs(runs), sweep, log)
     (task,) = [t for t in slurm_tasks(cluster) if t not in before]
     cluster.run(["scontrol", "update", f"JobId={task}", "TimeLimit=30"])
-    folder = runs / "limit" / RUN_DIR / "seed0"
+    folder = run_dir(runs / "limit", f"trainer.epochs={TIME_LIMIT_EPOCHS}") / "seed0"
     wait_until(lambda: slurm_tasks(cluster)[task] == "PENDING", sweep, log)
     waiting = results(folder)  # between two attempts: not over, so not "failed"
     assert waiting["status"] == "running" and 0 < waiting["epochs_completed"] < TIME_LIMIT_EPOCHS
@@ -380,7 +412,7 @@ def test_a_task_past_its_time_limit_is_requeued_and_completes(cluster, checkout,
     assert 0 < resumed < TIME_LIMIT_EPOCHS  # cut short mid-run, resumed from its checkpoint
     assert new_tasks(cluster, before) == {task: "COMPLETED"}
     assert restarts(cluster, task) == 1  # Slurm's own count
-    local = tmp_path / "local" / "limit" / RUN_DIR / "seed0"
+    local = run_dir(tmp_path / "local" / "limit", f"trainer.epochs={TIME_LIMIT_EPOCHS}") / "seed0"
     assert results(folder)["status"] == "completed"
     assert epochs_logged(folder) == list(range(1, TIME_LIMIT_EPOCHS + 1))
     assert results(folder)["metrics"] == results(local)["metrics"]
@@ -490,7 +522,7 @@ def test_ddp_in_a_slurm_allocation_matches_torchrun(cluster, checkout, tmp_path)
     shown = cluster.run(["scontrol", "show", "job", job]).stdout
     assert "NumTasks=2" in shown, shown  # one job, two tasks
     folders = list((runs / "ddp").glob("*/seed*"))
-    assert folders == [runs / "ddp" / RUN_DIR / "seed0"]  # one run folder for both ranks
+    assert folders == [run_dir(runs / "ddp", "trainer.epochs=2") / "seed0"]  # one for both ranks
     assert results(folders[0])["environment"]["world_size"] == 2
     (rank0,) = runs.rglob(".submitit/*/*_0_log.out")
     rank1 = [path.read_text() for path in runs.rglob(".submitit/*/*_1_log.*")]
@@ -510,7 +542,7 @@ def test_ddp_in_a_slurm_allocation_matches_torchrun(cluster, checkout, tmp_path)
         tmp_path / "torchrun.log",
     )
     finish(torchrun, tmp_path / "torchrun.log", cluster)
-    reference = tmp_path / "torchrun" / "ddp" / RUN_DIR / "seed0"
+    reference = run_dir(tmp_path / "torchrun" / "ddp", "trainer.epochs=2") / "seed0"
     assert results(reference)["environment"]["world_size"] == 2
     assert results(folders[0])["metrics"] == results(reference)["metrics"]
     assert trajectory(folders[0]) == trajectory(reference)

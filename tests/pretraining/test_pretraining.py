@@ -16,7 +16,7 @@ import pytest
 import text_fixtures
 import torch
 import torch.nn.functional as F
-from helpers import run_cli
+from helpers import run_cli, run_folder_of
 from pretraining_metric_worker import (
     VOCAB,
     FixedLogits,
@@ -429,30 +429,27 @@ def _check_run_folder(folder: Path) -> None:
 
 @pytest.mark.slow
 def test_end_to_end_run_on_pydoc(tmp_path):
-    done = run_cli(
-        [*FAST, "dataset=pydoc", f"paths.runs={tmp_path}/runs", f"paths.data_dir={tmp_path}/data"],
-        tmp_path,
-    )
+    args = [*FAST, "dataset=pydoc", f"paths.runs={tmp_path}/runs"]
+    args += [f"paths.data_dir={tmp_path}/data"]
+    done = run_cli(args, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    _check_run_folder(tmp_path / "runs" / "default" / "pydoc-albert_tiny-adamw_agr" / "seed0")
+    _check_run_folder(run_folder_of(args))
 
 
 @pytest.mark.slow
 def test_end_to_end_run_on_wikitext_fixture_files(tmp_path):
     text_fixtures.write_classic(tmp_path / "data", "raw")
-    done = run_cli(
-        [
-            *FAST,
-            "dataset=wikitext2",
-            "dataset.download=false",
-            "dataset.vocab_size=400",
-            f"paths.runs={tmp_path}/runs",
-            f"paths.data_dir={tmp_path}/data",
-        ],
-        tmp_path,
-    )
+    args = [
+        *FAST,
+        "dataset=wikitext2",
+        "dataset.download=false",
+        "dataset.vocab_size=400",
+        f"paths.runs={tmp_path}/runs",
+        f"paths.data_dir={tmp_path}/data",
+    ]
+    done = run_cli(args, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    _check_run_folder(tmp_path / "runs" / "default" / "wikitext2-albert_tiny-adamw_agr" / "seed0")
+    _check_run_folder(run_folder_of(args))
 
 
 @pytest.mark.slow

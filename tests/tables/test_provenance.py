@@ -40,12 +40,12 @@ from agr_suite.config import compose  # noqa: E402
 
 PRESETS = ROOT / "configs" / "experiment"
 TABLES = ("table1", "table2", "table3", "ablation_agr")
-EXEMPT = {"experiment_name"}  # names the run folder only
+EXEMPT = {"experiment_name", "folder_hash"}  # name the run folder only
 
 # Schema fields that choose where and how fast a run goes, or how it is logged, but not what
 # it computes: their defaults need no source.
 ENGINE = {
-    "task", "experiment_name", "seed", "overwrite", "model.task",
+    "task", "experiment_name", "seed", "overwrite", "folder_hash", "model.task",
     "trainer.eval_batch_size", "trainer.log_every", "trainer.compile",
     "trainer.channels_last", "trainer.devices", "trainer.cpu_threads", "trainer.num_workers",
     "trainer.limit_batches", "trainer.divergence_factor", "trainer.deterministic",
