@@ -212,6 +212,7 @@ class CellResult:
     resolution: float = 0.0  # the value's smallest step (one example; one evaluation)
     examples: float | None = None  # evaluated examples behind an accuracy
     not_reached: list[int] = field(default_factory=list)  # time to target: never reached
+    machines: set[tuple[str, str]] = field(default_factory=set)  # (machine, precision) of its runs
 
 
 @dataclass
@@ -292,6 +293,7 @@ def _cell_result(records, spec: TableSpec, cell: Cell, metric: Metric) -> CellRe
             result.nan.append(seed)
             continue
         result.values[seed] = value
+        result.machines.update(run_machines(record))
         seen = predictions(record, metric, cell.row.epoch)
         if seen is not None:
             if seen.classes <= 1:
@@ -529,6 +531,8 @@ def format_cell(result: CellResult) -> str:
         issues.append(f"{len(result.not_reached)} not reached")
     if result.collapsed:
         issues.append(f"{len(result.collapsed)} predict one class")
+    if len(result.machines) > 1:
+        issues.append(f"{len(result.machines)} machines or precisions mixed")
     count = f"{s.n}; {', '.join(issues)}" if issues else str(s.n)
     return f"{format_mean_std(s, d)} ({count})"
 
@@ -646,7 +650,8 @@ def render_markdown(table: Table) -> str:
         note = chance_note(metric, _chance_cells(table, metric))
         if note:
             generated_notes.append(note)
-    lines += ["", *_verdict_section(table), "", *_runs_section(table), "", *_agr_section(table)]
+    lines += ["", *_verdict_section(table), "", *_runs_section(table)]
+    lines += ["", *_machines_section(table), "", *_agr_section(table)]
     notes = [*generated_notes, *spec.notes]
     if notes:
         lines += ["", "## Notes", "", *[f"- {note}" for note in notes]]
@@ -800,6 +805,56 @@ def _runs_section(table: Table) -> list[str]:
             )
     if len(lines) == 2:
         lines.append("None: every run completed with finite values.")
+    return lines
+
+
+def run_machines(record: RunRecord) -> list[tuple[str, str]]:
+    """(machine type, precision) of each session of a run (agr_suite.engine.machine); a run
+    written before these were recorded, by what its environment says."""
+    sessions = record.results.get("machines")
+    if sessions:
+        return [(s.get("machine", "?"), s.get("precision", "not recorded")) for s in sessions]
+    from agr_suite.engine.machine import machine_label  # the engine's torch, only here
+
+    env = record.results.get("environment") or {}
+    return [(machine_label(env), env.get("precision", "not recorded"))]
+
+
+def _machines_section(table: Table) -> list[str]:
+    """The machine types and precisions behind the table's values, and the cells that mix
+    them (their per-seed values were not computed alike)."""
+    counts: dict[tuple[str, str], int] = {}
+    for record in table.records.values():
+        if record.status == COMPLETED:
+            for key in dict.fromkeys(run_machines(record)):
+                counts[key] = counts.get(key, 0) + 1
+    lines = ["## Machines", ""]
+    if not counts:
+        return [*lines, "No completed runs."]
+    lines += [
+        f"- {machine}, {precision}: {n} run{'s' if n != 1 else ''}"
+        for (machine, precision), n in sorted(counts.items())
+    ]
+    mixed = sorted(
+        {
+            f"{r.cell.row.name} / {r.cell.column.name}"
+            for r in table.cells.values()
+            if len(r.machines) > 1
+        }
+    )
+    lines.append("")
+    if mixed:
+        lines.append(
+            "Cells whose runs mix machine types or precisions (their seeds were not computed "
+            f"alike; compare verdicts, not values): {'; '.join(mixed)}."
+        )
+    else:
+        lines.append("No cell mixes machine types or precisions.")
+    lines.append(
+        "The same machine type with the same versions repeats each run bit for bit; another "
+        "CPU or GPU model rounds differently, and only the verdicts must agree (README, "
+        "Reproducibility)."
+    )
     return lines
 
 

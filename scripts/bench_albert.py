@@ -41,7 +41,7 @@ import torch  # noqa: E402
 
 import agr  # noqa: E402
 from agr_suite.config import preset  # noqa: E402
-from agr_suite.engine.run_folder import environment  # noqa: E402
+from agr_suite.engine.machine import environment  # noqa: E402
 from agr_suite.engine.task import count_parameters  # noqa: E402
 from agr_suite.pretraining.albert import build_albert  # noqa: E402
 

@@ -36,7 +36,7 @@ for _path in (ROOT / "lib", ROOT):  # this checkout's library (agr) and suite (a
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from agr_suite.engine.run_folder import environment  # noqa: E402
+from agr_suite.engine.machine import environment  # noqa: E402
 from agr_suite.images.device_loader import Augment, DeviceLoader  # noqa: E402
 
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)  # CIFAR-100's

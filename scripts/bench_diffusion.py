@@ -26,7 +26,7 @@ import torch
 import agr
 from agr_suite.config import preset
 from agr_suite.engine.ema import EMA
-from agr_suite.engine.run_folder import environment
+from agr_suite.engine.machine import environment
 from agr_suite.generation.diffusion import Diffusion
 from agr_suite.generation.unet import build_unet
 

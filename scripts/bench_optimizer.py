@@ -26,7 +26,7 @@ import torchvision
 
 import agr
 from agr import regularizer
-from agr_suite.engine.run_folder import environment
+from agr_suite.engine.machine import environment
 
 ROOT = Path(__file__).resolve().parents[1]
 

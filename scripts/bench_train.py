@@ -81,7 +81,7 @@ from agr_suite.classification.models import build_model  # noqa: E402
 from agr_suite.config import RunConfig, as_dict, load  # noqa: E402
 from agr_suite.engine import RunFolder, train  # noqa: E402
 from agr_suite.engine.loaders import LOADERS, build_train_loader  # noqa: E402
-from agr_suite.engine.run_folder import environment  # noqa: E402
+from agr_suite.engine.machine import environment  # noqa: E402
 from agr_suite.engine.schedule import build_scheduler  # noqa: E402
 from agr_suite.engine.task import count_parameters  # noqa: E402
 from agr_suite.images import build_datasets, dataset_info  # noqa: E402

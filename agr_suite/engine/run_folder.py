@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
-import subprocess
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from agr_suite.atomic import write_text_atomic
 
@@ -71,28 +67,3 @@ class RunFolder:
         if not self.history.exists():
             return []
         return [json.loads(line) for line in self.history.read_text().splitlines() if line]
-
-
-def environment(device: torch.device, world_size: int = 1) -> dict[str, Any]:
-    """What a number was measured with, stored next to it."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {
-        "git_commit": commit or None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
-        "world_size": world_size,
-        "threads": torch.get_num_threads(),
-        "host": platform.node(),
-    }

@@ -33,7 +33,8 @@ from agr_suite.config import PRECISIONS, RunConfig
 from agr_suite.engine import checkpoint, distributed, predictions
 from agr_suite.engine.loaders import build_train_loader
 from agr_suite.engine.loggers import Progress, make_logger
-from agr_suite.engine.run_folder import RunFolder, environment
+from agr_suite.engine.machine import environment
+from agr_suite.engine.run_folder import RunFolder
 from agr_suite.engine.schedule import build_scheduler
 from agr_suite.engine.task import EvalContext, EvalOutput, TaskBuilder, TaskParts
 from agr_suite.optimizer_config import build_from_config
@@ -208,6 +209,7 @@ class _Run:
             "history": self.history,
             "rng": checkpoint.rng_state(),
             "wandb_id": getattr(self.logger, "run_id", None),
+            "machines": self.machines,
             "task_state": self.parts.state.state_dict() if self.parts.state is not None else None,
         }
 
@@ -228,6 +230,7 @@ class _Run:
         self.history = list(state.get("history") or [])
         self.reference_loss = state.get("reference_loss")
         self.wandb_id = state.get("wandb_id")
+        self.machines = list(state.get("machines") or [])
         if self.parts.state is not None:
             if state.get("task_state") is None:
                 raise checkpoint.CheckpointError(
@@ -251,6 +254,9 @@ class _Run:
         self.agr_removed_by_kind: list[dict[str, float]] = []  # per logging step
         self.history: list[dict[str, Any]] = []
         self.results: dict[str, Any] = {"status": "running", "seed": self.cfg.seed}
+        # the machine type and precision of each session of the run (one unless it was
+        # resumed elsewhere): the tables flag a run or a cell that mixes them
+        self.machines: list[dict[str, str]] = []
         started = time.time()
         self.logger = None
         try:
@@ -266,9 +272,11 @@ class _Run:
                 f"{self.cfg.optimizer.name} | device {self.device} x{self.ctx.world_size}"
                 + (f" | resumed after epoch {start_epoch}" if start_epoch else "")
             )
-            self.results.update(
-                info=self.parts.info, environment=environment(self.device, self.ctx.world_size)
-            )
+            env = environment(self.device, self.ctx.world_size, self.amp_dtype)
+            session = {"machine": env["machine"], "precision": env["precision"]}
+            if session not in self.machines:
+                self.machines.append(session)
+            self.results.update(info=self.parts.info, environment=env, machines=self.machines)
             if main and start_epoch < self.epochs:
                 self._announce_eval_cost()
             self._write_results(start_epoch, time.time() - started)
