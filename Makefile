@@ -68,17 +68,21 @@ bench-train: install  ## engine vs bare-loop training images/s -> results/bench/
 bench-gpu: install  ## on a CUDA machine: epoch times, runs per GPU, DDPM, AGR step (~5 min on an H200) -> results/bench/gpu.json
 	$(OFFLINE) $(PY) scripts/bench_gpu.py
 
-gpu-check: install  ## on a CUDA machine: equivalence tests on the GPU, then bench-gpu (~6 min on an H200)
+gpu-check: install  ## on a CUDA machine: equivalence tests on the GPU, then bench-gpu (6.7 min on an H200)
 	bash scripts/gpu_check.sh
 
 # The mini runs use one thread each (their presets' trainer.cpu_threads), so they go one per
 # core, in one process per core (scripts/reproduce.py --shards), unless JOBS asks for one
 # process per run.
+# They also cap the CPU kernels at AVX2 (--portable-cpu), so that the mini tables repeat
+# bit for bit on other x86-64 CPU models (README, Reproducibility); PORTABLE_CPU=0 runs them
+# with this CPU's own kernels.
 CORES := $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
-MINI_JOBS = $(if $(JOBS),,--shards $(CORES))
+PORTABLE_CPU ?= 1
+MINI_LAUNCH = $(if $(JOBS),,--shards $(CORES)) $(if $(filter 1,$(PORTABLE_CPU)),--portable-cpu)
 
 reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (16 min on 2 idle cores) -> results/mini/
-	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini $(MINI_JOBS)
+	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini $(MINI_LAUNCH)
 	$(PY) scripts/readme_summary.py  # README's mini-results section from results/mini/*.csv
 
 # run.py's folder for experiment=albert_learns (configs/config.yaml's hydra.run.dir)
@@ -98,7 +102,7 @@ reproduce-table3: install  ## Table 3 (ALBERT on WikiText-2 vs weight decay) at 
 	$(REPRODUCE) table3
 
 reproduce-ablation: install  ## AGR's dose-response, mass-matched null, a positive control, SGD, scope and suspension (ResNet-18, CIFAR-100); SCALE=mini: digits, 16 min on 2 cores
-	$(if $(filter mini,$(SCALE)),$(OFFLINE) )$(REPRODUCE) ablation_agr --scale $(SCALE) $(if $(filter mini,$(SCALE)),$(MINI_JOBS))
+	$(if $(filter mini,$(SCALE)),$(OFFLINE) )$(REPRODUCE) ablation_agr --scale $(SCALE) $(if $(filter mini,$(SCALE)),$(MINI_LAUNCH))
 	$(if $(filter mini,$(SCALE)),$(PY) scripts/readme_summary.py)
 
 tables: install  ## make the tables from finished runs only (SCALE=paper|mini), launching nothing

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU checks (about 6 minutes on one H200, under 8): the operator and optimizer equivalence
+# GPU checks (6.7 minutes on one H200): the operator and optimizer equivalence
 # tests and the bitwise pair test (tests/engine/test_pairs.py: adamw vs adamw_agr with AGR a no-op) on
 # CUDA (fp32 and bf16), then scripts/bench_gpu.py, which measures the suite on this GPU into
 # results/bench/gpu.json: ResNet-18 CIFAR-100 epoch time with the torch DataLoader and the
@@ -9,24 +9,14 @@
 # real on-disk formats (the GPU machine may have no network).
 # Run from the repository root: `make gpu-check`.
 #
-# Time on one H200, estimated from the sizes (gpu.json's "pieces" records each piece's
-# measured seconds). A fresh process costs ~7 s (imports, CUDA context); a CIFAR-100 one also
-# ~7 s of synthetic data (50,000 images written once, read 4 times with torchvision's MD5 check).
-#   equivalence tests     ~1.5 min  ~40 small CUDA tests and a few short engine runs
-#   cifar100_epoch        ~3 min    4 processes (one per variant), each one engine run per
-#                                   loader of 4 epochs x 60 steps x 128 images (31k images:
-#                                   fp32 ~8-10k img/s -> ~4 s, bf16 ~20-30k img/s -> ~1.5 s)
-#                                   plus 4 checkpoints and the loader-start timing: ~30 s a
-#                                   process; torch.compile of ResNet-18 ~40-60 s once, cached
-#                                   for the second loader: ~90 s for that process
-#   tinyimagenet_epoch    ~0.3 min  7,936 JPEGs written and decoded twice, 4 x 60 steps at
-#                                   64x64 (~4x CIFAR's pixels: ~5-7k img/s bf16)
-#   runs_per_gpu          ~0.4 min  4 processes start together (~10 s) and warm up (20 steps);
-#                                   3 windows of 60 steps for each K = 1, 2, 4 (0.5-1 s each)
-#   ddpm                  ~0.3 min  25 steps at batch 128 of the 35.7M UNet (~50 ms each),
-#                                   3 x 500 images x 10 DDIM steps
-#   optimizer_step        ~0.5 min  2 models x 7 step kinds x 60 interleaved steps (timm import)
-#   total                 ~6 min, under 8 with room for a slower compile
+# Time on one H200 (measured 2026-12-04, torch 2.11.0+cu130, driver 580.159.04, 16 CPU
+# cores; gpu.json's "pieces" records each piece's seconds): 6.7 min in all.
+#   equivalence tests     44 s   41 CUDA tests and short engine runs
+#   cifar100_epoch       210 s   4 processes (one per variant); torch.compile's first epoch 26 s
+#   tinyimagenet_epoch    32 s   7,936 JPEGs written and decoded, 4 x 60 steps at 64x64
+#   runs_per_gpu          33 s   4 processes; 3 windows of 60 steps for each K = 1, 2, 4
+#   ddpm                  32 s   25 steps at batch 128 of the 35.7M UNet, 3 x 500 images x 10 DDIM steps
+#   optimizer_step        28 s   2 models x 7 step kinds x 60 interleaved steps
 # The engine-vs-bare-loop comparison (host syncs priced) is not part of it; by hand:
 #   python scripts/bench_train.py --device cuda --models resnet18 --batch-size 128 \
 #       --batches 40 --num-workers 8 --precision bf16 --train-images 8192 --sync-variant

@@ -7,8 +7,10 @@ Expands tables/TABLE.yaml into runs, skips those whose results.json says complet
 launches the rest as one Hydra multirun of run.py (the run_list sweeper: every pending run
 in one launch, so on Slurm one array job whose preempted tasks are requeued and resume
 from their run folder), then writes results/[mini/]TABLE.{md,csv} and TABLE_curves.png.
-`--dry-run` prints one line per run and the estimated cost, and starts nothing. Overrides
-after `--` go into every run (e.g. `-- trainer.devices=cuda trainer.precision=bf16`).
+`--dry-run` prints one line per run and the estimated cost, and starts nothing.
+`--portable-cpu` caps the CPU kernels at AVX2 (agr_suite.engine.machine.PORTABLE_ENV), so
+the runs repeat bit for bit on other x86-64 CPU models too (`make reproduce-mini` sets it).
+Overrides after `--` go into every run (e.g. `-- trainer.devices=cuda trainer.precision=bf16`).
 
 Locally (`--launcher local`, the default) every visible GPU is used: each run is its own
 `run.py` process pinned to one GPU, `--runs-per-gpu K` packs K runs on each GPU, `--gpus N`
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -99,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="paths.runs for every run (default: $AGR_RUNS_DIR or runs)",
     )
     parser.add_argument("--results-dir", default="results", help="where the tables go")
+    parser.add_argument(
+        "--portable-cpu",
+        action="store_true",
+        help="x86-64 CPUs: cap the CPU kernels of ATen, oneDNN, MKL and OpenBLAS at AVX2, so "
+        "the runs repeat bit for bit on x86-64 CPUs of other models (README, "
+        "Reproducibility; `make reproduce-mini` sets it)",
+    )
     local = parser.add_argument_group("local launcher (--launcher local)")
     local.add_argument(
         "--gpus",
@@ -445,6 +455,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.launcher not in launchers():
         print(f"error: --launcher {args.launcher!r}: choose one of {launchers()}", file=sys.stderr)
         return 2
+    if args.portable_cpu:
+        if platform.machine().lower() not in ("x86_64", "amd64"):
+            print(
+                f"error: --portable-cpu caps x86-64 kernels; this is {platform.machine()}: "
+                "leave it out (the runs then repeat on this CPU model only)",
+                file=sys.stderr,
+            )
+            return 2
+        from agr_suite.engine.machine import PORTABLE_ENV
+
+        os.environ.update(PORTABLE_ENV)  # every run is a child process: they inherit it
     try:
         tables = plan(args)
         slots = slots_for(args) if args.launcher == "local" and not args.dry_run else None

@@ -26,9 +26,15 @@ __all__ = ["PORTABLE_ENV", "environment", "machine_label", "numerics", "precisio
 # Libraries whose kernels or defaults a run's numbers go through.
 LIBRARIES = ("torch", "torchvision", "timm", "transformers", "diffusers", "numpy", "torch-agr")
 
-# The environment of the portable CPU mode (README, "Reproducibility"): ATen's and oneDNN's
-# kernels capped at AVX2, an instruction set every x86-64 machine of the last decade has.
-PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# The environment of the portable CPU mode (README, "Reproducibility"): the CPU kernels of
+# ATen, oneDNN, MKL and numpy's OpenBLAS capped at AVX2 (Haswell), an instruction set every
+# x86-64 server CPU of the last decade has (`make reproduce-mini` sets these).
+PORTABLE_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
+}
 
 
 def cpu_model() -> str:
@@ -71,27 +77,31 @@ def onednn_isa() -> str | None:
     return None
 
 
+def _output(command: list[str]) -> str | None:
+    """A command's first line of output, or None when it cannot run or fails."""
+    try:
+        answer = subprocess.run(
+            command, capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = answer.stdout.strip().splitlines()
+    return lines[0].strip() if answer.returncode == 0 and lines else None
+
+
 def _driver_version() -> str | None:
     """The NVIDIA driver's version: the first dotted number of /proc/driver/nvidia/version
     ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04 ..."), else
     nvidia-smi's."""
     try:
-        text = Path("/proc/driver/nvidia/version").read_text()
-        found = re.search(r"\s(\d+\.\d+(?:\.\d+)?)\s", text)
+        found = re.search(
+            r"\s(\d+\.\d+(?:\.\d+)?)\s", Path("/proc/driver/nvidia/version").read_text()
+        )
         if found:
             return found.group(1)
     except OSError:
         pass
-    try:
-        answer = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return answer.stdout.split()[0] if answer.returncode == 0 and answer.stdout else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    return _output(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
 
 
 def _versions() -> dict[str, str | None]:
@@ -110,17 +120,7 @@ def _versions() -> dict[str, str | None]:
 
 
 def _git_commit() -> str | None:
-    try:
-        answer = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return answer.stdout.strip() or None
+    return _output(["git", "rev-parse", "HEAD"])
 
 
 def numerics(device: torch.device, amp_dtype: torch.dtype | None) -> dict[str, Any]:

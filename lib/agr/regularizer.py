@@ -31,6 +31,7 @@ import hashlib
 import logging
 import math
 import os
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -412,8 +413,28 @@ def _kernel_module() -> Any:
     return _kernel
 
 
+def kernel_build_directory() -> str | None:
+    """Where the CPU kernel is built and cached: a folder of this Python environment
+    (``<sys.prefix>/var/cache/torch-agr/torch<version>-py<X.Y>``), so that each environment
+    builds it once and two environments (two clones, two venvs) never rebuild each other's:
+    torch's own cache is keyed by the extension's name alone, and a build from another
+    source path replaces it. None (torch's cache) when TORCH_EXTENSIONS_DIR chooses a folder
+    or the environment cannot be written."""
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        return None
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    folder = (
+        Path(sys.prefix) / "var" / "cache" / "torch-agr" / f"torch{torch.__version__}-py{python}"
+    )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return str(folder) if os.access(folder, os.W_OK) else None
+
+
 def _build_kernel() -> None:
-    """Compile agr/csrc/agr_cpu.cpp once per machine (cached by torch.utils.cpp_extension)."""
+    """Compile agr/csrc/agr_cpu.cpp once per environment (:func:`kernel_build_directory`)."""
     global _kernel, _kernel_error
     with _kernel_lock:
         if _kernel is not None or _kernel_error is not None:
@@ -429,6 +450,7 @@ def _build_kernel() -> None:
                 # -fno-math-errno lets the compiler vectorise sqrt (3x on the AdamW step).
                 extra_cflags=["-O3", "-fopenmp", "-fno-math-errno"],
                 extra_ldflags=["-fopenmp"],
+                build_directory=kernel_build_directory(),
                 verbose=False,
             )
         except Exception as error:  # no compiler, no ninja, read-only cache: fall back

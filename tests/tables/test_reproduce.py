@@ -427,3 +427,27 @@ def test_the_readmes_power_plan_and_run_count_are_the_specs():
             )
             assert line in readme
     assert f"at paper scale lists {total} runs" in readme
+
+
+def test_portable_cpu_caps_the_cpu_kernels_of_every_run(tmp_path, monkeypatch):
+    """--portable-cpu hands every run the AVX2 caps (what a capped run records:
+    tests/engine/test_machine.py)."""
+    from agr_suite import local_pool
+
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # main's update stays in this test
+    for key in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE"):
+        os.environ.pop(key, None)
+    monkeypatch.setattr(local_pool, "visible_gpus", lambda: [])
+    given = {}
+
+    def pool(jobs, slots, env=None, **kwargs):
+        given.update(env or {})
+        return local_pool.PoolResult({job.name: 0 for job in jobs})
+
+    monkeypatch.setattr(local_pool, "run_pool", pool)
+    args = ["table2", "--scale", "mini", "--shards", "2", "--portable-cpu"]
+    args += ["--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")]
+    reproduce.main(args)
+    caps = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    caps |= {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
+    assert {key: given.get(key) for key in caps} == caps
