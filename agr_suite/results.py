@@ -851,9 +851,9 @@ def _machines_section(table: Table) -> list[str]:
     else:
         lines.append("No cell mixes machine types or precisions.")
     lines.append(
-        "The same machine type with the same versions repeats each run bit for bit; another "
-        "CPU or GPU model rounds differently, and only the verdicts must agree (README, "
-        "Reproducibility)."
+        "A CPU machine type with the same versions repeats each run bit for bit (tested on the "
+        "mini tables; on GPUs not tested); another CPU or GPU model, or another precision, "
+        "rounds differently, and only the verdicts must agree (README, Reproducibility)."
     )
     return lines
 
