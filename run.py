@@ -2,13 +2,13 @@
 
 Composes the Hydra config (configs/), validates it, and hands it to the engine. The run
 folder is derived from the config (paths.runs/experiment_name/dataset-model-optimizer-HASH/seedN,
-HASH of every setting that can change the run's numbers: agr_suite.run_identity), so a
+HASH of every setting that can change the run's numbers: agr_suite.core.run_identity), so a
 restarted or requeued job finds and resumes its own checkpoint, and a folder whose recorded
 config differs in such a setting is never skipped or resumed (exit 2 naming the settings).
 `python run.py --help` lists the config groups and their choices.
 
 Exit codes: 0 done (or already completed), 2 bad input (a message, no traceback, nothing of
-an earlier run touched: agr_suite.errors), 1 a run that failed (results.json says why; a diverged
+an earlier run touched: core/errors.py), 1 a run that failed (results.json says why; a diverged
 run's message says at which epoch and step).
 """
 
@@ -22,12 +22,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from agr_suite.config import composition_error, load
+from agr_suite.core.config import composition_error, load
+from agr_suite.core.errors import ConfigError, exit_on_user_error
+from agr_suite.core.run_identity import recorded_differences
 from agr_suite.engine import DivergedError, RunFolder, train
-from agr_suite.errors import ConfigError, exit_on_user_error
-from agr_suite.preflight import preflight
-from agr_suite.run_identity import recorded_differences
-from agr_suite.tasks import build_task
+from agr_suite.engine.preflight import preflight
+from agr_suite.registry import build_task
 
 
 def _is_main_process() -> bool:

@@ -38,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import agr
     from agr.update_change import measure, parameter_kinds
-    from agr_suite.config import read_run_config
+    from agr_suite.core.config import read_run_config
     from agr_suite.engine import checkpoint
-    from agr_suite.optimizer_config import build_from_config
-    from agr_suite.tasks import build_task
+    from agr_suite.engine.optimizer import build_from_config
+    from agr_suite.registry import build_task
 
     config, ckpt = (
         args.run_dir / "config.yaml",

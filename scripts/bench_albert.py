@@ -1,6 +1,6 @@
 """Training tokens/s of ALBERT pre-training steps: albert_tiny and albert_base side by side.
 
-One step = forward (MLM on the masked positions + SOP, as agr_suite.pretraining.task computes the
+One step = forward (MLM on the masked positions + SOP, as agr_suite.pretraining.build computes the
 loss), backward, ``torch.optim.AdamW.step()`` (lr 1e-4, weight decay 0.01, the Table 3
 settings; ``--agr`` attaches AGR) and ``zero_grad``. The batch has the pre-training format at
 full length: random ids from a 30,522-entry vocabulary (Table 3's), two segments, every
@@ -40,9 +40,9 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 import agr  # noqa: E402
-from agr_suite.config import preset  # noqa: E402
+from agr_suite.core.config import preset  # noqa: E402
 from agr_suite.engine.machine import environment  # noqa: E402
-from agr_suite.engine.task import count_parameters  # noqa: E402
+from agr_suite.engine.task_parts import count_parameters  # noqa: E402
 from agr_suite.pretraining.albert import build_albert  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 
 import agr
-from agr_suite.config import preset
+from agr_suite.core.config import preset
+from agr_suite.diffusion.process import Diffusion
+from agr_suite.diffusion.unet import build_unet
 from agr_suite.engine.ema import EMA
 from agr_suite.engine.machine import environment
-from agr_suite.generation.diffusion import Diffusion
-from agr_suite.generation.unet import build_unet
 
 SHAPES = {"ddpm_small": (16, 1), "ddpm": (32, 3)}
 

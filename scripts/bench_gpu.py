@@ -66,7 +66,7 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
-from agr_suite.config import preset  # noqa: E402
+from agr_suite.core.config import preset  # noqa: E402
 from agr_suite.engine.machine import environment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -78,15 +78,15 @@ from torchvision.datasets import CIFAR100  # noqa: E402
 import agr  # noqa: E402
 from agr import regularizer  # noqa: E402
 from agr_suite.classification.models import build_model  # noqa: E402
-from agr_suite.config import RunConfig, as_dict, load  # noqa: E402
+from agr_suite.core.config import RunConfig, as_dict, load  # noqa: E402
 from agr_suite.engine import RunFolder, train  # noqa: E402
 from agr_suite.engine.loaders import LOADERS, build_train_loader  # noqa: E402
 from agr_suite.engine.machine import environment  # noqa: E402
+from agr_suite.engine.optimizer import build_from_config  # noqa: E402
 from agr_suite.engine.schedule import build_scheduler  # noqa: E402
-from agr_suite.engine.task import count_parameters  # noqa: E402
+from agr_suite.engine.task_parts import count_parameters  # noqa: E402
 from agr_suite.images import build_datasets, dataset_info  # noqa: E402
-from agr_suite.optimizer_config import build_from_config  # noqa: E402
-from agr_suite.tasks import build_task  # noqa: E402
+from agr_suite.registry import build_task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("resnet18", "vgg11")
@@ -238,7 +238,7 @@ class BareLoop:
         self.label_smoothing = cfg.trainer.label_smoothing
 
     def build_model(self) -> torch.nn.Module:
-        # as agr_suite.classification.task builds it
+        # as agr_suite.classification.build builds it
         return build_model(
             self.cfg.model.name,
             num_classes=self.info.num_classes,

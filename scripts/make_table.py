@@ -20,8 +20,8 @@ for _path in (ROOT / "lib", ROOT):  # this checkout's library (agr) and suite (a
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from agr_suite.results import aggregate, write_outputs  # noqa: E402 - after the path setup
-from agr_suite.table_spec import SCALES, SpecError, available_tables, load_spec, plan_runs  # noqa: E402
+from agr_suite.report.spec import SCALES, SpecError, available_tables, load_spec, plan_runs  # noqa: E402
+from agr_suite.report.tables import aggregate, write_outputs  # noqa: E402 - after the path setup
 from scripts.reproduce import parse_seeds  # noqa: E402
 
 

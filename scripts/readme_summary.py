@@ -1,4 +1,4 @@
-"""Rewrite the README's mini-results section from the table CSVs (agr_suite/claims.py).
+"""Rewrite the README's mini-results section from the table CSVs (agr_suite/report/claims.py).
 
     scripts/readme_summary.py [--results-dir results/mini] [--readme README.md] [--check]
 
@@ -18,7 +18,7 @@ for _path in (ROOT / "lib", ROOT):  # this checkout's library (agr) and suite (a
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from agr_suite.claims import replace_section, summary, update_readme  # noqa: E402 - after the path
+from agr_suite.report.claims import replace_section, summary, update_readme  # noqa: E402 - after the path
 
 
 def main(argv: list[str] | None = None) -> int:

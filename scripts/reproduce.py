@@ -22,7 +22,7 @@ pending runs go through one process, one after another (imports paid once), or w
 `--shards N` through N such processes at once, each over a share of the runs and the cores
 (a failed run fails alone in either).
 The dry run of a table costed in GPU-hours prints its wall time on N GPUs x K runs per GPU
-(agr_suite.local_pool).
+(agr_suite.launch.local_pool).
 
 On Slurm (`--launcher slurm`) the command waits for the array job, printing its progress:
 run it in tmux or screen. Stopping it leaves the jobs running; `make tables` aggregates
@@ -48,8 +48,8 @@ for _path in (ROOT / "lib", ROOT):  # this checkout's library (agr) and suite (a
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from agr_suite import local_pool  # noqa: E402 - after the path setup above
-from agr_suite.table_spec import (  # noqa: E402
+from agr_suite.launch import local_pool  # noqa: E402 - after the path setup above
+from agr_suite.report.spec import (  # noqa: E402
     CONFIGS,
     SCALES,
     PlannedRun,
@@ -157,7 +157,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_status(run: PlannedRun) -> str:
     if run.folder is None:
         return "invalid"
-    from agr_suite.results import read_run
+    from agr_suite.report.tables import read_run
 
     return read_run(run).status
 
@@ -281,7 +281,7 @@ def queued_in_slurm(planned: list[PlannedRun], registry: Path) -> dict[int, str]
     """The runs (index -> Slurm task) that an earlier launch submitted to Slurm and squeue
     still lists as queued or running. The launcher recorded each task with its overrides:
     the multirun's own (launcher=...) followed by the run's."""
-    from agr_suite import slurm
+    from agr_suite.launch import slurm
 
     records, _ = slurm.alive(slurm.read_registries([registry]))
     queued = {}
@@ -434,13 +434,13 @@ def launch_shards(
 
 
 def make_table(spec: TableSpec, planned: list[PlannedRun], results_dir: Path) -> list[Path]:
-    from agr_suite.results import aggregate, write_outputs
+    from agr_suite.report.tables import aggregate, write_outputs
 
     return write_outputs(aggregate(spec, planned), results_dir / spec.results_subdir)
 
 
 def plan(args: argparse.Namespace) -> list[tuple[TableSpec, list[PlannedRun]]]:
-    from agr_suite.config import validate
+    from agr_suite.core.config import validate
 
     seeds = parse_seeds(args.seeds)
     tables = []

@@ -23,10 +23,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from agr_suite.config import RunConfig
-from agr_suite.config import compose as compose_run_config
+from agr_suite.core.config import RunConfig
+from agr_suite.core.config import compose as compose_run_config
 from agr_suite.engine import train
-from agr_suite.tasks import build_task
+from agr_suite.registry import build_task
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

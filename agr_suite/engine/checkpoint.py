@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from agr_suite.atomic import write_atomic
-from agr_suite.errors import UserError
+from agr_suite.core.atomic import write_atomic
+from agr_suite.core.errors import UserError
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -18,7 +18,7 @@ class CheckpointError(UserError, RuntimeError):
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
-    """torch.save, whole or not at all (agr_suite.atomic)."""
+    """torch.save, whole or not at all (agr_suite.core.atomic)."""
     write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 

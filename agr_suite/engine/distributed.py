@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from agr_suite.errors import ConfigError
+from agr_suite.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ class EMA:
 
 class EMAState:
     """The EMA of the weights as the engine's task state (see
-    ``agr_suite.engine.task.TaskState``)."""
+    ``agr_suite.engine.task_parts.TaskState``)."""
 
     def __init__(self, decay: float) -> None:
         self.decay = float(decay)

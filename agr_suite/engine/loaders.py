@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from agr_suite.config import LOADERS, ImageDatasetConfig, RunConfig
-from agr_suite.errors import ConfigError
+from agr_suite.core.config import LOADERS, ImageDatasetConfig, RunConfig
+from agr_suite.core.errors import ConfigError
 from agr_suite.images.device_data import NotOnDevice, device_split
 from agr_suite.images.device_loader import DeviceLoader
 

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Any
 
-from agr_suite.config import RunConfig, as_dict
+from agr_suite.core.config import RunConfig, as_dict
 
 
 class NullLogger:

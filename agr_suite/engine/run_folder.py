@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agr_suite.atomic import write_text_atomic
+from agr_suite.core.atomic import write_text_atomic
 
 
 def _jsonable(value: Any) -> Any:

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from agr_suite.config import SCHEDULES, SchedulerConfig
+from agr_suite.core.config import SCHEDULES, SchedulerConfig
 
 
 def build_scheduler(

@@ -1,7 +1,7 @@
 """The training loop shared by every task.
 
 ``train(cfg, run_dir, build_task)``: the launcher hands the engine its task builder
-(:data:`agr_suite.engine.task.TaskBuilder`); the engine imports no task. One optimizer step
+(:data:`agr_suite.engine.task_parts.TaskBuilder`); the engine imports no task. One optimizer step
 (:meth:`_Run._train_step`): batches -> forward -> backward -> [unscale, clip] -> optimizer
 step (AGR inside) -> LR step; evaluation every ``eval_every`` epochs; ``last.pt`` (and
 ``best.pt``) after every epoch; ``history.jsonl`` and ``results.json`` in the run folder.
@@ -29,15 +29,15 @@ from torch.utils.data import DataLoader, Sampler
 
 import agr
 from agr import regularizer, update_change
-from agr_suite.config import PRECISIONS, RunConfig
+from agr_suite.core.config import PRECISIONS, RunConfig
 from agr_suite.engine import checkpoint, distributed, predictions
 from agr_suite.engine.loaders import build_train_loader
 from agr_suite.engine.loggers import Progress, make_logger
 from agr_suite.engine.machine import environment
+from agr_suite.engine.optimizer import build_from_config
 from agr_suite.engine.run_folder import RunFolder
 from agr_suite.engine.schedule import build_scheduler
-from agr_suite.engine.task import EvalContext, EvalOutput, TaskBuilder, TaskParts
-from agr_suite.optimizer_config import build_from_config
+from agr_suite.engine.task_parts import EvalContext, EvalOutput, TaskBuilder, TaskParts
 
 # A task's evaluation estimated to take longer than this on the run's device is announced
 # with a warning when the run starts (TaskParts.estimate_eval_s).

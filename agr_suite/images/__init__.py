@@ -1,5 +1,5 @@
 """The image data sets both image families read: CIFAR-10/100, TinyImageNet-200, sklearn
-digits (classification: :func:`build_datasets`; generation: agr_suite.generation.data), and
+digits (classification: :func:`build_datasets`; generation: agr_suite.diffusion.data), and
 the device-resident training loader (:mod:`.device_loader`, :mod:`.device_data`).
 
     train, test, info = build_datasets("cifar100", data_dir="data", download=True)
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from agr_suite.errors import DatasetMissingError
+from agr_suite.core.errors import DatasetMissingError
 from agr_suite.images import cifar, digits, tinyimagenet
 from agr_suite.images.augmentation import Augmentation
 from agr_suite.images.base import DatasetInfo

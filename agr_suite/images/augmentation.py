@@ -43,7 +43,7 @@ RATIO = (3.0 / 4.0, 4.0 / 3.0)
 @dataclass(frozen=True)
 class Augmentation:
     """The training augmentation of an image classifier (``dataset.crop`` and the settings
-    after it in the run config; agr_suite/config.py has their defaults)."""
+    after it in the run config; agr_suite/core/config.py has their defaults)."""
 
     crop: str
     interpolation: str

@@ -17,7 +17,7 @@ from torchvision import transforms as T
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_integrity, extract_archive
 
-from agr_suite.errors import DatasetMissingError
+from agr_suite.core.errors import DatasetMissingError
 from agr_suite.images.augmentation import Augmentation
 from agr_suite.images.augmentation import train_transform as augmented
 from agr_suite.images.base import DatasetInfo

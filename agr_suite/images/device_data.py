@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torchvision import transforms as T
 
+from agr_suite.images.base import ImageTensors
 from agr_suite.images.device_loader import Augment
 
 __all__ = ["DeviceSplit", "device_split", "augment_of"]
@@ -85,7 +86,6 @@ def device_split(dataset) -> DeviceSplit:
     """The images of ``dataset`` as tensors with its transform as an :class:`Augment`."""
     from torchvision.datasets import CIFAR10, ImageFolder
 
-    from agr_suite.generation.data import ImageTensors
     from agr_suite.images.digits import DigitsDataset
 
     if isinstance(dataset, ImageTensors):  # generation images, already in [-1, 1]

@@ -22,7 +22,7 @@ from torchvision.datasets.utils import (
     extract_archive,
 )
 
-from agr_suite.errors import DatasetMissingError
+from agr_suite.core.errors import DatasetMissingError
 from agr_suite.images.augmentation import Augmentation
 from agr_suite.images.augmentation import train_transform as augmented
 from agr_suite.images.base import DatasetInfo

@@ -2,7 +2,7 @@
 (``launcher=slurm`` selects it: configs/launcher/slurm.yaml).
 
 It submits exactly as ``submitit_slurm`` does (same config keys, one array job, the same
-requeue on preemption and time-out), then waits with ``agr_suite.slurm.SweepWatcher``: squeue and
+requeue on preemption and time-out), then waits with ``launch.slurm.SweepWatcher``: squeue and
 submitit's result files instead of sacct, so a cluster without accounting shows the sweep's
 progress (runs submitted, pending, running, finished, failed, requeues) rather than
 submitit's repeated "Bypassing sacct error" warnings, and a task that ends without a result
@@ -56,7 +56,7 @@ class SubmititSlurmLauncher(SlurmLauncher):
     ) -> Sequence[JobReturn]:
         import submitit
 
-        from agr_suite import slurm
+        from agr_suite.launch import slurm
 
         assert self.config is not None
         assert len(job_overrides) > 0

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from agr_suite.classification.models import MODELS, build_model
-from agr_suite.engine.task import count_parameters
+from agr_suite.engine.task_parts import count_parameters
 
 # (num_classes, image_size, in_chans): CIFAR-100, TinyImageNet, the embedded 1-channel digits.
 SETTINGS = [(100, 32, 3), (200, 64, 3), (10, 32, 1)]

@@ -20,11 +20,11 @@ from timm.utils import ModelEma
 from torch import nn
 from torch.utils.data import DataLoader
 
+from agr_suite.classification.build import build
 from agr_suite.classification.metrics import ClassificationEvaluator
-from agr_suite.classification.task import build
 from agr_suite.engine import train
 from agr_suite.engine.loaders import build_train_loader
-from agr_suite.tasks import build_task
+from agr_suite.registry import build_task
 
 CPU = torch.device("cpu")
 BASE = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agr_suite.atomic import write_atomic, write_text_atomic
+from agr_suite.core.atomic import write_atomic, write_text_atomic
 
 
 def test_a_write_replaces_the_file_whole(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import MISSING, OmegaConf
 
-from agr_suite import config as schema
+from agr_suite.core import config as schema
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 GROUPS = ("dataset", "model", "optimizer", "scheduler", "trainer", "logger", "paths", "metrics")

@@ -8,9 +8,9 @@ import json
 import torch
 from torch.utils.data import TensorDataset
 
-from agr_suite.config import compose
+from agr_suite.core.config import compose
 from agr_suite.engine import train
-from agr_suite.engine.task import TaskParts
+from agr_suite.engine.task_parts import TaskParts
 
 
 class MeanSquaredError:

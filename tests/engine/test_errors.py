@@ -1,4 +1,4 @@
-"""Bad input is a message and exit code 2, from one place (agr_suite.errors), before any work and
+"""Bad input is a message and exit code 2, from one place (core/errors.py), before any work and
 without touching an earlier run: a run folder that cannot be written, a GPU the machine does
 not have, optimizer options the optimizer refuses. (W&B without a key:
 tests/engine/test_wandb.py.)"""
@@ -19,11 +19,11 @@ from helpers import (
 
 import agr
 from agr.optim import OPTIMIZERS
-from agr_suite.config import BETAS_PER_FAMILY, ConfigError, validate
+from agr_suite.core.config import BETAS_PER_FAMILY, ConfigError, validate
+from agr_suite.core.errors import DatasetMissingError, UserError
+from agr_suite.diffusion.metrics import InceptionWeightsMissingError
 from agr_suite.engine import CheckpointError, train
-from agr_suite.errors import DatasetMissingError, UserError
-from agr_suite.generation.metrics import InceptionWeightsMissingError
-from agr_suite.tasks import build_task
+from agr_suite.registry import build_task
 
 TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
 

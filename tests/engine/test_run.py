@@ -29,10 +29,10 @@ from helpers import (
 )
 from omegaconf import OmegaConf, open_dict
 
-from agr_suite.config import ConfigError, validate
+from agr_suite.core.config import ConfigError, validate
 from agr_suite.engine import CheckpointError, train
 from agr_suite.engine.checkpoint import load
-from agr_suite.tasks import build_task
+from agr_suite.registry import build_task
 
 GROUPS = ["dataset", "model", "optimizer", "scheduler", "logger", "launcher", "experiment"]
 

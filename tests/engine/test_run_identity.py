@@ -1,6 +1,6 @@
 """A run folder identifies its result: every setting that can change a run's numbers is in
 the folder's name (a hash) or checked against the folder's recorded config before the folder
-is skipped or resumed (agr_suite.run_identity)."""
+is skipped or resumed (agr_suite.core.run_identity)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import pytest
 from helpers import FAST, RUN_PY_RUNNERS, TINY_MODELS, run_folder_of, tree_digest
 
-from agr_suite import config
+from agr_suite.core import config
 
 TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
 

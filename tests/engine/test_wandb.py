@@ -14,7 +14,7 @@ from helpers import FAST, RUN_PY_RUNNERS, TINY_MODELS, resolved, run_folder_of, 
 from wandb_records import offline_runs
 
 from agr_suite.engine import DivergedError, train
-from agr_suite.tasks import build_task
+from agr_suite.registry import build_task
 
 TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
 

@@ -16,7 +16,7 @@ from timm.data import auto_augment, create_transform, rand_augment_transform
 from torchvision import transforms as T
 from torchvision.datasets import CIFAR100
 
-from agr_suite.config import ConfigError, compose
+from agr_suite.core.config import ConfigError, compose
 from agr_suite.images import Augmentation, build_datasets, dataset_info
 from agr_suite.images.augmentation import posterize, rand_augment, rand_augment_hparams
 from agr_suite.images.device_data import NotOnDevice, device_split

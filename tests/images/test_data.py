@@ -379,9 +379,9 @@ def test_digits_digest_is_the_raw_split_and_follows_the_data():
 
 
 def test_classification_and_generation_runs_record_the_digits_digest(tmp_path):
-    from agr_suite.classification.task import build
-    from agr_suite.config import compose
-    from agr_suite.generation.data import build_generation_datasets
+    from agr_suite.classification.build import build
+    from agr_suite.core.config import compose
+    from agr_suite.diffusion.data import build_generation_datasets
 
     cfg = compose(["dataset=digits", "dataset.augment=false", f"paths.data_dir='{tmp_path}'"])
     assert build(cfg).info["data_sha256"] == digits_module.data_sha256()
@@ -391,7 +391,7 @@ def test_classification_and_generation_runs_record_the_digits_digest(tmp_path):
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_digest_is_the_loaded_pixels_and_labels(tmp_path, monkeypatch, name):
-    from agr_suite.generation.data import build_generation_datasets
+    from agr_suite.diffusion.data import build_generation_datasets
     from agr_suite.images import cifar as cifar_module
 
     splits = write_cifar(tmp_path / name, name)

@@ -201,7 +201,7 @@ def test_digits_split_is_the_digits_dataset():
 
 
 def test_generation_split_keeps_the_images_in_minus_one_one():
-    from agr_suite.generation.data import build_generation_datasets
+    from agr_suite.diffusion.data import build_generation_datasets
     from agr_suite.images.device_data import device_split
 
     train, _, _ = build_generation_datasets("digits", data_dir=".", hflip=False)
@@ -252,9 +252,9 @@ def test_engine_with_the_device_loader_trains_and_resumes_exactly(tmp_path):
 def test_auto_keeps_the_dataloader_on_cpu_and_device_is_refused_for_text(monkeypatch):
     from torch.utils.data import DataLoader
 
-    from agr_suite.config import compose
+    from agr_suite.core.config import compose
+    from agr_suite.core.errors import ConfigError
     from agr_suite.engine.loaders import build_train_loader
-    from agr_suite.errors import ConfigError
     from agr_suite.images import build_datasets
 
     train, _, _ = build_datasets("digits", data_dir=".", augment=True)

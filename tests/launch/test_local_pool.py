@@ -1,4 +1,4 @@
-"""The local launcher's process pool (agr_suite.local_pool, scripts/reproduce.py --launcher local):
+"""The local launcher's process pool (launch/local_pool.py, reproduce.py --launcher local):
 runs go one per free slot with that slot's GPU or thread share, never more at once than
 there are slots; a failed run fails alone; Ctrl-C stops every process it started, killing
 those that ignore it; and the dry run's wall time on N GPUs x K runs per GPU follows the
@@ -20,8 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from agr_suite import local_pool  # noqa: E402
-from agr_suite.local_pool import PoolJob, Slot, make_slots, run_pool, visible_gpus  # noqa: E402
+from agr_suite.launch import local_pool  # noqa: E402
+from agr_suite.launch.local_pool import PoolJob, Slot, make_slots, run_pool, visible_gpus  # noqa: E402
 from scripts import reproduce  # noqa: E402
 
 # A job that records when it ran and what it was given, then exits with its code.
@@ -103,7 +103,7 @@ POOL = textwrap.dedent(
     import signal, sys, time
     from pathlib import Path
     sys.path.insert(0, {root!r})
-    from agr_suite.local_pool import PoolJob, Slot, run_pool
+    from agr_suite.launch.local_pool import PoolJob, Slot, run_pool
     tmp = Path({tmp!r})
     stubborn = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(600)"
     plain = "import time; time.sleep(600)"

@@ -1,4 +1,4 @@
-"""The Slurm sweep bookkeeping without a cluster (agr_suite/slurm.py, scripts/reproduce.py): a
+"""The Slurm sweep bookkeeping without a cluster (launch/slurm.py, scripts/reproduce.py): a
 stand-in ``squeue`` on PATH prints what the test says Slurm knows. tests/launch/test_slurm.py
 runs the same code against a real Slurm (make test-slurm)."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agr_suite import slurm
+from agr_suite.launch import slurm
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -132,7 +132,7 @@ def test_a_requeue_exit_leaves_the_run_running_and_resumable(tmp_path, monkeypat
     from helpers import FAST, TINY_MODELS, resolved
 
     from agr_suite.engine import train
-    from agr_suite.tasks import build_task
+    from agr_suite.registry import build_task
 
     cfg = resolved([*FAST, "trainer.epochs=3", "model=vit", *TINY_MODELS["vit"]])
     calls = {"n": 0}

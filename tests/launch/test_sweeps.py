@@ -12,7 +12,7 @@ import pytest
 import yaml
 from helpers import FAST, ROOT, RUN_PY_RUNNERS, TINY_MODELS, run_cli, run_folder_of
 
-from agr_suite import local_pool
+from agr_suite.launch import local_pool
 
 TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
 # Three runs; the middle one's learning rate makes it diverge in its first epoch.

@@ -16,10 +16,10 @@ from torch import nn
 import agr
 from agr import update_change
 from agr.update_change import measure, parameter_kinds
-from agr_suite.config import compose as compose_run_config
+from agr_suite.core.config import compose as compose_run_config
 from agr_suite.engine import train, trainer
 from agr_suite.engine.loggers import NullLogger
-from agr_suite.tasks import build_task
+from agr_suite.registry import build_task
 
 
 class Small(nn.Module):
@@ -262,7 +262,7 @@ def test_measuring_on_every_step_leaves_the_run_bit_for_bit_unchanged(
 def test_agr_effect_script_prints_a_row_per_tensor(tmp_path, capsys):
     import importlib.util
 
-    from agr_suite.table_spec import ROOT
+    from agr_suite.report.spec import ROOT
 
     spec = importlib.util.spec_from_file_location("agr_effect", ROOT / "scripts" / "agr_effect.py")
     script = importlib.util.module_from_spec(spec)

@@ -29,11 +29,11 @@ from reference import prediction_statistics_reference
 from torch.utils.data import DataLoader, DistributedSampler
 from transformers import AlbertForPreTraining
 
-from agr_suite.config import RunConfig, compose, preset
-from agr_suite.engine.task import count_parameters
+from agr_suite.core.config import RunConfig, compose, preset
+from agr_suite.engine.task_parts import count_parameters
 from agr_suite.pretraining.albert import build_albert
+from agr_suite.pretraining.build import build
 from agr_suite.pretraining.metrics import PretrainingEvaluator
-from agr_suite.pretraining.task import build
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from agr_suite.results import aggregate, epochs_to_target, evaluation_interval, write_outputs
-from agr_suite.table_spec import SpecError, load_spec, plan_runs
+from agr_suite.report.spec import SpecError, load_spec, plan_runs
+from agr_suite.report.tables import aggregate, epochs_to_target, evaluation_interval, write_outputs
 
 SPEC = """
 title: Informative or not

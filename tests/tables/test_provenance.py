@@ -12,7 +12,7 @@ A reader trusts a cell because of its settings' source labels (docs/provenance.m
    folder and changes no computation.
 2. Every ``[choice]`` tag in those files gives its reason: inside the tag (``[choice: why]``) or
    after it in the same sentence of its comment (``[choice] why``).
-3. Every schema field (``agr_suite/config.py``) whose default a paper-scale cell relies on
+3. Every schema field (``agr_suite/core/config.py``) whose default a paper-scale cell relies on
    (its composed value is the default) carries a ``source=`` label under the same rules,
    unless it is an engine knob that changes what runs where or how fast, not what is computed
    (``ENGINE``; the run's seed is chosen by the specs). The cells are each paper-scale preset
@@ -36,7 +36,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from agr_suite.config import compose  # noqa: E402
+from agr_suite.core.config import compose  # noqa: E402
 
 PRESETS = ROOT / "configs" / "experiment"
 TABLES = ("table1", "table2", "table3", "ablation_agr")
@@ -326,6 +326,6 @@ def test_the_schema_defaults_a_paper_cell_relies_on_are_labelled(table):
     ]
     problems = schema_problems(cells)
     assert not problems, (
-        "schema defaults without a source label (agr_suite/config.py, `source=`):\n  "
+        "schema defaults without a source label (agr_suite/core/config.py, `source=`):\n  "
         + "\n  ".join(problems)
     )

@@ -1,5 +1,5 @@
 """The README's claims about the mini tables follow the committed numbers: the section between
-the mini-results markers is exactly what agr_suite/claims.py generates from results/mini/*.csv (a
+the mini-results markers is exactly what agr_suite/report/claims.py generates from results/mini/*.csv (a
 stale README fails here), the number formatting never shows a nonzero value as 0, and the
 'excludes zero' and chance sentences agree with hand-computed t-intervals."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from scipy.stats import t
 
-from agr_suite.claims import (
+from agr_suite.report.claims import (
     BEGIN,
     END,
     read_table_csv,
@@ -21,7 +21,8 @@ from agr_suite.claims import (
     summary,
     table_sentences,
 )
-from agr_suite.results import (
+from agr_suite.report.spec import ROOT, Metric
+from agr_suite.report.tables import (
     CSV_FIELDS,
     Summary,
     chance_note,
@@ -32,7 +33,6 @@ from agr_suite.results import (
     format_number,
     summarize,
 )
-from agr_suite.table_spec import ROOT, Metric
 
 MINI = ROOT / "results" / "mini"
 T975_DF2 = 4.302652729911275  # t(0.975, df=2), from a t table
@@ -327,7 +327,7 @@ def test_chance_band_of_a_constant_predictor():
 
 
 def test_the_verdict_tally_counts_kinds_and_names_the_decided_ones():
-    from agr_suite.claims import CsvCell, verdict_tally
+    from agr_suite.report.claims import CsvCell, verdict_tally
 
     def cell(column, verdict):
         return CsvCell("top1", "R", column, Summary(3, 1.0, 0.1), [], "Base", verdict=verdict)

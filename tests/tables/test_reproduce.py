@@ -273,7 +273,7 @@ def test_shards_split_every_run_once_within_4_3_of_the_best_split(count, seed):
 def test_shards_with_gpus_or_with_jobs_is_a_clear_error(
     tmp_path, capsys, monkeypatch, gpus, extra, message
 ):
-    from agr_suite import local_pool
+    from agr_suite.launch import local_pool
 
     monkeypatch.setattr(local_pool, "visible_gpus", lambda: gpus)
     spec = tmp_path / "tiny.yaml"
@@ -386,7 +386,7 @@ def test_a_power_plan_is_computed_not_written_and_needs_its_reason(tmp_path, cap
 def test_every_paper_scale_margin_has_a_power_plan(table):
     """Every paper-scale margin has an assumed sd with its reason; its seeds are planned at
     alpha/m for the m comparisons of its Holm family (the primary endpoint's own)."""
-    from agr_suite.table_spec import load_spec
+    from agr_suite.report.spec import load_spec
 
     spec = load_spec(table, "paper")
     plans = {plan.metric.key: plan for plan in spec.plans()}
@@ -408,7 +408,7 @@ def test_every_paper_scale_margin_has_a_power_plan(table):
 
 
 def test_the_readmes_power_plan_and_run_count_are_the_specs():
-    from agr_suite.table_spec import load_spec
+    from agr_suite.report.spec import load_spec
 
     readme = (ROOT / "README.md").read_text()
     total = 0
@@ -432,7 +432,7 @@ def test_the_readmes_power_plan_and_run_count_are_the_specs():
 def test_portable_cpu_caps_the_cpu_kernels_of_every_run(tmp_path, monkeypatch):
     """--portable-cpu hands every run the AVX2 caps (what a capped run records:
     tests/engine/test_machine.py)."""
-    from agr_suite import local_pool
+    from agr_suite.launch import local_pool
 
     monkeypatch.setattr(os, "environ", dict(os.environ))  # main's update stays in this test
     for key in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE"):

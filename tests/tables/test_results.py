@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agr_suite.results import aggregate, write_outputs
-from agr_suite.table_spec import SpecError, load_spec, plan_runs
+from agr_suite.report.spec import SpecError, load_spec, plan_runs
+from agr_suite.report.tables import aggregate, write_outputs
 
 SPEC = """
 title: Fixture table
@@ -199,7 +199,7 @@ def test_markdown_shows_values_paper_and_what_is_missing(fixture_table):
 
 
 def test_learning_curves_average_over_seeds(fixture_table):
-    from agr_suite.results import curves
+    from agr_suite.report.tables import curves
 
     table, _, _ = fixture_table
     metric = table.spec.metrics[0]

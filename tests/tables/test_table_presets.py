@@ -2,7 +2,7 @@
 table specs only choose them. For every cell of every table at both scales, the command a
 researcher types, `python run.py experiment=<preset> <arm>`, gives exactly the config and the
 run folder of reproduce.py's run of that cell, and the composition of the spec's own override
-list (read from the YAML here, not through agr_suite.table_spec) gives that config too. The
+list (read from the YAML here, not through agr_suite.report.spec) gives that config too. The
 run folders are the ones the committed results were made from (listed by hand below)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from agr_suite.engine.trainer import _Run  # noqa: E402
-from agr_suite.table_spec import load_spec, plan_runs  # noqa: E402
+from agr_suite.report.spec import load_spec, plan_runs  # noqa: E402
 
 SPECS = ROOT / "tables"
 PRESETS = ROOT / "configs" / "experiment"
@@ -295,8 +295,8 @@ def test_the_presets_hold_table2s_code_settings(configs):
 
 def test_the_tinyvit_preset_steps_at_their_scaled_lr():
     """5e-4 x (2 processes x 128) / 512 in their runs; 5e-4 x 256 / 512 in ours."""
-    from agr_suite.config import compose as compose_run
-    from agr_suite.optimizer_config import build_from_config, scaled_lr
+    from agr_suite.core.config import compose as compose_run
+    from agr_suite.engine.optimizer import build_from_config, scaled_lr
 
     cfg = compose_run(["experiment=table2/tinyimagenet_vit", "optimizer=adamw"])
     total = cfg.trainer.batch_size * cfg.trainer.accumulate  # one process
@@ -318,9 +318,9 @@ def test_a_tinyimagenet_preset_trains_an_epoch_with_its_recipe(tmp_path, preset)
     no-decay groups all run."""
     from fixtures import write_tinyimagenet
 
-    from agr_suite.config import compose as compose_run
+    from agr_suite.core.config import compose as compose_run
     from agr_suite.engine import train
-    from agr_suite.tasks import build_task
+    from agr_suite.registry import build_task
 
     write_tinyimagenet(tmp_path / "data")
     tiny = {

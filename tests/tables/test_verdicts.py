@@ -1,4 +1,4 @@
-"""agr_suite.verdicts against independent references: scipy's own t-tests, a normal-approximation
+"""report/verdicts.py against independent references: scipy's own t-tests, a normal-approximation
 power formula, a Monte Carlo power estimate, and Holm's procedure worked by hand."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from agr_suite.verdicts import (
+from agr_suite.report.verdicts import (
     Comparison,
     difference_p,
     holm,

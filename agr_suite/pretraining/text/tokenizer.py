@@ -53,7 +53,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from agr_suite.errors import DatasetMissingError
+from agr_suite.core.errors import DatasetMissingError
 from agr_suite.pretraining.text.corpus import Corpus
 
 __all__ = [

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from agr_suite.errors import DatasetMissingError
+from agr_suite.core.errors import DatasetMissingError
 from agr_suite.pretraining.text.corpus import Corpus, split_sentences
 
 __all__ = ["HUB_NAME", "SPLITS", "VARIANTS", "load_wikitext2", "parse_articles"]

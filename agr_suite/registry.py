@@ -2,7 +2,7 @@
 
 The model config names its task (``model.task``): the image classifiers ``classification``
 (Table 2, :mod:`agr_suite.classification`), the DDPM UNets ``diffusion`` (Table 1,
-:mod:`agr_suite.generation`), ALBERT ``pretraining`` (Table 3, :mod:`agr_suite.pretraining`).
+:mod:`agr_suite.diffusion`), ALBERT ``pretraining`` (Table 3, :mod:`agr_suite.pretraining`).
 Each family's ``task.build`` is imported only when its task runs.
 """
 
@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from agr_suite.config import TASKS, RunConfig
-from agr_suite.engine.task import TaskParts
+from agr_suite.core.config import TASKS, RunConfig
+from agr_suite.engine.task_parts import TaskParts
 
 __all__ = ["TASKS", "build_task"]
 
 # task -> the module whose build(cfg) makes its parts
 MODULES = {
-    "classification": "agr_suite.classification.task",
-    "diffusion": "agr_suite.generation.task",
-    "pretraining": "agr_suite.pretraining.task",
+    "classification": "agr_suite.classification.build",
+    "diffusion": "agr_suite.diffusion.build",
+    "pretraining": "agr_suite.pretraining.build",
 }
 
 

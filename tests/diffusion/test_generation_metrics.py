@@ -1,4 +1,4 @@
-"""Image-generation metrics (agr_suite.generation.metrics, agr_suite.generation.digits_features).
+"""Image-generation metrics (agr_suite.diffusion.metrics, agr_suite.diffusion.digits_features).
 
 FID and IS are checked against closed forms, hand computations and torch-fidelity's own
 functions; the metric pipeline runs end to end with the digits CNN (trained once per test
@@ -23,10 +23,10 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 from torch_fidelity.metric_fid import fid_statistics_to_metric
 from torch_fidelity.metric_isc import isc_features_to_metric
 
-from agr_suite.generation import digits_features
-from agr_suite.generation import metrics as generation
-from agr_suite.generation.digits_features import DigitsFeatures, digits_split
-from agr_suite.generation.metrics import (
+from agr_suite.diffusion import digits_features
+from agr_suite.diffusion import metrics as generation
+from agr_suite.diffusion.digits_features import DigitsFeatures, digits_split
+from agr_suite.diffusion.metrics import (
     INCEPTION_WEIGHTS_FILENAME,
     INCEPTION_WEIGHTS_URL,
     FeatureExtractor,

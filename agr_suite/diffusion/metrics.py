@@ -4,7 +4,7 @@ The paper's numbers use torch-fidelity's ``inception-v3-compat`` (the bit-exact 
 the TensorFlow Inception used by the original FID/IS code): :class:`InceptionFeatures` wraps it
 (pool3 features ``'2048'`` for FID, ``'logits_unbiased'`` for IS, as torch-fidelity does). The
 metric code itself takes any :class:`FeatureExtractor`, so tests and the embedded CPU run use
-:class:`agr_suite.generation.digits_features.DigitsFeatures`, which needs no download.
+:class:`agr_suite.diffusion.digits_features.DigitsFeatures`, which needs no download.
 
 * :func:`frechet_distance` follows pytorch-fid's ``calculate_frechet_distance`` (``sqrtm`` of
   ``sigma1 @ sigma2``, an ``eps * I`` offset when that is not finite, imaginary parts dropped
@@ -33,8 +33,8 @@ import torch
 from scipy import linalg
 from torch import Tensor
 
-from agr_suite.atomic import write_atomic
-from agr_suite.errors import UserError
+from agr_suite.core.atomic import write_atomic
+from agr_suite.core.errors import UserError
 
 __all__ = [
     "INCEPTION_FEATURE_NAMES",
@@ -386,7 +386,7 @@ class GenerationMetrics:
     """
 
     implementation = (
-        "agr_suite.generation.metrics: FID = pytorch-fid formula (scipy sqrtm, eps fallback) on "
+        "agr_suite.diffusion.metrics: FID = pytorch-fid formula (scipy sqrtm, eps fallback) on "
         "float64 feature statistics; IS = torch-fidelity's split scheme (population std)"
     )
 

@@ -17,12 +17,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from agr_suite.images import cifar, digits
+from agr_suite.images.base import ImageTensors
 
 __all__ = ["GENERATION_DATASETS", "GenerationDataInfo", "build_generation_datasets"]
 
@@ -38,23 +37,6 @@ class GenerationDataInfo:
     train_size: int
     data_sha256: str = ""
     """The data the run depends on (``digits.data_sha256`` / ``cifar.data_sha256``)."""
-
-
-class ImageTensors(Dataset):
-    """In-memory images [N, C, H, W] in [-1, 1] with labels; optional random horizontal flip
-    (drawn from torch's global RNG, which the engine seeds)."""
-
-    def __init__(self, images: Tensor, labels: Tensor, hflip: bool = False) -> None:
-        self.images, self.labels, self.hflip = images, labels, hflip
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        image = self.images[index]
-        if self.hflip and torch.rand(()) < 0.5:
-            image = image.flip(-1)
-        return image, int(self.labels[index])
 
 
 def _to_minus_one_one() -> list:

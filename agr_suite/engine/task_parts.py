@@ -99,8 +99,8 @@ class TaskParts:
 
 
 TaskBuilder = Callable[[Any], TaskParts]
-"""The run config (``agr_suite.config.RunConfig``) -> the task's parts, e.g.
-``agr_suite.tasks.build_task``; a test passes its own small task."""
+"""The run config (``agr_suite.core.config.RunConfig``) -> the task's parts, e.g.
+``agr_suite.registry.build_task``; a test passes its own small task."""
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = True) -> int:

@@ -1,4 +1,4 @@
-"""``agr_suite.generation.unet``, ``agr_suite.generation.diffusion`` and
+"""``agr_suite.diffusion.unet``, ``agr_suite.diffusion.process`` and
 ``agr_suite.engine.ema``: the UNets, the noising, DDIM, grids and the EMA.
 
 References are computed here, not taken from the code under test: abar_t from the linear betas in
@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from agr_suite.config import preset
+from agr_suite.core.config import preset
+from agr_suite.diffusion.process import Diffusion, save_grid, to_uint8
+from agr_suite.diffusion.unet import build_unet
 from agr_suite.engine.ema import EMA
-from agr_suite.generation.diffusion import Diffusion, save_grid, to_uint8
-from agr_suite.generation.unet import build_unet
 
 T = 1000
 

@@ -8,7 +8,7 @@ import dataclasses
 import torch
 
 import agr
-from agr_suite.config import OptimizerConfig
+from agr_suite.core.config import OptimizerConfig
 
 # Settings the engine turns into others before agr.build_optimizer sees them.
 _ENGINE_KEYS = ("name", "agr_until_epoch", "agr_permuted", "lr_scale_batch")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agr_suite.config import RunConfig
-from agr_suite.engine.task import TaskParts, count_parameters
+from agr_suite.core.config import RunConfig
+from agr_suite.engine.task_parts import TaskParts, count_parameters
 from agr_suite.pretraining.albert import build_albert, unigram_bias
 from agr_suite.pretraining.metrics import PretrainingEvaluator
 from agr_suite.pretraining.text import build_pretraining_data

@@ -15,8 +15,8 @@ tests/tables/test_provenance.py checks that every default a paper table relies o
 source. Engine knobs (where and how fast a run goes, how it is logged) have none.
 
 Checks of the machine a run needs (its folder, device, W&B login) are in
-:mod:`agr_suite.preflight`; both raise :class:`ConfigError`, which ``run.py`` reports with
-exit code 2 (:mod:`agr_suite.errors`).
+:mod:`agr_suite.engine.preflight`; both raise :class:`ConfigError`, which ``run.py`` reports with
+exit code 2 (:mod:`agr_suite.core.errors`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from agr.optim import IMPLS, OPTIMIZERS
 from agr.regularizer import SCOPES
-from agr_suite.errors import ConfigError
+from agr_suite.core.errors import ConfigError
 
 __all__ = [
     "ConfigError",
@@ -57,7 +57,7 @@ WANDB_MODES = ("online", "offline", "disabled", "shared")
 FEATURES = ("auto", "inception", "digits_cnn")
 SAMPLE_FROM = ("raw", "ema")
 MLM_BIAS_INITS = ("zeros", "unigram")
-# agr_suite.generation.diffusion.DDIM_VARIANTS (a test checks they agree)
+# agr_suite.diffusion.process.DDIM_VARIANTS (a test checks they agree)
 DDIM_VARIANTS = ("ddim", "authors")
 UNET_INITS = ("ddpm", "default")
 # The training crop of an image classifier: the data set's own (pad: random crop after 4-pixel
@@ -82,7 +82,7 @@ def setting(
     """A schema field: its default (lists copied per instance), the check :func:`validate`
     applies and what the value must be, where the default comes from (empty: an engine
     knob, or a default no paper table relies on), and whether it is a result key, one that
-    can change a run's numbers (False: it cannot, on a given machine; agr_suite.run_identity)."""
+    can change a run's numbers (False: it cannot, on a given machine; core.run_identity)."""
     meta = {"check": check, "must_be": must_be, "source": source, "result": result}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
@@ -694,7 +694,7 @@ class RunConfig:
     # <folder>.replaced-<time> and the run starts afresh.
     overwrite: bool = setting(False, result=False)
     # The run folder's name ends in a hash of every setting that can change the run's numbers
-    # (agr_suite.run_identity); the paper-table presets set false to keep readable names.
+    # (agr_suite.core.run_identity); the paper-table presets set false to keep readable names.
     folder_hash: bool = setting(True, result=False)
 
 
@@ -862,7 +862,7 @@ def _optimizer_problem(optimizer: OptimizerConfig) -> str | None:
     way), tried on one CPU parameter; None when it accepts them."""
     import torch
 
-    from agr_suite.optimizer_config import build_from_config
+    from agr_suite.engine.optimizer import build_from_config
 
     try:
         build_from_config(

@@ -22,12 +22,12 @@ refused)::
                              # `epoch` read history.jsonl at that epoch instead
         higher_is_better: true
         decimals: 2          # printed decimals; a nonzero value that would round to 0 gets
-                             # 2 significant digits instead (agr_suite.results.format_number)
+                             # 2 significant digits instead (agr_suite.report.tables.format_number)
         chance: null         # optional: the metric's chance level (e.g. 50.0 for a balanced
                              # binary task); the table then reports each cell against it
         chance_basis: null   # optional: why that is chance (e.g. "balanced labels")
         margin: 0.5          # optional: the equivalence margin of a paired difference, in
-                             # the metric's units (TOST; see agr_suite/verdicts.py), fixed
+                             # the metric's units (TOST; see agr_suite/report/verdicts.py), fixed
                              # before the runs
         margin_reason: ...   # why that margin (printed under the table)
         margin_history:      # optional: every earlier margin, kept when one is changed
@@ -35,7 +35,7 @@ refused)::
         paired_sd: 0.4       # optional: the assumed sd of the paired differences, the power
         paired_sd_reason: .. #   plan's basis (with margin and its reason); the seeds that
                              #   detect `margin` with 80% power at the Holm planning level
-                             #   of the metric's family follow from it (agr_suite.verdicts)
+                             #   of the metric's family follow from it (agr_suite.report.verdicts)
         collapse_key: null   # optional: the accuracy whose prediction statistics
                              # (<key>_pred_classes, _majority, _minority, _examples in the
                              # runs' metrics) tell whether the model ignores its input;
@@ -276,7 +276,7 @@ class TableSpec:
     def plans(self) -> list[Plan]:
         """A plan for every metric with an assumed paired sd, at its family's level (the
         primary metric's plan is for the primary family)."""
-        from agr_suite.verdicts import planning_level, seeds_needed
+        from agr_suite.report.verdicts import planning_level, seeds_needed
 
         sizes, out = self.family_sizes(), []
         for metric in self.metrics:
@@ -731,7 +731,7 @@ def plan_runs(
     from the config's own folder template, so the table finds exactly what run.py writes.
     A table's folders are readable, without the config hash (``folder_hash=false``): the
     check below that no two configs share one stands in for it.
-    ``check`` (e.g. agr_suite.config.validate) gets each resolved config. A group that does not
+    ``check`` (e.g. agr_suite.core.config.validate) gets each resolved config. A group that does not
     compose or fails the check gives runs with ``error`` set instead of a folder."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf

@@ -18,16 +18,16 @@ from PIL import Image
 from torchvision.datasets import CIFAR10
 from wandb_records import offline_runs
 
-from agr_suite.config import DDIM_VARIANTS, RunConfig
+from agr_suite.core.config import DDIM_VARIANTS, RunConfig
+from agr_suite.diffusion import build as diffusion_task
+from agr_suite.diffusion.data import build_generation_datasets
+from agr_suite.diffusion.digits_features import DigitsFeatures
+from agr_suite.diffusion.metrics import InceptionWeightsMissingError
+from agr_suite.diffusion.process import DDIM_VARIANTS as DIFFUSION_DDIM_VARIANTS
 from agr_suite.engine import train
 from agr_suite.engine.checkpoint import load
-from agr_suite.engine.task import EvalOutput
-from agr_suite.generation import task as diffusion_task
-from agr_suite.generation.data import build_generation_datasets
-from agr_suite.generation.diffusion import DDIM_VARIANTS as DIFFUSION_DDIM_VARIANTS
-from agr_suite.generation.digits_features import DigitsFeatures
-from agr_suite.generation.metrics import InceptionWeightsMissingError
-from agr_suite.tasks import build_task
+from agr_suite.engine.task_parts import EvalOutput
+from agr_suite.registry import build_task
 
 # A UNet of a few thousand parameters, few samples and DDIM steps: seconds per run.
 TINY_UNET = [
@@ -82,7 +82,7 @@ def _read_history(run_dir) -> list[dict]:
 
 
 def test_config_ddim_variants_are_the_samplers():
-    # the schema names them without importing diffusers; agr_suite.generation.diffusion defines them
+    # the schema names them without importing diffusers; agr_suite.diffusion.process defines them
     assert DDIM_VARIANTS == tuple(DIFFUSION_DDIM_VARIANTS)
 
 

@@ -3,7 +3,7 @@ and sample grids (the EMA of the weights is the engine's: agr_suite.engine.ema).
 loop here.
 
     from agr_suite.engine.ema import EMA
-    from agr_suite.generation.diffusion import Diffusion, save_grid
+    from agr_suite.diffusion.process import Diffusion, save_grid
     diffusion = Diffusion()                                   # T=1000, linear betas 1e-4..0.02
     loss = diffusion.loss(unet, images)                       # images in [-1, 1]; scalar MSE
     ema = EMA(unet, decay=0.9999); ...; ema.update(unet)      # after each optimizer step

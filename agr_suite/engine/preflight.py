@@ -1,6 +1,6 @@
 """Checks of the machine a run needs, before any work starts and before any file of an
 existing run is touched: the run folder can be written, the device is there, W&B can log.
-Each raises :class:`agr_suite.errors.ConfigError` (exit code 2 from ``run.py``).
+Each raises :class:`agr_suite.core.errors.ConfigError` (exit code 2 from ``run.py``).
 
 :class:`RunFolderCheck` is a Hydra callback (``hydra.callbacks`` in configs/config.yaml): Hydra
 creates the run folder before it calls ``run.py``'s main, so the folder check runs there.
@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from agr_suite.config import LoggerConfig, RunConfig
-from agr_suite.errors import ConfigError, exit_on_user_error
+from agr_suite.core.config import LoggerConfig, RunConfig
+from agr_suite.core.errors import ConfigError, exit_on_user_error
 
 WANDB_OFFLINE_MODES = ("offline", "dryrun", "disabled")
 

@@ -13,10 +13,10 @@ from helpers import TINY_MODELS, resolved
 from timm.optim import param_groups_weight_decay
 
 from agr_suite.classification.models import build_model
-from agr_suite.config import ConfigError, OptimizerConfig, compose
+from agr_suite.core.config import ConfigError, OptimizerConfig, compose
 from agr_suite.engine import train
-from agr_suite.optimizer_config import build_from_config, scaled_lr
-from agr_suite.tasks import build_task
+from agr_suite.engine.optimizer import build_from_config, scaled_lr
+from agr_suite.registry import build_task
 
 
 def settings(**values) -> OptimizerConfig:

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from agr_suite.atomic import write_atomic
+from agr_suite.core.atomic import write_atomic
 from agr_suite.images.digits import SPLIT_SEED, TEST_FRACTION, load_split
 
 __all__ = [
@@ -173,7 +173,7 @@ def _load_cached(path: Path, seed: int) -> tuple[DigitsCNN, float] | None:
 
 
 class DigitsFeatures:
-    """:class:`~agr_suite.generation.metrics.FeatureExtractor` over the digits CNN.
+    """:class:`~agr_suite.diffusion.metrics.FeatureExtractor` over the digits CNN.
 
     ``features(images)`` takes [N, 1, H, W] (or [N, 3, H, W], averaged to gray) images, float in
     [-1, 1] or uint8 in 0..255, resizes them bilinearly to 16x16 when needed, and returns the

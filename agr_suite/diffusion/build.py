@@ -24,13 +24,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from agr_suite.config import FEATURES, SAMPLE_FROM, GenerationMetricsConfig, RunConfig
+from agr_suite.core.config import FEATURES, SAMPLE_FROM, GenerationMetricsConfig, RunConfig
+from agr_suite.diffusion.data import build_generation_datasets
+from agr_suite.diffusion.metrics import GenerationMetrics, resolve_inception_weights
+from agr_suite.diffusion.process import Diffusion, save_grid, to_uint8
+from agr_suite.diffusion.unet import build_unet
 from agr_suite.engine.ema import EMAState
-from agr_suite.engine.task import EvalContext, EvalOutput, TaskParts, count_parameters
-from agr_suite.generation.data import build_generation_datasets
-from agr_suite.generation.diffusion import Diffusion, save_grid, to_uint8
-from agr_suite.generation.metrics import GenerationMetrics, resolve_inception_weights
-from agr_suite.generation.unet import build_unet
+from agr_suite.engine.task_parts import EvalContext, EvalOutput, TaskParts, count_parameters
 
 
 def feature_kind(features: str, dataset: str) -> str:
@@ -61,11 +61,11 @@ class Scorer:
 
     def _build(self, device: torch.device) -> GenerationMetrics:
         if self.kind == "inception":
-            from agr_suite.generation.metrics import InceptionFeatures
+            from agr_suite.diffusion.metrics import InceptionFeatures
 
             extractor = InceptionFeatures(self.settings.inception_weights, device)
         else:
-            from agr_suite.generation.digits_features import DigitsFeatures
+            from agr_suite.diffusion.digits_features import DigitsFeatures
 
             extractor = DigitsFeatures(self.data_dir / "digits_cnn", device)
         metrics = GenerationMetrics(

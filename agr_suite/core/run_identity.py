@@ -4,7 +4,7 @@ A run folder is ``<paths.runs>/<experiment_name>/<dataset>-<model>-<optimizer>-<
 (configs/config.yaml): ``<hash>`` is :func:`config_hash`, the first 8 hex digits of a SHA-256
 of every *result key* but the seed, so two configs that could give different numbers never
 share a folder, and the seeds of one config sit side by side. A result key is any schema
-field not declared ``result=False`` in agr_suite/config.py: those are the settings that
+field not declared ``result=False`` in agr_suite/core/config.py: those are the settings that
 cannot change a number on a given machine (paths, the logger, whether to download, how
 often to log diagnostics). Everything else counts, also what only changes roundings
 (``trainer.eval_batch_size``, ``trainer.compile``), and ``trainer.num_workers``: the torch
@@ -12,7 +12,7 @@ loader's workers each draw the augmentations of the batches they load.
 
 The paper-table presets set ``folder_hash: false`` and keep their readable folder names
 (``table2/cifar100-resnet18-adamw_agr/seed0``): a table spec composes each of its runs and
-checks that no two share a folder (agr_suite.table_spec). Either way ``run.py`` compares the
+checks that no two share a folder (agr_suite.report.spec). Either way ``run.py`` compares the
 config a folder recorded with the one it was asked to run (:func:`differences`) before it
 skips or resumes that folder, and stops with exit status 2 naming the keys that differ.
 """
@@ -26,8 +26,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from agr_suite.config import RunConfig, _walk, read_run_config
-from agr_suite.errors import ConfigError
+from agr_suite.core.config import RunConfig, _walk, read_run_config
+from agr_suite.core.errors import ConfigError
 
 __all__ = ["config_hash", "differences", "folder_suffix", "recorded_differences", "result_values"]
 
@@ -55,7 +55,7 @@ def folder_suffix(*, _root_: DictConfig) -> str:
     """The ``${agr.folder_suffix:}`` resolver of configs/config.yaml: ``-<config_hash>``, or
     nothing under ``folder_hash: false`` or for a config that does not type (run.py then
     stops on it with exit 2 before it writes anything)."""
-    from agr_suite.config import load
+    from agr_suite.core.config import load
 
     try:
         if not _root_.folder_hash:

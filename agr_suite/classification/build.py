@@ -1,7 +1,7 @@
 """Image classification (Table 2): a data set from agr_suite.images, a model from
 agr_suite.classification.models, cross-entropy, and top-1/top-5 accuracy.
 
-The ImageNet recipes' parts are settings (agr_suite/config.py): the PIL augmentations of
+The ImageNet recipes' parts are settings (agr_suite/core/config.py): the PIL augmentations of
 agr_suite.images.augmentation (``dataset.crop``, ``rand_augment``, ``random_erasing``), timm's
 Mixup on each training batch (``dataset.mixup_alpha``, ``cutmix_alpha``: the loss then takes
 its soft targets, which carry the label smoothing), and an EMA of the weights
@@ -16,9 +16,9 @@ from timm.data import Mixup
 
 from agr_suite.classification.metrics import ClassificationEvaluator
 from agr_suite.classification.models import build_model
-from agr_suite.config import ImageDatasetConfig, RunConfig
+from agr_suite.core.config import ImageDatasetConfig, RunConfig
 from agr_suite.engine.ema import EMAState
-from agr_suite.engine.task import TaskParts, count_parameters
+from agr_suite.engine.task_parts import TaskParts, count_parameters
 from agr_suite.images import Augmentation, build_datasets, cifar, digits, tinyimagenet
 
 

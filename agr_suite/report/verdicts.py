@@ -4,7 +4,7 @@ the data say at all?
 The data of a comparison are its paired differences d_1..d_n (compared arm minus baseline,
 same seed). With mean d, sample sd s, df = n - 1, two-sided alpha 0.05:
 
-- **not informative** comes first: the caller (agr_suite.results) passes a reason when the data
+- **not informative** comes first: the caller (report.tables) passes a reason when the data
   cannot carry a verdict (both arms constant across seeds, every run at the level a model
   ignoring its input scores, or predictions of one class in every run); such a comparison
   gets no test, counts in its family's Holm correction with p = 1, and reads

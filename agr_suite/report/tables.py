@@ -3,11 +3,11 @@ the baseline with a 95% t-interval, the paper's values beside ours, what is miss
 diagnostics, and learning curves.
 
 Reads only the run folders (results.json, history.jsonl) that a table spec's runs map to
-(agr_suite.table_spec.plan_runs), never W&B, so a partial sweep still gives a table that says
+(agr_suite.report.spec.plan_runs), never W&B, so a partial sweep still gives a table that says
 what it lacks. Only completed runs count; a metric that is NaN/inf (written as null in the
 JSON files) is listed and left out of the mean, never averaged in.
 
-    from agr_suite.table_spec import load_spec, plan_runs
+    from agr_suite.report.spec import load_spec, plan_runs
     spec = load_spec("table2", scale="mini")
     table = aggregate(spec, plan_runs(spec, "runs"))
     write_outputs(table, "results/mini")   # table2.md, table2.csv, table2_curves.png
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agr_suite.table_spec import Cell, Metric, PlannedRun, Row, TableSpec
-from agr_suite.verdicts import Comparison, Verdict, verdicts
+from agr_suite.report.spec import Cell, Metric, PlannedRun, Row, TableSpec
+from agr_suite.report.verdicts import Comparison, Verdict, verdicts
 
 COMPLETED, FAILED, RUNNING, MISSING, NOT_COMPOSED = (
     "completed",
@@ -686,7 +686,7 @@ VERDICT_METHOD = (
 
 def _verdict_section(table: Table) -> list[str]:
     """Per paired comparison: the difference, the test, what the seeds could detect, the
-    Holm-adjusted p-values and the verdict (agr_suite.verdicts); then the endpoints, the
+    Holm-adjusted p-values and the verdict (agr_suite.report.verdicts); then the endpoints, the
     margins with their history, and the power plan."""
     spec = table.spec
     lines = ["## Verdicts", "", VERDICT_METHOD, ""]
@@ -779,7 +779,7 @@ def _chance_cells(table: Table, metric: Metric) -> list:
 
 
 def _shown_path(path: Path) -> str:
-    from agr_suite.table_spec import ROOT
+    from agr_suite.report.spec import ROOT
 
     resolved = path.resolve()
     return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
@@ -963,7 +963,7 @@ CSV_FIELDS = [
     "chance",  # the metric's chance level, when the spec declares one
     "chance_low",  # what a model ignoring its input scores (runs' K_minority, K_majority)
     "chance_high",
-    "margin",  # the paired comparison's verdict (agr_suite.verdicts), on compared cells
+    "margin",  # the paired comparison's verdict (agr_suite.report.verdicts), on compared cells
     "mde80",
     "seeds_for_margin",
     "p_difference_holm",
