@@ -22,7 +22,6 @@ exit code 2 (:mod:`agr_suite.core.errors`).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from agr.optim import IMPLS, OPTIMIZERS
-from agr.regularizer import SCOPES
+import agr
 from agr_suite.core.errors import ConfigError
 
 __all__ = [
@@ -67,9 +65,6 @@ CROPS = ("pad", "random_resized")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 RANDOM_ERASING_MODES = ("const", "rand", "pixel")  # timm.data.random_erasing.RandomErasing
 MIXUP_MODES = ("batch", "pair", "elem")  # timm.data.Mixup
-# How many betas each optimizer family takes (AdamW (beta1, beta2), Adan (beta1, beta2,
-# beta3), SGD none); tests/engine/test_errors.py checks these against agr.build_optimizer.
-BETAS_PER_FAMILY = {"adamw": 2, "adan": 3, "sgd": 0}
 
 
 def setting(
@@ -242,13 +237,12 @@ class TrainerConfig:
 # --------------------------------------------------------------------------- optimizer
 @dataclass
 class OptimizerConfig:
-    """``agr.build_optimizer``'s settings. A null lr, weight_decay, betas, eps or momentum is
-    the optimizer family's own default (see ``agr.build_optimizer``)."""
+    """``agr.build_optimizer``'s settings, which the library checks (``agr.check_options``);
+    the engine's own (``ENGINE_KEYS``) are checked here. A null lr, weight_decay, betas, eps or
+    momentum is the optimizer family's own default (``agr.optim.FAMILIES``)."""
 
-    name: str = _check(one_of(tuple(OPTIMIZERS)))
-    lr: float | None = _check(
-        (lambda v: v is None or (_number(v) and v > 0), "null or a number > 0"), None
-    )
+    name: str = MISSING
+    lr: float | None = None
     # Linear lr scaling: the optimizer's lr is lr x (trainer.batch_size x trainer.accumulate x
     # world size) / lr_scale_batch, the rule of TinyViT's main.py; null: lr as given.
     lr_scale_batch: int | None = _check(
@@ -256,29 +250,22 @@ class OptimizerConfig:
         None,
         f"[code: {CIFAR100}, {DDPM}, {ALBERT}] the lr as given; TinyViT's main.py scales it",
     )
-    weight_decay: float | None = _check(at_least(0, integer=False, optional=True), None)
-    betas: list[float] | None = _check(
-        (
-            lambda v: v is None or all(_number(b) and 0 <= b < 1 for b in v),
-            "null or a list of numbers in [0, 1)",
-        ),
+    weight_decay: float | None = None
+    betas: list[float] | None = setting(
         None,
-        f"[code: {CIFAR100}, {DDPM}] pass no betas: the family's own, torch AdamW's "
+        source=f"[code: {CIFAR100}, {DDPM}] pass no betas: the family's own, torch AdamW's "
         "(0.9, 0.999) and Adan_AGR.py's (0.98, 0.92, 0.99)",
     )
-    eps: float | None = _check(
-        at_least(0, integer=False, optional=True),
-        None,
-        f"[code: {CIFAR100}, {DDPM}] pass no eps: the family's own 1e-8",
+    eps: float | None = setting(
+        None, source=f"[code: {CIFAR100}, {DDPM}] pass no eps: the family's own 1e-8"
     )
-    momentum: float | None = _check(
-        (lambda v: v is None or (_number(v) and 0 <= v < 1), "null or a number in [0, 1)"),
+    momentum: float | None = setting(
         None,
-        "[choice] null: unused by AdamW and Adan; configs/optimizer/sgd.yaml sets SGD's",
+        source="[choice] null: unused by AdamW and Adan; configs/optimizer/sgd.yaml sets SGD's",
     )
     # Adan's weight decay: false = proximal (the official Adan's default), true = decoupled
     no_prox: bool = setting(False, source="[code: Adan_AGR.py] no_prox=False, never changed")
-    impl: str = _check(one_of(IMPLS), "auto")
+    impl: str = "auto"
     # True holds in the authors' CIFAR-100, DDPM and ALBERT scripts, which give the optimizer
     # model.parameters() as one group. The TinyImageNet cells follow the official ConvNeXt
     # (optim_factory.py) and TinyViT (optimizer.py) training code, which exclude norms and
@@ -293,11 +280,10 @@ class OptimizerConfig:
     )
     # all: every parameter with a gradient, as the authors' code; weights: ndim >= 2 (the
     # paper text)
-    agr_scope: str = _check(
-        one_of(SCOPES),
+    agr_scope: str = setting(
         "all",
-        "[code: AdamW_AGR.py, Adan_AGR.py] every parameter with a gradient; weights only (the "
-        "paper text's conv and FC layers) is an ablation arm",
+        source="[code: AdamW_AGR.py, Adan_AGR.py] every parameter with a gradient; weights only "
+        "(the paper text's conv and FC layers) is an ablation arm",
     )
     agr_until_epoch: float | None = _check(
         at_least(0, integer=False, optional=True),
@@ -307,16 +293,29 @@ class OptimizerConfig:
     )
     # the dose k in g <- g * (1 - alpha)**k (AGR's factor applied k times); 1 is AGR, 0 the
     # identity (other values: a dose-response control)
-    agr_strength: float = _check(
-        (lambda v: _number(v) and 0 <= v < math.inf, "a finite number >= 0"),
-        1.0,
-        "[code: AGR.py] AGR applied once per step (k = 1); other doses are our controls",
+    agr_strength: float = setting(
+        1.0, source="[code: AGR.py] AGR applied once per step (k = 1); other doses are our controls"
     )
     # true: the null control, each tensor's (dosed) AGR dampings in a random order, rescaled
     # to remove the same L1 mass per tensor (permutations seeded by the run's seed)
     agr_permuted: bool = setting(
         False, source="[code: AGR.py] AGR's own per-element dampings; the permuted null is ours"
     )
+
+    def library_options(self) -> dict[str, Any]:
+        """The settings ``agr.build_optimizer`` takes as they are (all but name and
+        ``ENGINE_KEYS``, which the engine turns into others)."""
+        skip = ("name", *ENGINE_KEYS)
+        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        options = {key: value for key, value in options.items() if key not in skip}
+        if options["betas"] is not None:
+            options["betas"] = tuple(options["betas"])
+        options["no_prox"] = options["no_prox"] or None  # false is every family's default
+        return options
+
+
+# The optimizer settings the engine turns into others before agr.build_optimizer sees them.
+ENGINE_KEYS = ("agr_until_epoch", "agr_permuted", "lr_scale_batch")
 
 
 # --------------------------------------------------------------------------- scheduler
@@ -766,10 +765,11 @@ def validate(cfg: RunConfig | dict[str, Any]) -> None:
         if not ok:
             problems.append(f"  {key}={value!r}: must be {f.metadata['must_be']}")
     problems += _cross_field_problems(cfg)
-    if not problems and cfg.optimizer.name in OPTIMIZERS:
-        problem = _optimizer_problem(cfg.optimizer)
-        if problem:
-            problems.append(f"  optimizer: {problem}")
+    try:
+        agr.check_options(cfg.optimizer.name, **cfg.optimizer.library_options())
+    except agr.optim.OptionError as error:
+        value = getattr(cfg.optimizer, error.key, None)
+        problems.append(f"  optimizer.{error.key}={value!r}: {error}")
     if problems:
         raise ConfigError("invalid configuration:\n" + "\n".join(problems))
 
@@ -789,13 +789,6 @@ def _cross_field_problems(cfg: RunConfig) -> list[str]:
             f"  model.hidden_size={model.hidden_size} must be a multiple of "
             f"model.num_attention_heads={model.num_attention_heads}"
         )
-    family = OPTIMIZERS.get(optimizer.name, (None,))[0]
-    if optimizer.betas is not None and family in BETAS_PER_FAMILY:
-        if len(optimizer.betas) != BETAS_PER_FAMILY[family]:
-            problems.append(
-                f"  optimizer.betas={list(optimizer.betas)!r}: {optimizer.name} takes "
-                f"{BETAS_PER_FAMILY[family]} betas, got {len(optimizer.betas)}"
-            )
     if cfg.task != model.task:
         problems.append(f"  task={cfg.task!r}: must be the model's task {model.task!r}")
     if model.task == "diffusion" and cfg.metrics is None:
@@ -855,26 +848,6 @@ def _augmentation_problems(cfg: RunConfig, data: ImageDatasetConfig) -> list[str
             "with another of its batch (timm's Mixup), so the batch must be even"
         )
     return problems
-
-
-def _optimizer_problem(optimizer: OptimizerConfig) -> str | None:
-    """What agr.build_optimizer refuses in these options (the engine passes them the same
-    way), tried on one CPU parameter; None when it accepts them."""
-    import torch
-
-    from agr_suite.engine.optimizer import build_from_config
-
-    try:
-        build_from_config(
-            optimizer,
-            [torch.nn.Parameter(torch.zeros(1))],
-            steps_per_epoch=1,
-            seed=0,
-            total_batch=optimizer.lr_scale_batch,  # the lr itself
-        )
-    except (TypeError, ValueError) as error:
-        return str(error)
-    return None
 
 
 # --------------------------------------------------------------------------- loading
@@ -959,7 +932,7 @@ def preset(group: str, choice: str, **overrides: Any) -> Any:
     builds a model outside a run (benchmarks, tests)."""
     from hydra import compose, initialize_config_dir
 
-    configs = Path(__file__).resolve().parents[1] / "configs"
+    configs = Path(__file__).resolve().parents[2] / "configs"
     with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
         # metrics is chosen by the diffusion models' defaults, not by config.yaml's list
         prefix = "+" if group == "metrics" else ""
@@ -977,7 +950,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
 
-    configs = Path(__file__).resolve().parents[1] / "configs"
+    configs = Path(__file__).resolve().parents[2] / "configs"
     with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
         try:
             composed = hydra_compose("config", overrides=list(overrides))

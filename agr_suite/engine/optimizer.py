@@ -3,15 +3,10 @@ engine and by the scripts that rebuild a run's optimizer."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 import agr
 from agr_suite.core.config import OptimizerConfig
-
-# Settings the engine turns into others before agr.build_optimizer sees them.
-_ENGINE_KEYS = ("name", "agr_until_epoch", "agr_permuted", "lr_scale_batch")
 
 
 def scaled_lr(settings: OptimizerConfig, total_batch: int | None) -> float | None:
@@ -38,14 +33,8 @@ def build_from_config(
     optimizer steps (rounded); the null control's permutations are seeded by the run's seed;
     ``lr_scale_batch`` scales the lr by ``total_batch`` (:func:`scaled_lr`). ``name``
     replaces the config's optimizer name (e.g. to measure AGR on a baseline run)."""
-    kwargs = {
-        f.name: getattr(settings, f.name)
-        for f in dataclasses.fields(settings)
-        if f.name not in _ENGINE_KEYS
-    }
+    kwargs = settings.library_options()
     kwargs["lr"] = scaled_lr(settings, total_batch)
-    if settings.betas is not None:
-        kwargs["betas"] = tuple(settings.betas)
     if settings.agr_until_epoch is not None:
         kwargs["agr_until_step"] = int(round(float(settings.agr_until_epoch) * steps_per_epoch))
     if settings.agr_permuted:

@@ -13,7 +13,7 @@ extra) and ninja to build the CPU kernel ``agr/csrc/agr_cpu.cpp`` (the ``kernel`
 without it AGR runs on torch ops).
 """
 
-from .optim import IMPLS, OPTIMIZERS, build_optimizer
+from .optim import IMPLS, OPTIMIZERS, build_optimizer, check_options
 from .regularizer import BACKENDS, SCOPES, AGRHandle, AGRStats, attach, handle_of, regularize_
 
 __version__ = "0.1.0"
@@ -27,6 +27,7 @@ __all__ = [
     "SCOPES",
     "attach",
     "build_optimizer",
+    "check_options",
     "handle_of",
     "regularize_",
 ]

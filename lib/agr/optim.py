@@ -15,25 +15,31 @@ from typing import Any
 
 import torch
 
-from .regularizer import SCOPES, attach
+from .regularizer import SCOPES, _check_strength, attach
 
-__all__ = ["OPTIMIZERS", "IMPLS", "build_optimizer", "param_groups"]
-
-IMPLS = ("auto", "fused", "foreach", "loop")
+__all__ = [
+    "FAMILIES",
+    "IMPLS",
+    "OPTIMIZERS",
+    "Family",
+    "build_optimizer",
+    "check_options",
+    "param_groups",
+]
 
 
 @dataclass(frozen=True)
-class _Family:
-    """Defaults of one optimizer family (the values of the reference implementations)."""
+class Family:
+    """One optimizer family. ``defaults`` are the keyword arguments its class takes besides
+    the impl flags, with the values of the reference implementation: an option the family
+    lacks (betas for SGD, momentum for AdamW) must be left None. ``fastest_impl`` maps a
+    device type to the implementation ``impl="auto"`` takes there."""
 
     load: Callable[[], type]
     """Returns the optimizer class (imported when first asked for)."""
-    lr: float
-    weight_decay: float
-    betas: tuple[float, ...]
-    eps: float
+    defaults: dict[str, Any]
     impls: tuple[str, ...]
-    momentum: float | None = None
+    fastest_impl: Callable[[str], str]
 
 
 def _adan() -> type:
@@ -51,25 +57,40 @@ def _adan() -> type:
     return Adan
 
 
-_FAMILIES = {
-    # torch.optim.AdamW defaults.
-    "adamw": _Family(lambda: torch.optim.AdamW, 1e-3, 1e-2, (0.9, 0.999), 1e-8, IMPLS),
-    # Adan: the official code's (and timm's) code-convention betas; they are 1 - beta of
-    # the paper's notation. Weight decay 0 as in timm and the Table 1 runs.
-    "adan": _Family(_adan, 1e-3, 0.0, (0.98, 0.92, 0.99), 1e-8, ("auto", "foreach", "loop")),
+def _fused_on_cpu_and_cuda(device_type: str) -> str:
+    return "fused" if device_type in ("cpu", "cuda") else "foreach"
+
+
+IMPLS = ("auto", "fused", "foreach", "loop")
+FAMILIES = {
+    # torch.optim.AdamW's defaults.
+    "adamw": Family(
+        lambda: torch.optim.AdamW,
+        dict(lr=1e-3, weight_decay=1e-2, betas=(0.9, 0.999), eps=1e-8),
+        IMPLS,
+        _fused_on_cpu_and_cuda,
+    ),
+    # Adan: the official code's (and timm's) code-convention betas, 1 - beta of the paper's
+    # notation; weight decay 0 as in timm and the Table 1 runs; no_prox False = proximal
+    # decay (the Adan paper's results), True = decoupled as in AdamW.
+    "adan": Family(
+        _adan,
+        dict(lr=1e-3, weight_decay=0.0, betas=(0.98, 0.92, 0.99), eps=1e-8, no_prox=False),
+        ("auto", "foreach", "loop"),
+        lambda device_type: "foreach" if device_type == "cuda" else "loop",
+    ),
     # torch.optim.SGD with heavy-ball momentum 0.9 (dampening 0, no Nesterov): the update
     # scales with the gradient, so no normalisation cancels AGR's per-tensor factors.
-    "sgd": _Family(lambda: torch.optim.SGD, 1e-2, 0.0, (), 0.0, IMPLS, momentum=0.9),
+    "sgd": Family(
+        lambda: torch.optim.SGD,
+        dict(lr=1e-2, weight_decay=0.0, momentum=0.9),
+        IMPLS,
+        _fused_on_cpu_and_cuda,
+    ),
 }
+"""The optimizer families; each is registered bare and with AGR (``<family>_agr``)."""
 
-OPTIMIZERS = {
-    "adamw": ("adamw", False),
-    "adamw_agr": ("adamw", True),
-    "adan": ("adan", False),
-    "adan_agr": ("adan", True),
-    "sgd": ("sgd", False),
-    "sgd_agr": ("sgd", True),
-}
+OPTIMIZERS = {f"{f}{agr}": (f, agr == "_agr") for f in FAMILIES for agr in ("", "_agr")}
 """name -> (family, AGR attached)."""
 
 
@@ -81,7 +102,7 @@ def build_optimizer(
     weight_decay: float | None = None,
     betas: tuple[float, ...] | None = None,
     eps: float | None = None,
-    no_prox: bool = False,
+    no_prox: bool | None = None,
     momentum: float | None = None,
     agr_scope: str = "all",
     agr_until_step: int | None = None,
@@ -100,8 +121,8 @@ def build_optimizer(
         lr, weight_decay, betas, eps: None takes the family default (AdamW: 1e-3, 1e-2,
             (0.9, 0.999), 1e-8; Adan: 1e-3, 0, (0.98, 0.92, 0.99), 1e-8; SGD: 1e-2, 0, and
             no betas or eps).
-        no_prox: Adan's weight-decay form: False = proximal (the Adan paper's results),
-            True = decoupled as in AdamW.
+        no_prox: Adan's weight-decay form: False (None) = proximal (the Adan paper's
+            results), True = decoupled as in AdamW; must be None for the others.
         momentum: SGD's heavy-ball momentum (None: 0.9); must be None for AdamW and Adan.
         agr_scope: ``all`` (every parameter with a gradient: the authors' code, the
             default) or ``weights`` (tensors with ndim >= 2: the paper text).
@@ -116,39 +137,20 @@ def build_optimizer(
             biases, 1-D parameters (norms) and a model's ``no_weight_decay()`` names go to
             a group with weight_decay 0, as timm does.
     """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
-    family_name, with_agr = OPTIMIZERS[name]
-    family = _FAMILIES[family_name]
-    lr = family.lr if lr is None else lr
-    weight_decay = family.weight_decay if weight_decay is None else weight_decay
-    betas = family.betas if betas is None else tuple(betas)
-    eps = family.eps if eps is None else eps
-    _validate(name, family, lr, weight_decay, betas, eps, impl, agr_scope, agr_until_step)
-    momentum = _momentum(name, family, momentum)
-    if not isinstance(no_prox, bool) or not isinstance(decay_bias_and_norm, bool):
-        raise ValueError("no_prox and decay_bias_and_norm must be True or False")
-
+    options = dict(lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)
+    options.update(no_prox=no_prox, momentum=momentum)
+    family, kwargs = _checked(name, options, impl, agr_scope, agr_until_step, decay_bias_and_norm)
     groups = param_groups(params_or_model, decay_bias_and_norm)
-    device = _device_of(groups)
-    impl = _resolve_impl(family_name, impl, device)
-    kwargs: dict[str, Any] = dict(lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)
-    if family_name == "adamw":
-        kwargs.update(fused=impl == "fused", foreach=impl == "foreach")
-        if impl == "fused":
-            kwargs.pop("foreach")
-    elif family_name == "adan":
-        kwargs.update(no_prox=no_prox, foreach=impl == "foreach")
-    else:
-        kwargs = dict(lr=lr, weight_decay=weight_decay, momentum=momentum)
-        kwargs.update(fused=impl == "fused", foreach=impl == "foreach")
-        if impl == "fused":
-            kwargs.pop("foreach")
+    chosen = family.fastest_impl(_device_of(groups).type) if impl == "auto" else impl
+    if "fused" in family.impls:
+        kwargs["fused"] = chosen == "fused"
+    if chosen != "fused":
+        kwargs["foreach"] = chosen == "foreach"
     names = params_or_model if isinstance(params_or_model, torch.nn.Module) else None
     # The AGR arm is the very optimizer of the baseline with the hook in front of its step,
     # so a pair differs by AGR alone (with AGR a no-op, the two are identical bit for bit).
     optimizer = family.load()(groups, **kwargs)
-    if with_agr:
+    if OPTIMIZERS[name][1]:
         attach(
             optimizer,
             scope=agr_scope,
@@ -161,44 +163,93 @@ def build_optimizer(
     return optimizer
 
 
-def _validate(name, family, lr, weight_decay, betas, eps, impl, agr_scope, agr_until_step):
-    def number(value) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+class OptionError(ValueError):
+    """An option :func:`build_optimizer` refuses; ``key`` names it."""
 
-    if not number(lr) or not lr > 0:
-        raise ValueError(f"{name}: lr must be a number > 0, got {lr!r}")
-    if not number(weight_decay) or weight_decay < 0:
-        raise ValueError(f"{name}: weight_decay must be a number >= 0, got {weight_decay!r}")
-    if not number(eps) or eps < 0:
-        raise ValueError(f"{name}: eps must be a number >= 0, got {eps!r}")
-    if len(betas) != len(family.betas) or not all(number(b) and 0 <= b < 1 for b in betas):
-        raise ValueError(
-            f"{name}: betas must be {len(family.betas)} numbers in [0, 1) "
-            f"(default {family.betas}), got {betas!r}"
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def check_options(name: str, **options: Any) -> None:
+    """Raise :class:`OptionError` for the first option of :func:`build_optimizer`'s that it
+    would refuse for ``name``, without building anything (a config checks its options so)."""
+    impl = options.pop("impl", "auto")
+    scope, until = options.pop("agr_scope", "all"), options.pop("agr_until_step", None)
+    decay_bias_and_norm = options.pop("decay_bias_and_norm", True)
+    try:
+        _check_strength(options.pop("agr_strength", 1.0))
+    except ValueError as error:
+        raise OptionError("agr_strength", str(error)) from None
+    for key in ("agr_permuted", "agr_seed"):  # any value will do
+        options.pop(key, None)
+    _checked(name, options, impl, scope, until, decay_bias_and_norm)
+
+
+def _checked(name, options, impl, agr_scope, agr_until_step, decay_bias_and_norm):
+    """(family, the class's keyword arguments without impl flags): the given options over the
+    family's defaults, each checked."""
+    if name not in OPTIMIZERS:
+        raise OptionError(
+            "name", f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}"
         )
+    family = FAMILIES[OPTIMIZERS[name][0]]
+    given = {key: value for key, value in options.items() if value is not None}
+    for key in given:
+        if key not in family.defaults:
+            raise OptionError(key, f"{name} takes no {key}; leave it unset (None)")
+    kwargs = {**family.defaults, **given}
+    for key, value in kwargs.items():
+        ok, must_be = _RULES[key]
+        if not ok(value):
+            raise OptionError(key, f"{name}: {key} must be {must_be}, got {value!r}")
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+        if len(kwargs["betas"]) != len(family.defaults["betas"]):
+            raise OptionError(
+                "betas",
+                f"{name} takes {len(family.defaults['betas'])} betas, got "
+                f"{len(kwargs['betas'])} (default {family.defaults['betas']})",
+            )
     if impl not in family.impls:
-        raise ValueError(f"{name}: impl={impl!r} is not valid; choose one of {family.impls}")
+        raise OptionError(
+            "impl", f"{name}: impl={impl!r} is not valid; choose one of {family.impls}"
+        )
     if agr_scope not in SCOPES:
-        raise ValueError(f"{name}: agr_scope={agr_scope!r} is not valid; choose one of {SCOPES}")
-    if agr_until_step is not None and (
-        isinstance(agr_until_step, bool)
-        or not isinstance(agr_until_step, int)
-        or agr_until_step < 0
-    ):
-        raise ValueError(f"{name}: agr_until_step must be None or an integer >= 0")
+        raise OptionError(
+            "agr_scope", f"{name}: agr_scope={agr_scope!r} is not valid; choose one of {SCOPES}"
+        )
+    if agr_until_step is not None and not (_integer(agr_until_step) and agr_until_step >= 0):
+        raise OptionError(
+            "agr_until_step", f"{name}: agr_until_step must be None or an integer >= 0"
+        )
+    if not isinstance(decay_bias_and_norm, bool):
+        raise OptionError(
+            "decay_bias_and_norm", f"{name}: decay_bias_and_norm must be True or False"
+        )
+    return family, kwargs
 
 
-def _momentum(name: str, family: _Family, momentum: float | None) -> float | None:
-    if family.momentum is None:
-        if momentum is not None:
-            raise ValueError(f"{name}: momentum applies to SGD only; leave it unset (None)")
-        return None
-    momentum = family.momentum if momentum is None else momentum
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
-        raise ValueError(f"{name}: momentum must be a number in [0, 1), got {momentum!r}")
-    if not 0 <= momentum < 1:
-        raise ValueError(f"{name}: momentum must be a number in [0, 1), got {momentum!r}")
-    return float(momentum)
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lr": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "eps": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "betas": (
+        lambda v: isinstance(v, (list, tuple)) and all(_number(b) and 0 <= b < 1 for b in v),
+        "numbers in [0, 1)",
+    ),
+    "momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "no_prox": (lambda v: isinstance(v, bool), "True or False"),
+}
+"""What each constructor option must be; a new family's new option adds its rule here."""
 
 
 def param_groups(
@@ -237,11 +288,3 @@ def _device_of(groups: list[dict[str, Any]]) -> torch.device:
         for param in group["params"]:
             return param.device
     raise ValueError("the optimizer got no parameters")
-
-
-def _resolve_impl(family_name: str, impl: str, device: torch.device) -> str:
-    if impl != "auto":
-        return impl
-    if family_name in ("adamw", "sgd"):
-        return "fused" if device.type in ("cpu", "cuda") else "foreach"
-    return "foreach" if device.type == "cuda" else "loop"

@@ -5,6 +5,8 @@ tests/engine/test_wandb.py.)"""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from helpers import (
@@ -17,9 +19,8 @@ from helpers import (
     tree_digest,
 )
 
-import agr
-from agr.optim import OPTIMIZERS
-from agr_suite.core.config import BETAS_PER_FAMILY, ConfigError, validate
+from agr.optim import FAMILIES
+from agr_suite.core.config import ConfigError, validate
 from agr_suite.core.errors import DatasetMissingError, UserError
 from agr_suite.diffusion.metrics import InceptionWeightsMissingError
 from agr_suite.engine import CheckpointError, train
@@ -126,18 +127,24 @@ def test_every_user_error_is_a_user_error_and_keeps_its_builtin_kind():
         assert issubclass(error, UserError) and issubclass(error, builtin)
 
 
-def test_betas_per_family_are_what_the_optimizers_take():
-    """Against the optimizers themselves: torch's AdamW and SGD, timm's Adan."""
-    for name, (family, _) in OPTIMIZERS.items():
-        optimizer = agr.build_optimizer(name, [torch.nn.Parameter(torch.zeros(1))])
-        assert len(optimizer.defaults.get("betas", ())) == BETAS_PER_FAMILY[family]
+def test_each_family_record_takes_what_its_class_takes():
+    """Against the classes' own signatures (torch's AdamW and SGD, timm's Adan): the record's
+    options are keyword arguments of the class, and its betas as many as the class's."""
+    for family in FAMILIES.values():
+        signature = inspect.signature(family.load().__init__).parameters
+        assert set(family.defaults) <= set(signature)
+        if "betas" in family.defaults:
+            assert len(family.defaults["betas"]) == len(signature["betas"].default)
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
         (["optimizer=adan", "optimizer.betas=[0.9,0.99]"], "adan takes 3 betas, got 2"),
-        (["optimizer=adan_agr", "optimizer.impl=fused"], "optimizer: adan_agr: impl='fused'"),
+        (
+            ["optimizer=adan_agr", "optimizer.impl=fused"],
+            "optimizer.impl='fused': adan_agr: impl='fused' is not valid",
+        ),
         (["logger=wandb", "logger.mode=onlin"], "logger.mode='onlin'"),
         (["trainer.divergence_factor=1"], "trainer.divergence_factor=1"),
     ],
