@@ -6,15 +6,9 @@ the TensorFlow Inception used by the original FID/IS code): :class:`InceptionFea
 metric code itself takes any :class:`FeatureExtractor`, so tests and the embedded CPU run use
 :class:`agr_suite.diffusion.digits_features.DigitsFeatures`, which needs no download.
 
-* :func:`frechet_distance` follows pytorch-fid's ``calculate_frechet_distance`` (``sqrtm`` of
-  ``sigma1 @ sigma2``, an ``eps * I`` offset when that is not finite, imaginary parts dropped
-  when negligible).
-* :func:`inception_score` follows torch-fidelity's ``isc_features_to_metric``: split ``i`` is
-  rows ``[i*N//splits, (i+1)*N//splits)``, the score of a split is
-  ``exp(mean_x KL(p(y|x) || p(y)))``, and the result is the mean and the population std
-  (``ddof=0``) over the splits. :class:`GenerationMetrics` shuffles the rows with torch-fidelity's
-  default permutation (``np.random.RandomState(2020)``), so on the same logits it reproduces
-  torch-fidelity's numbers.
+The arithmetic is torch-fidelity's; this module adds batching over any extractor, reference
+statistics cached as ``.npz`` (with the extractor and data set recorded) and the staging of the
+Inception weights.
 """
 
 from __future__ import annotations
@@ -23,15 +17,28 @@ import hashlib
 import os
 import re
 import urllib.request
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from scipy import linalg
+import torch_fidelity
 from torch import Tensor
+from torch_fidelity.feature_extractor_inceptionv3 import (
+    URL_INCEPTION_V3,
+    FeatureExtractorInceptionV3,
+)
+from torch_fidelity.metric_fid import (
+    KEY_METRIC_FID,
+    fid_features_to_statistics,
+    fid_statistics_to_metric,
+)
+from torch_fidelity.metric_isc import (
+    KEY_METRIC_ISC_MEAN,
+    KEY_METRIC_ISC_STD,
+    isc_features_to_metric,
+)
 
 from agr_suite.core.atomic import write_atomic
 from agr_suite.core.errors import UserError
@@ -53,97 +60,52 @@ __all__ = [
 # --------------------------------------------------------------------------- core formulas
 
 
-def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
-) -> float:
-    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2):
-    ``|mu1 - mu2|^2 + tr(sigma1) + tr(sigma2) - 2 tr(sqrtm(sigma1 sigma2))``, in float64.
-
-    As in pytorch-fid: when ``sqrtm`` of the product is not finite (nearly singular covariances),
-    ``eps`` is added to both diagonals and it is recomputed; a complex result whose diagonal has
-    imaginary parts above 1e-3 raises ``ValueError``, otherwise the imaginary part is dropped.
-    """
-    mu1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
-    mu2 = np.atleast_1d(np.asarray(mu2, dtype=np.float64))
-    sigma1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))
-    sigma2 = np.atleast_2d(np.asarray(sigma2, dtype=np.float64))
-    if mu1.shape != mu2.shape:
-        raise ValueError(f"mean vectors differ in shape: {mu1.shape} vs {mu2.shape}")
-    if sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
-        raise ValueError(
-            f"covariances {sigma1.shape} and {sigma2.shape} do not match the means {mu1.shape}"
-        )
-
-    diff = mu1 - mu2
-    try:
-        with warnings.catch_warnings():  # a singular product is handled just below
-            warnings.simplefilter("ignore", linalg.LinAlgWarning)
-            covmean = linalg.sqrtm(sigma1 @ sigma2)
-        finite = bool(np.isfinite(covmean).all())
-    except (linalg.LinAlgError, ValueError):
-        finite = False
-    if not finite:
-        warnings.warn(
-            f"FID: sqrtm(sigma1 @ sigma2) is not finite (singular product); adding {eps} to the "
-            "diagonal of both covariances",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        offset = np.eye(mu1.size) * eps
-        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            largest = np.max(np.abs(covmean.imag))
-            raise ValueError(f"sqrtm(sigma1 @ sigma2) has imaginary component {largest:.3g}")
-        covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
-
-
 def feature_statistics(features: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(mu [D], sigma [D, D]) of features [N, D] in float64; sigma is the unbiased (N - 1)
-    sample covariance, as in pytorch-fid and torch-fidelity."""
-    if isinstance(features, Tensor):
-        features = features.detach().cpu().double().numpy()
-    features = np.asarray(features, dtype=np.float64)
-    if features.ndim != 2 or features.shape[0] < 2:
-        raise ValueError(f"need features [N >= 2, D], got shape {features.shape}")
-    return features.mean(axis=0), np.cov(features, rowvar=False)
+    """(mu [D], sigma [D, D]) of features [N, D] in float64, by torch-fidelity's
+    ``fid_features_to_statistics``: sigma is the unbiased (N - 1) sample covariance."""
+    features = torch.as_tensor(features).detach().cpu().double()
+    if features.dim() != 2 or features.shape[0] < 2:
+        raise ValueError(f"need features [N >= 2, D], got shape {tuple(features.shape)}")
+    stats = fid_features_to_statistics(features)
+    return stats["mu"], stats["sigma"]
+
+
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray
+) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) in float64, by torch-fidelity's
+    ``fid_statistics_to_metric``: ``|mu1 - mu2|^2 + tr(sigma1) + tr(sigma2) - 2 tr(sqrtm(sigma1
+    sigma2))``, the trace taken as the sum of the square roots of the product's eigenvalues (real
+    parts). That is pytorch-fid's value without its ``sqrtm`` and ``eps`` retry: it stays finite
+    for singular covariances."""
+    mu1, mu2 = (np.atleast_1d(np.asarray(mu, np.float64)) for mu in (mu1, mu2))
+    sigma1, sigma2 = (np.atleast_2d(np.asarray(sigma, np.float64)) for sigma in (sigma1, sigma2))
+    d = mu1.size
+    if not (mu1.shape == mu2.shape == (d,) and sigma1.shape == sigma2.shape == (d, d)):
+        raise ValueError(
+            f"means {mu1.shape}, {mu2.shape} and covariances {sigma1.shape}, {sigma2.shape} "
+            "do not match"
+        )
+    stats1, stats2 = {"mu": mu1, "sigma": sigma1}, {"mu": mu2, "sigma": sigma2}
+    return fid_statistics_to_metric(stats1, stats2, verbose=False)[KEY_METRIC_FID]
 
 
 def inception_score(
-    logits: np.ndarray | Tensor,
-    splits: int = 10,
-    *,
-    shuffle: bool = False,
-    rng_seed: int = 2020,
+    logits: np.ndarray | Tensor, splits: int = 10, *, shuffle: bool = False, rng_seed: int = 2020
 ) -> tuple[float, float]:
-    """(mean, std) of the Inception Score over ``splits`` splits of the rows of ``logits``
-    [N, C]. Per split: ``exp(mean_x KL(p(y|x) || p(y)))`` with ``p(y|x) = softmax(logits)`` and
-    ``p(y)`` the split's mean prediction; the std is numpy's default (``ddof=0``), as in
-    torch-fidelity. ``shuffle`` permutes the rows first with ``np.random.RandomState(rng_seed)``
-    (torch-fidelity's default is ``shuffle=True, rng_seed=2020``). Computed in float64; p(y) is
-    taken in log space (logsumexp), so saturated softmaxes give no NaN.
-    """
-    if not isinstance(logits, Tensor):
-        logits = torch.from_numpy(np.asarray(logits, dtype=np.float64))
-    logits = logits.detach().cpu().double()
+    """(mean, std) of the Inception Score of ``logits`` [N, C] over ``splits`` splits, by
+    torch-fidelity's ``isc_features_to_metric`` in float64: split ``i`` is rows
+    ``[i*N//splits, (i+1)*N//splits)``, its score ``exp(mean_x KL(p(y|x) || p(y)))``, the std
+    numpy's (``ddof=0``). ``shuffle`` permutes the rows first with ``RandomState(rng_seed)``
+    (torch-fidelity's default: on, seed 2020). Logit gaps over ~745 (a class's softmax 0 in
+    float64 throughout a split) give NaN, as in torch-fidelity."""
+    logits = torch.as_tensor(logits).detach().cpu()
     if logits.dim() != 2:
         raise ValueError(f"need logits [N, C], got shape {tuple(logits.shape)}")
-    n = logits.shape[0]
-    if splits < 1 or n < splits:
-        raise ValueError(f"need at least one sample per split: N={n}, splits={splits}")
-    if shuffle:
-        logits = logits[torch.from_numpy(np.random.RandomState(rng_seed).permutation(n))]
-    log_p = logits.log_softmax(dim=1)
-    p = log_p.exp()
-    scores = []
-    for i in range(splits):
-        lo, hi = i * n // splits, (i + 1) * n // splits
-        log_p_chunk, p_chunk = log_p[lo:hi], p[lo:hi]
-        log_q = torch.logsumexp(log_p_chunk, dim=0) - np.log(hi - lo)
-        kl = (p_chunk * (log_p_chunk - log_q)).sum(dim=1).mean()
-        scores.append(float(kl.exp()))
-    return float(np.mean(scores)), float(np.std(scores))
+    if splits < 1 or logits.shape[0] < splits:
+        raise ValueError(f"need at least one sample per split: N={len(logits)}, splits={splits}")
+    score = isc_features_to_metric(logits, splits, shuffle, rng_seed)
+    return score[KEY_METRIC_ISC_MEAN], score[KEY_METRIC_ISC_STD]
 
 
 # --------------------------------------------------------------------------- extractors
@@ -170,11 +132,8 @@ class FeatureExtractor(Protocol):
     def describe(self) -> dict: ...
 
 
-INCEPTION_WEIGHTS_URL = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-    "weights-inception-2015-12-05-6726825d.pth"
-)
-INCEPTION_WEIGHTS_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_WEIGHTS_URL = URL_INCEPTION_V3
+INCEPTION_WEIGHTS_FILENAME = URL_INCEPTION_V3.rsplit("/", 1)[1]
 INCEPTION_FEATURE_NAMES = ("2048", "logits_unbiased")  # torch-fidelity's defaults for FID / IS
 INCEPTION_EXTRACTOR_NAME = "inception-v3-compat"
 CONFIG_KEY = "metrics.inception_weights"
@@ -213,16 +172,13 @@ def _download_weights(url: str, destination: Path, timeout: float = 30.0) -> Non
 
 
 def _missing_message(looked: list[str], what: str, destination: Path | None = None) -> str:
-    if destination is None:
-        stage = (
-            f"either put it at {_hub_checkpoint_path()} (torch.hub's cache, where torch-fidelity "
-            f"looks) or pass {CONFIG_KEY}=/path/to/{INCEPTION_WEIGHTS_FILENAME}"
-        )
-    else:
-        stage = (
-            f"copy it to {destination}, or set "
-            f"{CONFIG_KEY}=/path/to/{INCEPTION_WEIGHTS_FILENAME} to where it is"
-        )
+    staged = f"{CONFIG_KEY}=/path/to/{INCEPTION_WEIGHTS_FILENAME}"
+    stage = (
+        f"copy it to {destination}, or set {staged} to where it is"
+        if destination
+        else f"either put it at {_hub_checkpoint_path()} (torch.hub's cache, where "
+        f"torch-fidelity looks) or pass {staged}"
+    )
     return (
         f"Inception-v3 weights for FID/IS (torch-fidelity '{INCEPTION_EXTRACTOR_NAME}') are "
         f"missing: {what}. The file needed is {INCEPTION_WEIGHTS_FILENAME}; looked in "
@@ -245,11 +201,8 @@ def resolve_inception_weights(
         path = Path(weights_path).expanduser()
         if path.is_file():
             return path
-        raise InceptionWeightsMissingError(
-            _missing_message(
-                [str(path)], f"{CONFIG_KEY}={weights_path} is not an existing file", path
-            )
-        )
+        what = f"{CONFIG_KEY}={weights_path} is not an existing file"
+        raise InceptionWeightsMissingError(_missing_message([str(path)], what, path))
     cached = _hub_checkpoint_path()
     if cached.is_file():
         return cached
@@ -302,8 +255,6 @@ class InceptionFeatures:
         allow_download: bool | None = None,
         internal_dtype: str | None = None,
     ) -> None:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
         self.weights_path = resolve_inception_weights(weights_path, allow_download=allow_download)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = FeatureExtractorInceptionV3(
@@ -319,12 +270,9 @@ class InceptionFeatures:
 
     @torch.no_grad()
     def features(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        pool, logits = self.model(_to_uint8_rgb(images.to(self.device)))
-        return pool, logits
+        return self.model(_to_uint8_rgb(images.to(self.device)))
 
     def describe(self) -> dict:
-        import torch_fidelity
-
         return {
             "extractor": self.name,
             "feature_label": self.label,
@@ -349,13 +297,7 @@ ImagesLike = Tensor | np.ndarray | Iterable[Any]
 def _batches(images: ImagesLike, batch_size: int) -> Iterable[Tensor]:
     """Image tensors of at most ``batch_size`` rows from a tensor/array [N, C, H, W] or an
     iterable of such batches (or of ``(images, labels, ...)`` tuples, as a DataLoader yields)."""
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images)
-    if isinstance(images, Tensor):
-        source: Iterable[Any] = [images]
-    else:
-        source = images
-    for batch in source:
+    for batch in [images] if isinstance(images, (Tensor, np.ndarray)) else images:
         if isinstance(batch, (tuple, list)):
             batch = batch[0]
         if isinstance(batch, np.ndarray):
@@ -365,10 +307,6 @@ def _batches(images: ImagesLike, batch_size: int) -> Iterable[Tensor]:
         if batch.dim() == 3:  # a single image
             batch = batch.unsqueeze(0)
         yield from batch.split(batch_size)
-
-
-def _save_npz_atomic(path: Path, **arrays: Any) -> None:
-    write_atomic(path, lambda tmp: np.savez(tmp, **arrays), suffix=".tmp.npz")
 
 
 def _safe(text: str) -> str:
@@ -386,8 +324,8 @@ class GenerationMetrics:
     """
 
     implementation = (
-        "agr_suite.diffusion.metrics: FID = pytorch-fid formula (scipy sqrtm, eps fallback) on "
-        "float64 feature statistics; IS = torch-fidelity's split scheme (population std)"
+        "agr_suite.diffusion.metrics: FID = torch-fidelity fid_statistics_to_metric on float64 "
+        "feature statistics; IS = torch-fidelity isc_features_to_metric (population std)"
     )
 
     def __init__(
@@ -400,11 +338,8 @@ class GenerationMetrics:
         is_shuffle: bool = True,
         rng_seed: int = 2020,
     ) -> None:
-        self.extractor = extractor
-        self.splits = splits
-        self.batch_size = batch_size
-        self.is_shuffle = is_shuffle
-        self.rng_seed = rng_seed
+        self.extractor, self.splits, self.batch_size = extractor, splits, batch_size
+        self.is_shuffle, self.rng_seed = is_shuffle, rng_seed
         self.reference: dict[str, Any] | None = None
         self.reference_source: str | None = None  # "file", "cache" or "computed"
         self.num_samples: int | None = None
@@ -414,8 +349,6 @@ class GenerationMetrics:
                 raise FileNotFoundError(f"reference statistics file {path} does not exist")
             self.reference = self._load(path, dataset=None)
             self.reference_source = "file"
-
-    # ------------------------------------------------------------------ features
 
     def extract(self, images: ImagesLike) -> tuple[np.ndarray, np.ndarray]:
         """(pool features [N, D] float32, logits [N, C] float32) as numpy arrays."""
@@ -429,8 +362,6 @@ class GenerationMetrics:
         if not pools:
             raise ValueError("no images were given")
         return np.concatenate(pools), np.concatenate(logits)
-
-    # ------------------------------------------------------------------ reference set
 
     def reference_cache_path(self, cache_dir: str | os.PathLike, dataset: str) -> Path:
         """``cache_dir/ref_<dataset>__<extractor name>.npz``."""
@@ -460,11 +391,7 @@ class GenerationMetrics:
         return ref
 
     def reference_statistics(
-        self,
-        real_images: ImagesLike,
-        cache_path: str | os.PathLike,
-        *,
-        dataset: str | None = None,
+        self, real_images: ImagesLike, cache_path: str | os.PathLike, *, dataset: str | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma) of the real set, read from ``cache_path`` when it exists (``real_images``
         is then not consumed), else computed and written there with ``np.savez`` together with
@@ -481,30 +408,21 @@ class GenerationMetrics:
         if path.is_file():
             self.reference = self._load(path, dataset)
             self.reference_source = "cache"
-        else:
-            dataset = dataset if dataset is not None else path.stem
+        else:  # np.savez stores the names and the count as 0-d arrays
+            dataset = path.stem if dataset is None else dataset
             pool, _ = self.extract(real_images)
             mu, sigma = feature_statistics(pool)
-            _save_npz_atomic(
-                path,
-                mu=mu,
-                sigma=sigma,
-                extractor=np.array(self.extractor.name),
-                dataset=np.array(dataset),
-                num_samples=np.array(len(pool)),
-            )
-            self.reference = {
+            arrays = {
                 "mu": mu,
                 "sigma": sigma,
                 "extractor": self.extractor.name,
                 "dataset": dataset,
                 "num_samples": len(pool),
-                "path": str(path),
             }
+            write_atomic(path, lambda tmp: np.savez(tmp, **arrays), suffix=".tmp.npz")
+            self.reference = self._load(path, dataset)
             self.reference_source = "computed"
         return self.reference["mu"], self.reference["sigma"]
-
-    # ------------------------------------------------------------------ metrics
 
     def compute(self, generated_images: ImagesLike) -> dict[str, float]:
         """``{"fid", "is_mean", "is_std"}`` of the generated images (tensor/array or iterable of

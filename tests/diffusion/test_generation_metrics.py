@@ -15,7 +15,8 @@ import urllib.request
 import numpy as np
 import pytest
 import torch
-from scipy.special import log_softmax, softmax
+from scipy import linalg
+from scipy.special import log_softmax, logsumexp, softmax
 from torch_fidelity.feature_extractor_inceptionv3 import (
     URL_INCEPTION_V3,
     FeatureExtractorInceptionV3,
@@ -266,6 +267,83 @@ def test_reference_statistics_are_cached_and_reused(tmp_path, digits_extractor, 
         GenerationMetrics(digits_extractor).reference_statistics(
             untouchable(), path, dataset="digits-test"
         )
+
+
+def _pytorch_fid_frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
+    """pytorch-fid's ``calculate_frechet_distance``, the formula this module used before it
+    called torch-fidelity: ``scipy.linalg.sqrtm`` of the product, ``eps * I`` when not finite."""
+    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        offset = eps * np.eye(len(mu1))
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    diff = mu1 - mu2
+    return diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean.real)
+
+
+def _former_inception_score(logits, splits, rng_seed=2020):
+    """The former float64 IS: rows permuted by RandomState(rng_seed), p(y) in log space."""
+    logits = np.asarray(logits, np.float64)[
+        np.random.RandomState(rng_seed).permutation(len(logits))
+    ]
+    scores = []
+    for i in range(splits):
+        log_p = log_softmax(logits[i * len(logits) // splits : (i + 1) * len(logits) // splits], 1)
+        log_q = logsumexp(log_p, axis=0) - np.log(len(log_p))
+        scores.append(np.exp(np.sum(np.exp(log_p) * (log_p - log_q), axis=1).mean()))
+    return np.mean(scores), np.std(scores)
+
+
+def test_compute_matches_the_former_formulas_on_the_same_features(tmp_path, digits_extractor):
+    """Issue 24: the torch-fidelity arithmetic gives the numbers of the former code (scipy sqrtm
+    FID, log-space IS) within 1e-6 on the same digits features, also with fewer samples than
+    feature dimensions (a singular covariance, as in smoke runs)."""
+    train_x, _, test_x, _ = digits_split()
+    metrics = GenerationMetrics(digits_extractor, splits=10, batch_size=128)
+    ref_mu, ref_sigma = metrics.reference_statistics(train_x, tmp_path, dataset="digits-train")
+    noise = torch.randn(test_x.shape, generator=torch.Generator().manual_seed(1))
+    for generated in ((test_x + 0.3 * noise).clamp(-1, 1), test_x[:40]):
+        pool, logits = metrics.extract(generated)
+        pool = pool.astype(np.float64)
+        mu, sigma = pool.mean(axis=0), np.cov(pool, rowvar=False)
+        former_fid = _pytorch_fid_frechet_distance(mu, sigma, ref_mu, ref_sigma)
+        former_is = _former_inception_score(logits, splits=10)
+        got = metrics.compute(generated)
+        assert got["fid"] == pytest.approx(former_fid, rel=1e-6)
+        assert got["is_mean"] == pytest.approx(former_is[0], rel=1e-6)
+        assert got["is_std"] == pytest.approx(former_is[1], rel=1e-6)
+
+
+def test_reference_files_of_the_former_layout_and_of_pytorch_fid_are_read(
+    tmp_path, digits_extractor
+):
+    """A cache file as the former code wrote it (np.savez of 0-d arrays) is used as it is, and a
+    pytorch-fid style file (mu and sigma only) works as reference_stats_path."""
+    _, _, test_x, _ = digits_split()
+    pool = GenerationMetrics(digits_extractor).extract(test_x)[0].astype(np.float64)
+    mu, sigma = pool.mean(axis=0), np.cov(pool, rowvar=False)
+    metrics = GenerationMetrics(digits_extractor)
+    former = metrics.reference_cache_path(tmp_path, "digits-test")
+    np.savez(
+        former,
+        mu=mu,
+        sigma=sigma,
+        extractor=np.array(digits_extractor.name),
+        dataset=np.array("digits-test"),
+        num_samples=np.array(len(pool)),
+    )
+    got_mu, got_sigma = metrics.reference_statistics(iter(()), tmp_path, dataset="digits-test")
+    assert metrics.reference_source == "cache"
+    np.testing.assert_array_equal(got_mu, mu)
+    np.testing.assert_array_equal(got_sigma, sigma)
+    assert metrics.describe()["reference_samples"] == len(pool)
+    assert abs(metrics.compute(test_x)["fid"]) < 1e-6 * np.trace(sigma)
+
+    plain = tmp_path / "pytorch_fid_stats.npz"
+    np.savez(plain, mu=mu, sigma=sigma)
+    from_plain = GenerationMetrics(digits_extractor, reference_stats_path=plain)
+    assert from_plain.describe()["reference_set"] == "pytorch_fid_stats"
+    assert from_plain.describe()["reference_samples"] is None
+    assert abs(from_plain.compute(test_x)["fid"]) < 1e-6 * np.trace(sigma)
 
 
 def test_compute_without_reference_fails_clearly(digits_extractor):
