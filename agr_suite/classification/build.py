@@ -19,16 +19,7 @@ from agr_suite.classification.models import build_model
 from agr_suite.core.config import ImageDatasetConfig, RunConfig
 from agr_suite.engine.ema import EMAState
 from agr_suite.engine.task_parts import TaskParts, count_parameters
-from agr_suite.images import Augmentation, build_datasets, cifar, digits, tinyimagenet
-
-
-def _data_sha256(name: str, train_set, eval_set) -> str:
-    """What the run's numbers depend on, for results.json (each reader says what it hashes)."""
-    if name in cifar.INFOS:
-        return cifar.data_sha256(train_set, eval_set)
-    if name == "tinyimagenet":
-        return tinyimagenet.data_sha256(train_set, eval_set)
-    return digits.data_sha256()
+from agr_suite.images import DATASETS, Augmentation, build_datasets
 
 
 def augmentation_of(data: ImageDatasetConfig) -> Augmentation:
@@ -89,8 +80,8 @@ def build(cfg: RunConfig) -> TaskParts:
     ema = EMAState(decay) if decay is not None else None
 
     def make_evaluator(device: torch.device) -> ClassificationEvaluator:
-        # the EMA weights in a copy of the model, made once per evaluation
-        averaged = ema.ema.averaged_model(model) if ema is not None else None
+        # the EMA weights, in the EMA's float32 copy of the model (in eval mode)
+        averaged = ema.ema.module if ema is not None else None
         return ClassificationEvaluator(info.num_classes, device, ema_model=averaged)
 
     return TaskParts(
@@ -108,6 +99,6 @@ def build(cfg: RunConfig) -> TaskParts:
             "image_size": info.image_size,
             "train_size": len(train_set),
             "eval_size": len(eval_set),
-            "data_sha256": _data_sha256(data.name, train_set, eval_set),
+            "data_sha256": DATASETS[data.name].data_sha256(train_set, eval_set),
         },
     )

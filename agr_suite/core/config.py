@@ -809,10 +809,6 @@ def _cross_field_problems(cfg: RunConfig) -> list[str]:
     return problems
 
 
-# The data sets whose training transform is a PIL pipeline (agr_suite.images.augmentation).
-PIL_DATASETS = ("cifar10", "cifar100", "tinyimagenet")
-
-
 def _augmentation_problems(cfg: RunConfig, data: ImageDatasetConfig) -> list[str]:
     """The classification recipe's augmentations: where they can run."""
     problems = []
@@ -832,11 +828,6 @@ def _augmentation_problems(cfg: RunConfig, data: ImageDatasetConfig) -> list[str
             f"{cfg.model.task} run"
         )
         return problems
-    if chosen and data.name not in PIL_DATASETS:
-        problems.append(
-            f"  {', '.join(chosen)}: PIL augmentations, for {', '.join(PIL_DATASETS)}; "
-            f"{data.name}'s images are tensors"
-        )
     if chosen and data.loader == "device":
         problems.append(
             f"  dataset.loader=device: the device loader has no {', '.join(chosen)} (PIL "

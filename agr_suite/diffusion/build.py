@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from agr_suite.core.config import FEATURES, SAMPLE_FROM, GenerationMetricsConfig, RunConfig
+from agr_suite.core.config import SAMPLE_FROM, GenerationMetricsConfig, RunConfig
 from agr_suite.diffusion.data import build_generation_datasets
 from agr_suite.diffusion.metrics import GenerationMetrics, resolve_inception_weights
 from agr_suite.diffusion.process import Diffusion, save_grid, to_uint8
@@ -36,8 +36,6 @@ from agr_suite.engine.task_parts import EvalContext, EvalOutput, TaskParts, coun
 def feature_kind(features: str, dataset: str) -> str:
     """``auto``: the digits CNN for digits (Inception means nothing on 16x16 gray digits), the
     Inception network otherwise."""
-    if features not in FEATURES:
-        raise ValueError(f"metrics.features={features!r} is not valid; choose {FEATURES}")
     if features == "auto":
         return "digits_cnn" if dataset == "digits" else "inception"
     return features
@@ -179,8 +177,8 @@ def build(cfg: RunConfig) -> TaskParts:
 
     def sampling_model(model: nn.Module, device: torch.device) -> nn.Module:
         """The module DDIM calls: with ``metrics.compile`` (auto: on CUDA) the model compiled
-        once per run, its shapes fixed by the sampling batch; it shares the model's weights,
-        so the raw or EMA weights in place are the ones sampled."""
+        once per run, its shapes fixed by the sampling batch; it shares the model's weights
+        (the raw model's or the EMA's copy's), so their current values are the ones sampled."""
         if compile_sampler is False or (compile_sampler == "auto" and device.type != "cuda"):
             return model
         if id(model) not in compiled:
@@ -194,25 +192,19 @@ def build(cfg: RunConfig) -> TaskParts:
         generator = torch.Generator(ctx.device).manual_seed(
             (ctx.seed * 1_000_003 + ctx.epoch * 7919 + ctx.rank) % 2**63
         )
-        if sample_from == "ema":
-            ema.ema.store(model)
-            ema.ema.copy_to(model)
-        try:
-            sampler_model = sampling_model(model, ctx.device)
-            with ctx.autocast():
-                images = diffusion.sample(
-                    sampler_model,
-                    count,
-                    image_size=info.image_size,
-                    channels=info.channels,
-                    steps=steps,
-                    eta=float(eta),
-                    generator=generator,
-                    batch_size=sample_batch,
-                )
-        finally:
-            if sample_from == "ema":
-                ema.ema.restore(model)
+        source = ema.ema.module if sample_from == "ema" else model
+        sampler_model = sampling_model(source, ctx.device)
+        with ctx.autocast():
+            images = diffusion.sample(
+                sampler_model,
+                count,
+                image_size=info.image_size,
+                channels=info.channels,
+                steps=steps,
+                eta=float(eta),
+                generator=generator,
+                batch_size=sample_batch,
+            )
         if ctx.device.type == "cuda":  # the samples are done, not just queued
             torch.cuda.synchronize(ctx.device)
         sampling_s = time.time() - started
@@ -233,7 +225,7 @@ def build(cfg: RunConfig) -> TaskParts:
             "features": kind,
             "sampling_s_per_image_step": sampling_s / max(1, count * steps),
             "sampling_images_per_s": count / sampling_s if sampling_s > 0 else None,
-            "sampling_compiled": sampler_model is not model,
+            "sampling_compiled": sampler_model is not source,
         }
         return EvalOutput(metrics, images={"samples": grid})
 

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Sampler
 
 import agr
 from agr import regularizer, update_change
-from agr_suite.core.config import PRECISIONS, RunConfig
+from agr_suite.core.config import RunConfig
 from agr_suite.engine import checkpoint, distributed, predictions
 from agr_suite.engine.loaders import build_train_loader
 from agr_suite.engine.loggers import Progress, make_logger
@@ -74,8 +74,6 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"trainer.precision={precision!r} is not valid; choose {PRECISIONS}")
     if precision == "auto":
         return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

@@ -12,38 +12,49 @@ which files are missing, where they were looked for and how to get them.
 from __future__ import annotations
 
 import os
+import pkgutil
+from importlib import import_module
 from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from agr_suite.core.errors import DatasetMissingError
-from agr_suite.images import cifar, digits, tinyimagenet
+from agr_suite.core.errors import ConfigError, DatasetMissingError
 from agr_suite.images.augmentation import Augmentation
-from agr_suite.images.base import DatasetInfo
+from agr_suite.images.base import DatasetInfo, ImageDataset
 
 __all__ = [
     "DATASETS",
     "Augmentation",
     "DatasetInfo",
     "DatasetMissingError",
+    "ImageDataset",
     "build_datasets",
     "dataset_info",
+    "register",
 ]
 
-DATASETS = ("cifar10", "cifar100", "tinyimagenet", "digits")
+DATASETS: dict[str, ImageDataset] = {}
+"""name -> data set: every ``DATASETS`` its reader modules declare, and those registered."""
 
-_INFOS: dict[str, DatasetInfo] = {
-    **cifar.INFOS,
-    "tinyimagenet": tinyimagenet.INFO,
-    "digits": digits.INFO,
-}
+
+def register(name: str, dataset: ImageDataset) -> None:
+    """Make ``name`` a data set (e.g. one of your own, defined outside this package)."""
+    DATASETS[name] = dataset
+
+
+for _module in pkgutil.iter_modules(__path__):
+    DATASETS.update(getattr(import_module(f"{__name__}.{_module.name}"), "DATASETS", {}))
 
 
 def dataset_info(name: str) -> DatasetInfo:
     """The :class:`DatasetInfo` of ``name``; ValueError naming the valid choices otherwise."""
-    if name not in _INFOS:
+    return _dataset(name).info
+
+
+def _dataset(name: str) -> ImageDataset:
+    if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
-    return _INFOS[name]
+    return DATASETS[name]
 
 
 def build_datasets(
@@ -58,27 +69,21 @@ def build_datasets(
     """(train, test, info) for ``name``, reading (or downloading) under ``data_dir``.
 
     ``augment=False`` gives the train split the test transform. ``augmentation`` adds the
-    ImageNet recipes' steps to the training transform of CIFAR and TinyImageNet (see
-    :mod:`.augmentation`; the digits' images are tensors and take none). ``seed`` selects
-    nothing here: every split is fixed (the digits split included, so all seeds share one test
-    set) and the augmentations draw from the RNGs (torch's, Python's and NumPy's), which the
-    caller (and DataLoader workers) seed.
+    ImageNet recipes' steps to a PIL training pipeline (see :mod:`.augmentation`; the digits'
+    images are tensors and take none). ``seed`` selects nothing here: every split is fixed (the
+    digits split included, so all seeds share one test set) and the augmentations draw from
+    the RNGs (torch's, Python's and NumPy's), which the caller (and DataLoader workers) seed.
     """
-    info = dataset_info(name)
+    dataset = _dataset(name)
     del seed
-    root = Path(data_dir).expanduser().resolve()
     if augmentation is not None and not augmentation.adds_anything:
         augmentation = None
-    if name in cifar.INFOS:
-        train, test = cifar.build(
-            name, root, download=download, augment=augment, augmentation=augmentation
+    if augmentation is not None and not dataset.pil:
+        pil = ", ".join(other for other, each in DATASETS.items() if each.pil)
+        raise ConfigError(
+            f"dataset.crop, rand_augment or random_erasing: PIL augmentations, for {pil}; "
+            f"{name}'s images are tensors (leave them at their defaults)"
         )
-    elif name == "tinyimagenet":
-        train, test = tinyimagenet.build(
-            root, download=download, augment=augment, augmentation=augmentation
-        )
-    else:
-        if augmentation is not None:
-            raise ValueError(f"{name}: its images are tensors; the PIL augmentations need PIL")
-        train, test = digits.build(augment=augment)
-    return train, test, info
+    root = Path(data_dir).expanduser().resolve()
+    train, test = dataset.build(root, download=download, augment=augment, augmentation=augmentation)
+    return train, test, dataset.info

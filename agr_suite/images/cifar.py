@@ -9,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import tarfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.datasets import CIFAR10, CIFAR100
@@ -20,9 +23,9 @@ from torchvision.datasets.utils import check_integrity, extract_archive
 from agr_suite.core.errors import DatasetMissingError
 from agr_suite.images.augmentation import Augmentation
 from agr_suite.images.augmentation import train_transform as augmented
-from agr_suite.images.base import DatasetInfo
+from agr_suite.images.base import DatasetInfo, ImageDataset
 
-__all__ = ["INFOS", "build", "data_sha256", "load", "train_transform", "test_transform"]
+__all__ = ["DATASETS", "INFOS", "build", "data_sha256", "load", "train_transform", "test_transform"]
 
 HOMEPAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
@@ -155,3 +158,15 @@ def data_sha256(train: CIFAR10, test: CIFAR10) -> str:
         hasher.update(np.ascontiguousarray(split.data, dtype=np.uint8).tobytes())
         hasher.update(np.asarray(split.targets, dtype=np.int64).tobytes())
     return hasher.hexdigest()
+
+
+def _device_tensors(split: CIFAR10) -> tuple[Tensor, Tensor]:
+    """torchvision's uint8 [N, H, W, C] as [N, C, H, W] (CIFAR-100 too)."""
+    images = torch.from_numpy(np.ascontiguousarray(split.data)).permute(0, 3, 1, 2)
+    return images.contiguous(), torch.as_tensor(split.targets, dtype=torch.int64)
+
+
+DATASETS = {
+    name: ImageDataset(info, partial(build, name), data_sha256, CIFAR10, _device_tensors)
+    for name, info in INFOS.items()
+}

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import torch
 from torch import Tensor
 from torchvision import transforms as T
 
+from agr_suite.images import DATASETS  # defined before this module loads
 from agr_suite.images.base import ImageTensors
 from agr_suite.images.device_loader import Augment
 
@@ -84,35 +83,14 @@ def augment_of(transform) -> tuple[Augment, tuple[float, ...], tuple[float, ...]
 
 def device_split(dataset) -> DeviceSplit:
     """The images of ``dataset`` as tensors with its transform as an :class:`Augment`."""
-    from torchvision.datasets import CIFAR10, ImageFolder
-
-    from agr_suite.images.digits import DigitsDataset
-
     if isinstance(dataset, ImageTensors):  # generation images, already in [-1, 1]
         augment = Augment(hflip=dataset.hflip)
         return DeviceSplit(dataset.images, dataset.labels, augment, (0.0,), (1.0,))
-    if isinstance(dataset, DigitsDataset):  # floats in [0, 1]; the transform acts on tensors
-        augment, mean, std, _ = augment_of(dataset.transform)
-        return DeviceSplit(dataset.images, dataset.labels, augment, mean, std)
-    if isinstance(dataset, CIFAR10):  # CIFAR-100 too: uint8 [N, H, W, C]
-        images = torch.from_numpy(np.ascontiguousarray(dataset.data)).permute(0, 3, 1, 2)
-        labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
-        return _pil_split(images.contiguous(), labels, dataset.transform)
-    if isinstance(dataset, ImageFolder):  # TinyImageNet: decoded once, 64x64 RGB
-        augment_of(dataset.transform)  # a transform it cannot replicate: before 110k decodes
-        images = torch.stack([_decoded(dataset, path) for path, _ in dataset.samples])
-        labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
-        return _pil_split(images, labels, dataset.transform)
-    raise NotOnDevice(f"{type(dataset).__name__} has no device-loader reader")
-
-
-def _pil_split(images: Tensor, labels: Tensor, transform) -> DeviceSplit:
-    augment, mean, std, scales = augment_of(transform)
-    if not scales:
+    kind = next((d for d in DATASETS.values() if isinstance(dataset, d.split_type)), None)
+    if kind is None:
+        raise NotOnDevice(f"{type(dataset).__name__} has no device-loader reader")
+    augment, mean, std, scales = augment_of(dataset.transform)  # before decoding a split
+    if kind.pil and not scales:
         raise NotOnDevice("a PIL pipeline without ToTensor")
+    images, labels = kind.device_tensors(dataset)
     return DeviceSplit(images, labels, augment, mean, std)
-
-
-def _decoded(dataset, path: str) -> Tensor:
-    image = dataset.loader(path)  # PIL, RGB
-    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)

@@ -16,9 +16,17 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
-from agr_suite.images.base import DatasetInfo
+from agr_suite.images.base import DatasetInfo, ImageDataset
 
-__all__ = ["INFO", "DigitsDataset", "build", "data_sha256", "load_split", "split_sha256"]
+__all__ = [
+    "DATASETS",
+    "INFO",
+    "DigitsDataset",
+    "build",
+    "data_sha256",
+    "load_split",
+    "split_sha256",
+]
 
 SIZE = 32
 SPLIT_SEED = 0
@@ -120,8 +128,22 @@ class DigitsDataset(Dataset):
         return self.transform(self.images[index]), int(self.labels[index])
 
 
-def build(*, augment: bool) -> tuple[Dataset, Dataset]:
+def build(data_dir=None, *, augment: bool, **_) -> tuple[Dataset, Dataset]:
+    """(train, test): the fixed split of scikit-learn's digits (no files: ``data_dir`` and
+    ``download`` mean nothing here)."""
     train_x, train_y, test_x, test_y = load_split()
     test_tf = test_transform()
     train = DigitsDataset(train_x, train_y, train_transform() if augment else test_tf)
     return train, DigitsDataset(test_x, test_y, test_tf)
+
+
+DATASETS = {
+    "digits": ImageDataset(
+        INFO,
+        build,
+        lambda train, test: data_sha256(),
+        DigitsDataset,
+        lambda split: (split.images, split.labels),
+        pil=False,
+    )
+}

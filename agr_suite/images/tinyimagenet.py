@@ -13,6 +13,9 @@ import os
 import zipfile
 from pathlib import Path
 
+import numpy as np
+import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.datasets import ImageFolder
@@ -25,7 +28,7 @@ from torchvision.datasets.utils import (
 from agr_suite.core.errors import DatasetMissingError
 from agr_suite.images.augmentation import Augmentation
 from agr_suite.images.augmentation import train_transform as augmented
-from agr_suite.images.base import DatasetInfo
+from agr_suite.images.base import DatasetInfo, ImageDataset
 
 __all__ = [
     "INFO",
@@ -200,3 +203,15 @@ def data_sha256(train: ImageFolder, test: ImageFolder) -> str:
         )
         hasher.update("".join(lines).encode())
     return hasher.hexdigest()
+
+
+def _device_tensors(split: ImageFolder) -> tuple[Tensor, Tensor]:
+    """Every image of the split decoded once: uint8 [N, 3, 64, 64]."""
+    pixels = [
+        torch.from_numpy(np.asarray(split.loader(path), dtype=np.uint8).copy()).permute(2, 0, 1)
+        for path, _ in split.samples
+    ]
+    return torch.stack(pixels), torch.as_tensor(split.targets, dtype=torch.int64)
+
+
+DATASETS = {"tinyimagenet": ImageDataset(INFO, build, data_sha256, ImageFolder, _device_tensors)}
