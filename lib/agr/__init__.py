@@ -13,7 +13,7 @@ extra) and ninja to build the CPU kernel ``agr/csrc/agr_cpu.cpp`` (the ``kernel`
 without it AGR runs on torch ops).
 """
 
-from .optim import IMPLS, OPTIMIZERS, build_optimizer, check_options
+from .optim import FAMILIES, IMPLS, build_optimizer, check_options, optimizer_names
 from .regularizer import BACKENDS, SCOPES, AGRHandle, AGRStats, attach, handle_of, regularize_
 
 __version__ = "0.1.0"
@@ -22,12 +22,13 @@ __all__ = [
     "AGRHandle",
     "AGRStats",
     "BACKENDS",
+    "FAMILIES",
     "IMPLS",
-    "OPTIMIZERS",
     "SCOPES",
     "attach",
     "build_optimizer",
     "check_options",
     "handle_of",
+    "optimizer_names",
     "regularize_",
 ]

@@ -20,10 +20,11 @@ from .regularizer import SCOPES, _check_strength, attach
 __all__ = [
     "FAMILIES",
     "IMPLS",
-    "OPTIMIZERS",
     "Family",
+    "OptionError",
     "build_optimizer",
     "check_options",
+    "optimizer_names",
     "param_groups",
 ]
 
@@ -88,10 +89,13 @@ FAMILIES = {
         _fused_on_cpu_and_cuda,
     ),
 }
-"""The optimizer families; each is registered bare and with AGR (``<family>_agr``)."""
+"""The optimizer families, each built bare (``adamw``) or with AGR (``adamw_agr``); a new
+family is one entry here (and, in the suite, its ``configs/optimizer/*.yaml``)."""
 
-OPTIMIZERS = {f"{f}{agr}": (f, agr == "_agr") for f in FAMILIES for agr in ("", "_agr")}
-"""name -> (family, AGR attached)."""
+
+def optimizer_names() -> list[str]:
+    """Every name :func:`build_optimizer` takes: each family, bare and with ``_agr``."""
+    return [f"{family}{agr}" for family in FAMILIES for agr in ("", "_agr")]
 
 
 def build_optimizer(
@@ -150,7 +154,7 @@ def build_optimizer(
     # The AGR arm is the very optimizer of the baseline with the hook in front of its step,
     # so a pair differs by AGR alone (with AGR a no-op, the two are identical bit for bit).
     optimizer = family.load()(groups, **kwargs)
-    if OPTIMIZERS[name][1]:
+    if name.endswith("_agr"):
         attach(
             optimizer,
             scope=agr_scope,
@@ -189,11 +193,10 @@ def check_options(name: str, **options: Any) -> None:
 def _checked(name, options, impl, agr_scope, agr_until_step, decay_bias_and_norm):
     """(family, the class's keyword arguments without impl flags): the given options over the
     family's defaults, each checked."""
-    if name not in OPTIMIZERS:
-        raise OptionError(
-            "name", f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}"
-        )
-    family = FAMILIES[OPTIMIZERS[name][0]]
+    family = FAMILIES.get(name.removesuffix("_agr"))
+    if family is None:
+        names = ", ".join(optimizer_names())
+        raise OptionError("name", f"unknown optimizer {name!r}; choose one of {names}")
     given = {key: value for key, value in options.items() if value is not None}
     for key in given:
         if key not in family.defaults:
