@@ -17,11 +17,6 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT / "lib", ROOT):  # this checkout's library (agr) and suite (agr_suite)
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
