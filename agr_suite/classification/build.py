@@ -16,10 +16,11 @@ from timm.data import Mixup
 
 from agr_suite.classification.metrics import ClassificationEvaluator
 from agr_suite.classification.models import build_model
-from agr_suite.core.config import ImageDatasetConfig, RunConfig
+from agr_suite.core.config import RunConfig
 from agr_suite.engine.ema import EMAState
 from agr_suite.engine.task_parts import TaskParts, count_parameters
 from agr_suite.images import DATASETS, Augmentation, build_datasets
+from agr_suite.images.config import ImageDatasetConfig
 
 
 def augmentation_of(data: ImageDatasetConfig) -> Augmentation:

@@ -48,23 +48,9 @@ __all__ = [
 TASKS = ("classification", "diffusion", "pretraining")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-LOADERS = ("auto", "torch", "device")
 SCHEDULES = ("cosine", "multistep", "constant")
 LOGGERS = ("none", "wandb")
 WANDB_MODES = ("online", "offline", "disabled", "shared")
-FEATURES = ("auto", "inception", "digits_cnn")
-SAMPLE_FROM = ("raw", "ema")
-MLM_BIAS_INITS = ("zeros", "unigram")
-# agr_suite.diffusion.process.DDIM_VARIANTS (a test checks they agree)
-DDIM_VARIANTS = ("ddim", "authors")
-UNET_INITS = ("ddpm", "default")
-# The training crop of an image classifier: the data set's own (pad: random crop after 4-pixel
-# zero padding, flip; CIFAR adds its 15-degree rotation) or timm's ImageNet crop
-# (random_resized: RandomResizedCropAndInterpolation, scale 0.08-1, ratio 3/4-4/3, flip).
-CROPS = ("pad", "random_resized")
-INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
-RANDOM_ERASING_MODES = ("const", "rand", "pixel")  # timm.data.random_erasing.RandomErasing
-MIXUP_MODES = ("batch", "pair", "elem")  # timm.data.Mixup
 
 
 def setting(
@@ -136,21 +122,6 @@ ALBERT_MODEL_CODE = (
     "[choice: following the model code of the ALBERT-Pytorch lineage the authors forked "
     "(models.py, not in their repository)]"
 )
-
-
-def _rand_augment_string(value: Any) -> bool:
-    """None, or a string timm's ``rand_augment_transform`` parses."""
-    if value is None:
-        return True
-    if not isinstance(value, str) or not value.startswith("rand"):
-        return False
-    from timm.data import rand_augment_transform
-
-    try:
-        rand_augment_transform(value, {})
-    except (AssertionError, ValueError, KeyError, IndexError):
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -382,135 +353,30 @@ class PathsConfig:
 # ----------------------------------------------------------------------------- dataset
 @dataclass
 class DatasetConfig:
+    """What every data set's schema has; each kind's schema sits beside its readers
+    (agr_suite/images/config.py, agr_suite/pretraining/config.py)."""
+
     name: str = setting()
     # Download into ${paths.data_dir} when the files are missing (needs network).
     download: bool = setting(True, result=False)
 
-
-@dataclass
-class ImageDatasetConfig(DatasetConfig):
-    # false: the training split gets the test transform (no crop, flip, RandAugment or random
-    # erasing; mixup and cutmix are set apart below)
-    augment: bool = setting(
-        True,
-        source=f"[choice: pytorch-cifar100's training pipeline (crop 32 with padding 4, flip, "
-        f"15-degree rotation), whose loader the authors' {CIFAR100} imports but does not ship; "
-        "TinyImageNet's at 64x64 is ours (agr_suite/images)]",
-    )
-    hflip: bool = setting(
-        True, source=f"[code: {DDPM}] RandomHorizontalFlip on CIFAR-10"
-    )  # image generation only
-    # torch: DataLoader with CPU workers; device: the whole split on the run's device,
-    # augmented there batch by batch; auto: device on CUDA unless the augmentation needs PIL
-    # (crop random_resized, rand_augment, random_erasing), torch otherwise
-    loader: str = _check(one_of(LOADERS), "auto")
-    # Image classification on CIFAR and TinyImageNet: the ImageNet recipes' augmentations, as
-    # timm builds them (agr_suite.images.augmentation); the defaults add nothing.
-    crop: str = _check(
-        one_of(CROPS),
-        "pad",
-        "[choice: pytorch-cifar100's RandomCrop(32, padding=4), the loader the authors' "
-        f"{CIFAR100} imports but does not ship]",
-    )
-    # the interpolation of the random_resized crop and of RandAugment's geometric operations
-    interpolation: str = _check(one_of(INTERPOLATIONS), "bilinear", "[choice] timm's default")
-    # a timm RandAugment config string, e.g. rand-m9-mstd0.5-inc1; null: none
-    rand_augment: str | None = _check(
-        (_rand_augment_string, "null or a timm RandAugment string such as rand-m9-mstd0.5-inc1"),
-        None,
-        f"[code: {CIFAR100}, {DDPM}] none; the TinyImageNet presets set the official recipes'",
-    )
-    # timm's RandomErasing after normalisation: its probability per image, fill mode, and the
-    # most regions per image
-    random_erasing: float = _check(
-        fraction(), 0.0, f"[code: {CIFAR100}, {DDPM}] none; the TinyImageNet presets set it"
-    )
-    random_erasing_mode: str = _check(one_of(RANDOM_ERASING_MODES), "const", "[choice] timm's")
-    random_erasing_count: int = _check(at_least(1), 1, "[choice] timm's")
-    # timm's Mixup on each training batch (classification): mixup and cutmix Beta(alpha, alpha)
-    # (0: off); with either on the loss takes the soft targets, label smoothing included, and
-    # the training loader drops its last partial batch (the pairs need an even batch)
-    mixup_alpha: float = _check(
-        at_least(0, integer=False), 0.0, f"[code: {CIFAR100}] none; the TinyImageNet presets set it"
-    )
-    cutmix_alpha: float = _check(
-        at_least(0, integer=False), 0.0, f"[code: {CIFAR100}] none; the TinyImageNet presets set it"
-    )
-    # the probability a batch is mixed at all, then of cutmix rather than mixup when both are on
-    mixup_prob: float = _check(fraction(), 1.0, "[choice] timm's")
-    mixup_switch_prob: float = _check(fraction(), 0.5, "[choice] timm's")
-    mixup_mode: str = _check(one_of(MIXUP_MODES), "batch", "[choice] timm's")
-
-    @property
-    def mixes(self) -> bool:
-        """Whether mixup or cutmix is on."""
-        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
-
-
-@dataclass
-class TextDatasetConfig(DatasetConfig):
-    """Sentence-pair examples for ALBERT's MLM + SOP (Table 3); sources in wikitext2.yaml."""
-
-    variant: str = _check(
-        one_of(("raw", "tokens")),
-        "raw",
-        f"[choice: the original text; the authors' {ALBERT} reads the tokenised "
-        "wiki.*.tokens files (rare words as <unk>): variant=tokens for theirs]",
-    )
-    eval_split: str = _check(
-        one_of(("test", "validation")),
-        "test",
-        f"[code: {ALBERT}] --test_file wiki.test.tokens, scored after every epoch",
-    )
-    tokenizer: str = _check(
-        (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
-        "wordpiece",
-        f"[choice: a WordPiece vocabulary trained on the train split, so it runs offline; the "
-        f"authors' {ALBERT} loads BERT's uncased vocab.txt, not in their repository]",
-    )
-    vocab_size: int = _check(
-        at_least(16),
-        30522,
-        f"[choice: the size of BERT's uncased vocabulary, the vocab_size of {ALBERT_CONFIG}]",
-    )
-    lowercase: bool = setting(True, source=f"[code: {ALBERT}] do_lower_case=True")
-    max_length: int = _check(at_least(8), 512, f"[choice: max_len 512 of {ALBERT_CONFIG}]")
-    short_seq_prob: float = _check(
-        fraction(), 0.1, f"[code: {ALBERT}] SentPairDataLoader's short_sampling_prob"
-    )
-    mask_prob: float = _check(fraction(low_open=True), 0.15, f"[code: {ALBERT}] --mask_prob")
-    max_ngram: int = _check(at_least(1), 3, f"[code: {ALBERT}] --max_gram")
-    max_predictions: int = _check(at_least(1), 75, f"[code: {ALBERT}] --max_pred")
-    # BERT's 80/10/10 rule; the Table 3 presets set the authors' 1.0 and 0.0
-    mask_token_fraction: float = _check(
-        fraction(),
-        0.8,
-        "[choice: BERT's and ALBERT's 80/10/10 rule; the authors' Albert/utils.py masks every "
-        "predicted position (1.0 and 0.0), which the Table 3 presets set]",
-    )
-    random_token_fraction: float = _check(
-        fraction(), 0.1, "[choice: BERT's 80/10/10 rule, as mask_token_fraction]"
-    )
-    eval_seed: int = _check(
-        at_least(0),
-        0,
-        "[choice] one fixed evaluation set for every run and epoch, seeded apart from the run",
-    )
-    # 1: the evaluation split laid out once, one example per sentence pair. More draws score
-    # the same text under more cut points, swaps and masks (draw k: seed eval_seed + k), so a
-    # small split gives a less noisy SOP accuracy; Table 3 sets 20.
-    eval_draws: int = _check(
-        at_least(1),
-        1,
-        "[choice] the split laid out once, as the authors' one pass; Table 3 sets 20 draws",
-    )
+    def problems(self, cfg: Any) -> list[str]:
+        """What this section forbids given the rest of the run config (``cfg``)."""
+        return []
 
 
 # ------------------------------------------------------------------------------- model
 @dataclass
 class ModelConfig:
+    """What every model's schema has; each family's schema sits beside the family
+    (agr_suite/<family>/config.py)."""
+
     name: str = setting()
     task: str = _check(one_of(TASKS))
+
+    def problems(self, cfg: Any) -> list[str]:
+        """What this section forbids given the rest of the run config (``cfg``)."""
+        return []
 
     def options(self) -> dict[str, Any]:
         """The architecture's settings for its builder: every field but ``name`` and
@@ -522,156 +388,11 @@ class ModelConfig:
         }
 
 
-# The image classifiers' settings: null is the architecture's own value, which its builder in
-# agr_suite/classification/models documents (ResNet/VGG width 64; ViT-S: patch
-# image_size // 8, embed 384, depth 12, 6 heads, MLP ratio 4, drop path 0.1; ConvNeXt-T:
-# patch image_size // 32, depths (3, 3, 9, 3), dims (96, 192, 384, 768), drop path 0.1).
-ARCH = "[choice] null: the architecture's standard value, which its builder documents"
-
-
-@dataclass
-class ResNetConfig(ModelConfig):
-    task: str = "classification"
-    base_width: int | None = _check(at_least(1, optional=True), None, ARCH)  # first-stage channels
-    zero_init_residual: bool | None = setting(None, source=ARCH)
-
-
-@dataclass
-class VGGConfig(ModelConfig):
-    task: str = "classification"
-    base_width: int | None = _check(at_least(1, optional=True), None, ARCH)
-    hidden_dim: int | None = _check(at_least(0, optional=True), None, ARCH)  # 0: one linear layer
-    dropout: float | None = _check(at_least(0, integer=False, optional=True), None, ARCH)
-
-
-@dataclass
-class ViTConfig(ModelConfig):
-    task: str = "classification"
-    patch_size: int | None = _check(at_least(1, optional=True), None, ARCH)
-    embed_dim: int | None = _check(at_least(1, optional=True), None, ARCH)
-    depth: int | None = _check(at_least(1, optional=True), None, ARCH)
-    num_heads: int | None = _check(at_least(1, optional=True), None, ARCH)
-    mlp_ratio: float | None = _check(at_least(0, integer=False, optional=True), None, ARCH)
-    drop_path_rate: float | None = _check(at_least(0, integer=False, optional=True), None, ARCH)
-
-
-@dataclass
-class ConvNeXtConfig(ModelConfig):
-    task: str = "classification"
-    patch_size: int | None = _check(at_least(1, optional=True), None, ARCH)
-    depths: list[int] | None = setting(None, source=ARCH)
-    dims: list[int] | None = setting(None, source=ARCH)
-    drop_path_rate: float | None = _check(at_least(0, integer=False, optional=True), None, ARCH)
-
-
-@dataclass
-class DiffusionProcessConfig:
-    timesteps: int = _check(at_least(1), 1000, f"[code: {DDPM}] T")
-    beta_start: float = _check(at_least(0, integer=False), 1.0e-4, f"[code: {DDPM}] beta_1")
-    beta_end: float = _check(at_least(0, integer=False), 0.02, f"[code: {DDPM}] beta_T")
-    schedule: str = _check(one_of(("linear", "cosine")), "linear", f"[code: {DDPM}] noise_schedule")
-    prediction: str = _check(
-        one_of(("epsilon",)), "epsilon", f"[code: {DDPM}] mean_type, an MSE on the noise"
-    )
-
-
-@dataclass
-class UNetConfig(ModelConfig):
-    """The paper's CIFAR-10 DDPM UNet [code: Image_generation/main_ddpm.py TrainingConfig]: 128
-    channels, multipliers [1, 2, 2, 2], 2 residual blocks per level, attention at 16x16,
-    dropout 0.1. The UNet class it builds is pytorch-ddpm's model.py, which the authors'
-    repository does not contain: its middle-block attention, GroupNorm(32) and Xavier init
-    are [choice: that file's design]."""
-
-    task: str = "diffusion"
-    block_out_channels: list[int] = setting(
-        [128, 256, 256, 256], source=f"[code: {DDPM}] ch 128, ch_mult [1, 2, 2, 2]"
-    )
-    layers_per_block: int = _check(at_least(1), 2, f"[code: {DDPM}] num_res_blocks")
-    # indices of the levels (0 = full resolution) with self-attention
-    attention_levels: list[int] = setting([1], source=f"[code: {DDPM}] attn [1]: 16x16")
-    mid_attention: bool = setting(True, source=f"[choice: as {DDPM_MODEL}]")
-    norm_num_groups: int = _check(at_least(1), 32, f"[choice: GroupNorm(32, ch) as {DDPM_MODEL}]")
-    dropout: float = _check(fraction(high_open=True), 0.1, f"[code: {DDPM}] dropout")
-    # ddpm: the DDPM UNet's Xavier-uniform init (pytorch-ddpm's model.py); default: PyTorch's
-    init: str = _check(one_of(UNET_INITS), "ddpm", f"[choice: the Xavier init of {DDPM_MODEL}]")
-    ema_decay: float = _check(
-        fraction(), 0.9999, f"[code: {DDPM}] ema_decay, after every optimizer step"
-    )
-    diffusion: DiffusionProcessConfig = field(default_factory=DiffusionProcessConfig)
-
-
-@dataclass
-class AlbertModelConfig(ModelConfig):
-    """ALBERT for MLM + SOP; defaults: the tiny configuration the authors' ALBERT code loads by
-    default, config/albert_unittest.json of the ALBERT-Pytorch code they forked, a file their
-    repository does not contain [choice: that file's values]. The maximum length comes from
-    ``dataset.max_length``, the vocabulary from the tokenizer."""
-
-    task: str = "pretraining"
-    embedding_size: int = _check(at_least(1), 24, f"[choice: {ALBERT_CONFIG}]")
-    hidden_size: int = _check(at_least(1), 64, f"[choice: {ALBERT_CONFIG}]")
-    intermediate_size: int = _check(at_least(1), 256, f"[choice: {ALBERT_CONFIG}]")
-    num_hidden_layers: int = _check(at_least(1), 6, f"[choice: {ALBERT_CONFIG}]")
-    num_attention_heads: int = _check(at_least(1), 1, f"[choice: {ALBERT_CONFIG}]")
-    # erf GELU, hidden dropout 0.1, no attention dropout
-    hidden_act: str = setting("gelu", source=ALBERT_MODEL_CODE)
-    hidden_dropout_prob: float = _check(fraction(high_open=True), 0.1, ALBERT_MODEL_CODE)
-    attention_probs_dropout_prob: float = _check(fraction(high_open=True), 0.0, ALBERT_MODEL_CODE)
-    # the standard deviation of the initial weights
-    initializer_range: float = _check(
-        (lambda v: _number(v) and v > 0, "a number > 0"),
-        0.02,
-        "[choice: transformers' AlbertConfig default; the authors' model code is not in their "
-        "repository]",
-    )
-    # zeros: the MLM output bias starts at 0 (transformers'); unigram: at each token's
-    # log-frequency in the training text (agr_suite.pretraining.albert.unigram_bias), so the
-    # model starts at the input-free answer instead of spending thousands of Adam steps (each
-    # moving a bias by about lr) on the tokens' frequencies
-    mlm_bias_init: str = _check(one_of(MLM_BIAS_INITS), "zeros", "[choice: transformers']")
-
-
 # ----------------------------------------------------------------------------- metrics
 @dataclass
-class GenerationMetricsConfig:
-    """How Table 1's samples are drawn and scored [code: Image_generation/main_ddpm.py]."""
-
-    # auto: Inception-v3 on CIFAR, the digits CNN on digits
-    features: str = _check(
-        one_of(FEATURES),
-        "auto",
-        "[code: Image_generation/score/both.py] Inception-v3 features on CIFAR-10 (the digits "
-        "CNN on the embedded digits)",
-    )
-    # torch-fidelity's weights-inception-2015-12-05-6726825d.pth; null: the torch.hub cache,
-    # downloaded there when missing (needs network)
-    inception_weights: str | None = setting(None, result=False)
-    num_samples: int = _check(
-        at_least(2), 50000, f"[code: {DDPM}] num_images, per evaluation, over all processes"
-    )
-    # authors: their DDIMSampler (timesteps t+1, ends at abar_0), what Table 1 ran;
-    # ddim: Song et al.'s timesteps, the standard CIFAR-10 evaluation
-    ddim_variant: str = _check(
-        one_of(DDIM_VARIANTS),
-        "authors",
-        "[code: Image_generation/DDIM/utils/engine.py] DDIMSampler, linear method",
-    )
-    steps: int = _check(at_least(1), 100, f"[code: {DDPM}] steps, DDIM steps")
-    eta: float = _check(at_least(0, integer=False), 0.0, f"[code: {DDPM}] eta")
-    # raw: the authors sampled the raw (non-EMA) weights | ema
-    sample_from: str = _check(
-        one_of(SAMPLE_FROM),
-        "raw",
-        "[code: Image_generation/DDIM/generate.py] loads the checkpoint's net_model, not EMA",
-    )
-    is_splits: int = _check(at_least(1), 10, "[code: Image_generation/score/both.py] splits=10")
-    batch_size: int = _check(at_least(1), 500)  # sampling and feature batch per process
-    # torch.compile the UNet for DDIM sampling: auto = on CUDA. (Any, not Union[str, bool]:
-    # OmegaConf 2.3 cannot fill an Optional section that holds a Union field.)
-    compile: Any = _check((lambda v: v in ("auto", True, False), "auto, true or false"), "auto")
-    # images in each samples_epoch<N>.png
-    grid_size: int = _check(at_least(1), 64, result=False)
+class MetricsConfig:
+    """What a task's own evaluation settings extend (``metrics``: Table 1's generation
+    metrics, agr_suite/diffusion/config.py)."""
 
 
 # -------------------------------------------------------------------------------- run
@@ -684,7 +405,7 @@ class RunConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
-    metrics: GenerationMetricsConfig | None = None  # chosen by the diffusion models
+    metrics: MetricsConfig | None = None  # chosen by the diffusion models
     task: str = _check(one_of(TASKS), "${model.task}")  # set by the model choice
     # names the folder level above the runs, so sweeps of one study land together
     experiment_name: str = setting("default", result=False)
@@ -698,41 +419,28 @@ class RunConfig:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "dataset": {"image": ImageDatasetConfig, "text": TextDatasetConfig},
-    "model": {
-        "resnet": ResNetConfig,
-        "vgg": VGGConfig,
-        "vit": ViTConfig,
-        "convnext": ConvNeXtConfig,
-        "unet": UNetConfig,
-        "albert": AlbertModelConfig,
-    },
+    "dataset": {},
+    "model": {},
     "optimizer": {"optimizer": OptimizerConfig},
     "scheduler": {"scheduler": SchedulerConfig},
     "trainer": {"trainer": TrainerConfig},
     "logger": {"logger": LoggerConfig},
     "paths": {"paths": PathsConfig},
-    "metrics": {"generation": GenerationMetricsConfig},
+    "metrics": {},
 }
 """group -> kind -> schema: ``configs/<group>/<choice>.yaml`` starts from
-``/schema/<group>/<kind>``."""
+``/schema/<group>/<kind>``. The data set, model and metrics kinds register themselves from
+their families' ``config.py`` (which ``import agr_suite`` loads)."""
 
 
-# The groups whose YAML files name their schema in their defaults list; the others merge
-# into RunConfig's typed fields.
-NAMED_SCHEMAS = ("dataset", "model", "metrics")
+def register_schema(group: str, kind: str, schema: type) -> None:
+    """Make ``schema`` the kind ``kind`` of ``group`` (``dataset``, ``model`` or ``metrics``),
+    for Hydra (``/schema/<group>/<kind>``) and for reading saved configs."""
+    SCHEMAS[group][kind] = schema
+    ConfigStore.instance().store(group=f"schema/{group}", name=kind, node=schema)
 
 
-def register() -> None:
-    """Put the schemas in Hydra's ConfigStore (idempotent; done when this module loads)."""
-    store = ConfigStore.instance()
-    store.store(name="schema", node=RunConfig)
-    for group in NAMED_SCHEMAS:
-        for kind, schema in SCHEMAS[group].items():
-            store.store(group=f"schema/{group}", name=kind, node=schema)
-
-
-register()
+ConfigStore.instance().store(name="schema", node=RunConfig)
 
 
 # --------------------------------------------------------------------------- checking
@@ -775,26 +483,10 @@ def validate(cfg: RunConfig | dict[str, Any]) -> None:
 
 
 def _cross_field_problems(cfg: RunConfig) -> list[str]:
-    problems = []
-    data, model, optimizer = cfg.dataset, cfg.model, cfg.optimizer
-    if isinstance(data, TextDatasetConfig):
-        total = data.mask_token_fraction + data.random_token_fraction
-        if total > 1:
-            problems.append(
-                f"  dataset.mask_token_fraction + dataset.random_token_fraction = {total}: "
-                "must be <= 1 (the rest keeps the original token)"
-            )
-    if isinstance(model, AlbertModelConfig) and model.hidden_size % model.num_attention_heads:
-        problems.append(
-            f"  model.hidden_size={model.hidden_size} must be a multiple of "
-            f"model.num_attention_heads={model.num_attention_heads}"
-        )
+    model, optimizer = cfg.model, cfg.optimizer
+    problems = cfg.dataset.problems(cfg) + model.problems(cfg)
     if cfg.task != model.task:
         problems.append(f"  task={cfg.task!r}: must be the model's task {model.task!r}")
-    if model.task == "diffusion" and cfg.metrics is None:
-        problems.append("  metrics: a diffusion model needs metrics=generation (or another)")
-    if isinstance(data, ImageDatasetConfig):
-        problems += _augmentation_problems(cfg, data)
     if cfg.trainer.ema_decay is not None and model.task != "classification":
         where = "model.ema_decay" if model.task == "diffusion" else "nothing here"
         problems.append(
@@ -805,38 +497,6 @@ def _cross_field_problems(cfg: RunConfig) -> list[str]:
         problems.append(
             f"  optimizer.lr_scale_batch={optimizer.lr_scale_batch}: scales optimizer.lr, "
             "which is null (the family default); set optimizer.lr"
-        )
-    return problems
-
-
-def _augmentation_problems(cfg: RunConfig, data: ImageDatasetConfig) -> list[str]:
-    """The classification recipe's augmentations: where they can run."""
-    problems = []
-    chosen = [
-        f"dataset.{key}={getattr(data, key)}"
-        for key, off in (("crop", "pad"), ("rand_augment", None), ("random_erasing", 0.0))
-        if getattr(data, key) != off
-    ]
-    mixing = [
-        f"dataset.{key}={getattr(data, key)}"
-        for key in ("mixup_alpha", "cutmix_alpha")
-        if getattr(data, key) > 0
-    ]
-    if (chosen or mixing) and cfg.model.task != "classification":
-        problems.append(
-            f"  {', '.join(chosen + mixing)}: augmentations of image classification, not of a "
-            f"{cfg.model.task} run"
-        )
-        return problems
-    if chosen and data.loader == "device":
-        problems.append(
-            f"  dataset.loader=device: the device loader has no {', '.join(chosen)} (PIL "
-            "augmentations); use dataset.loader=auto or torch"
-        )
-    if mixing and cfg.trainer.batch_size % 2:
-        problems.append(
-            f"  trainer.batch_size={cfg.trainer.batch_size}: mixup and cutmix pair each image "
-            "with another of its batch (timm's Mixup), so the batch must be even"
         )
     return problems
 
@@ -896,9 +556,8 @@ def from_container(values: dict[str, Any] | RunConfig) -> RunConfig:
             node = OmegaConf.structured(_schema_for(group, values[group]))
             base[group] = OmegaConf.merge(node, values[group])
         if values.get("metrics") is not None:
-            base.metrics = OmegaConf.merge(
-                OmegaConf.structured(GenerationMetricsConfig), values["metrics"]
-            )
+            node = OmegaConf.structured(_schema_for("metrics", values["metrics"]))
+            base.metrics = OmegaConf.merge(node, values["metrics"])
         rest = {k: v for k, v in values.items() if k not in ("dataset", "model", "metrics")}
         typed = OmegaConf.to_object(OmegaConf.merge(base, rest))
     except (OmegaConfBaseException, KeyError) as error:

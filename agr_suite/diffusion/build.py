@@ -24,7 +24,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from agr_suite.core.config import SAMPLE_FROM, GenerationMetricsConfig, RunConfig
+from agr_suite.core.config import RunConfig
+from agr_suite.diffusion.config import SAMPLE_FROM, GenerationMetricsConfig
 from agr_suite.diffusion.data import build_generation_datasets
 from agr_suite.diffusion.metrics import GenerationMetrics, resolve_inception_weights
 from agr_suite.diffusion.process import Diffusion, save_grid, to_uint8

@@ -6,8 +6,8 @@ loop here.
     from agr_suite.diffusion.process import Diffusion, save_grid
     diffusion = Diffusion()                                   # T=1000, linear betas 1e-4..0.02
     loss = diffusion.loss(unet, images)                       # images in [-1, 1]; scalar MSE
-    ema = EMA(unet, decay=0.9999); ...; ema.update(unet)      # after each optimizer step
-    images = diffusion.sample(ema.averaged_model(unet), 64, image_size=32, channels=3)
+    ema = EMA(unet, decay=0.9999); ...; ema.update_parameters(unet)  # after each optimizer step
+    images = diffusion.sample(ema.module, 64, image_size=32, channels=3)  # the EMA weights
     save_grid(images, "samples.png")                          # DDIM, 100 steps, eta 0, in [-1, 1]
 
 Sources (the authors' code is hjiang24/AGR-method, Image_generation/):

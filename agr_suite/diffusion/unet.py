@@ -6,7 +6,7 @@
     unet = build_unet(preset("model", "ddpm_small"), image_size=16, in_chans=1)  # CPU digits
     eps = unet(x_t, t).sample                                              # [B, C, H, W]
 
-The architecture is a :class:`agr_suite.core.config.UNetConfig` (its defaults: the paper's
+The architecture is a :class:`agr_suite.diffusion.config.UNetConfig` (its defaults: the paper's
 CIFAR-10 UNet; ``configs/model/ddpm_small.yaml``: the embedded CPU run's):
 
 - ``ddpm``: the standard CIFAR-10 DDPM UNet (Ho et al. 2020) the authors trained: base channels
@@ -34,7 +34,7 @@ from diffusers import UNet2DModel
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
-from agr_suite.core.config import UNET_INITS, UNetConfig
+from agr_suite.diffusion.config import UNET_INITS, UNetConfig
 
 __all__ = ["build_unet", "ddpm_init_"]
 

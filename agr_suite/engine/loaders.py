@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from agr_suite.core.config import LOADERS, ImageDatasetConfig, RunConfig
+from agr_suite.core.config import RunConfig
 from agr_suite.core.errors import ConfigError
+from agr_suite.images.config import LOADERS, ImageDatasetConfig
 from agr_suite.images.device_data import NotOnDevice, device_split
 from agr_suite.images.device_loader import DeviceLoader
 

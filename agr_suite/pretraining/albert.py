@@ -3,7 +3,7 @@
     from agr_suite.core.config import preset
     model = build_albert(preset("model", "albert_tiny"), vocab_size=30522, max_length=512)
 
-The architecture is a :class:`agr_suite.core.config.AlbertModelConfig` (its defaults: the
+The architecture is a :class:`agr_suite.pretraining.config.AlbertModelConfig` (its defaults: the
 configuration the authors' ALBERT code loads, ``configs/model/albert_tiny.yaml``;
 ``configs/model/albert_base.yaml``: ALBERT-base); any other ``AlbertConfig`` field may be
 passed to :func:`build_albert` as a keyword.
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from transformers import AlbertConfig, AlbertForPreTraining
 from transformers.models.albert.modeling_albert import AlbertForPreTrainingOutput
 
-from agr_suite.core.config import AlbertModelConfig
+from agr_suite.pretraining.config import AlbertModelConfig
 
 __all__ = ["AlbertForPreTrainingAtMasks", "albert_config", "build_albert", "unigram_bias"]
 

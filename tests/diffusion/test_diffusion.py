@@ -4,7 +4,7 @@
 References are computed here, not taken from the code under test: abar_t from the linear betas in
 float64, the paper UNet's parameter count written out layer by layer from the authors' UNet
 (w86763777/pytorch-ddpm ``model.py``, which the authors' ``main_ddpm.py`` imports), and the
-EMA's closed form.
+EMA's step written out in float32 (bit for bit) and its closed form.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from torch import nn
 from agr_suite.core.config import preset
 from agr_suite.diffusion.process import Diffusion, save_grid, to_uint8
 from agr_suite.diffusion.unet import build_unet
-from agr_suite.engine.ema import EMA
+from agr_suite.engine.ema import EMA, EMAState
 
 T = 1000
 
@@ -413,73 +413,157 @@ class Tiny(nn.Module):
         super().__init__()
         self.linear = nn.Linear(3, 2)
         self.norm = nn.BatchNorm1d(2)
+        self.drop = nn.Dropout(0.5)
 
     def forward(self, x):
-        return self.norm(self.linear(x))
+        return self.drop(self.norm(self.linear(x)))
 
 
-def test_ema_closed_form_and_buffers():
+def reference_ema_step(ema: dict, params: dict, decay: float) -> None:
+    """The EMA step, written out in float32: ``ema = decay * ema + (1 - decay) * param``, a
+    multiply then an add with alpha (the roundings of the hand-written EMA the code replaced;
+    a lerp would round differently)."""
+    for name, value in ema.items():
+        value.mul_(decay).add_(params[name].float(), alpha=1 - decay)
+
+
+def _set_parameters(model: nn.Module, values: dict) -> None:
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(values[name])
+
+
+def test_ema_is_the_float32_formula_bit_for_bit_and_copies_buffers():
+    decay, k = 0.9999, 50
+    torch.manual_seed(0)
+    model = Tiny()
+    reference = {n: p.detach().float().clone() for n, p in model.named_parameters()}
+    ema = EMA(model, decay=decay)
+    assert ema.num_updates == 0  # no warm-up: the EMA starts at the initial weights
+    for name, p in ema.module.named_parameters():
+        assert torch.equal(p, reference[name]), name
+    for step in range(k):
+        values = {n: torch.randn_like(p) for n, p in model.named_parameters()}
+        _set_parameters(model, values)
+        model.norm.running_mean.fill_(float(step))
+        ema.update_parameters(model)
+        reference_ema_step(reference, values, decay)
+    assert ema.num_updates == k
+    for name, p in ema.module.named_parameters():
+        assert p.dtype == torch.float32
+        assert torch.equal(p, reference[name]), name
+    # buffers are the model's latest, not averaged
+    assert torch.equal(ema.module.norm.running_mean, torch.full((2,), float(k - 1)))
+
+
+def test_ema_closed_form():
+    """ema_k = d^k w_0 + (1 - d^k) w after k steps towards a constant w (float64 closed form)."""
     decay, k = 0.9, 7
     model = Tiny()
-    init = {n: p.detach().clone() for n, p in model.named_parameters()}
+    init = {n: p.detach().double() for n, p in model.named_parameters()}
     ema = EMA(model, decay=decay)
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(0.5)
-        model.norm.running_mean.fill_(3.0)
     for _ in range(k):
-        ema.update(model)
-    assert ema.num_updates == k
-    for name, value in ema.state_dict()["shadow"].items():
+        ema.update_parameters(model)
+    for name, value in ema.module.named_parameters():
         expected = decay**k * init[name] + (1 - decay**k) * 0.5
-        assert value.dtype == torch.float32
-        torch.testing.assert_close(value, expected, rtol=0, atol=1e-6)
-    assert torch.equal(ema.state_dict()["buffers"]["norm.running_mean"], torch.full((2,), 3.0))
+        torch.testing.assert_close(value.double(), expected, rtol=0, atol=1e-6)
 
-    # store / copy_to / restore, and averaged_model leaves the model alone
-    ema.store(model)
-    ema.copy_to(model)
-    torch.testing.assert_close(model.linear.bias.detach(), ema.shadow["linear.bias"])
-    ema.restore(model)
-    assert (model.linear.bias == 0.5).all()
-    averaged = ema.averaged_model(model)
-    assert (model.linear.weight == 0.5).all()
-    torch.testing.assert_close(averaged.linear.weight.detach(), ema.shadow["linear.weight"])
+
+def test_ema_module_is_an_evaluation_copy_and_the_model_is_left_alone():
+    model = Tiny().train()
+    ema = EMA(model, decay=0.5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+    ema.update_parameters(model)
+    assert model.training and (model.linear.weight == 1.0).all()
+    assert not ema.module.training  # dropout off, BatchNorm on its running statistics
+    assert not any(p.requires_grad for p in ema.module.parameters())
+    x = torch.randn(4, 3)
+    assert torch.equal(ema.module(x), ema.module(x))
 
 
 def test_ema_bf16_model_keeps_float32():
     model = Tiny().to(torch.bfloat16)
+    reference = {n: p.detach().float().clone() for n, p in model.named_parameters()}
     ema = EMA(model, decay=0.9999)
-    ema.update(model)
-    assert all(v.dtype == torch.float32 for v in ema.shadow.values())
-    ema.copy_to(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update_parameters(model)
+    reference_ema_step(reference, dict(model.named_parameters()), 0.9999)
+    for name, p in ema.module.named_parameters():
+        assert p.dtype == torch.float32
+        assert torch.equal(p, reference[name]), name
     assert model.linear.weight.dtype == torch.bfloat16
 
 
-def test_ema_state_dict_round_trip_continues_identically():
+def test_ema_rejects_another_model():
+    ema = EMA(Tiny(), decay=0.9)
+    with pytest.raises(ValueError, match="do not match"):
+        ema.update_parameters(nn.Sequential(Tiny()))  # same shapes, other names
+    with pytest.raises(ValueError, match="decay"):
+        EMA(Tiny(), decay=1.5)
+
+
+def test_ema_state_resumes_bit_for_bit_and_reads_the_old_checkpoint_layout():
+    """A run stopped after 3 steps and resumed from its checkpoint ends where an uninterrupted
+    run ends, bit for bit; the checkpoint keeps the replaced EMA's layout, and one written by
+    hand in that layout loads the same."""
+    decay = 0.99
     torch.manual_seed(0)
     model = Tiny()
-    ema = EMA(model, decay=0.99)
     steps = [{n: torch.randn_like(p) for n, p in model.named_parameters()} for _ in range(6)]
-
-    def step(m, e, values):
-        with torch.no_grad():
-            for n, p in m.named_parameters():
-                p.copy_(values[n])
-        e.update(m)
-
+    straight = EMAState(decay=decay)
+    straight.setup(model, torch.device("cpu"))
+    reference = {n: p.detach().clone() for n, p in model.named_parameters()}
     for values in steps[:3]:
-        step(model, ema, values)
+        _set_parameters(model, values)
+        straight.after_step(model)
+        reference_ema_step(reference, values, decay)
     buffer = io.BytesIO()
-    torch.save(ema.state_dict(), buffer)
-    buffer.seek(0)
-    resumed_model = Tiny()
-    resumed = EMA(resumed_model, decay=0.5)  # decay and state come from the checkpoint
-    resumed.load_state_dict(torch.load(buffer))
-    assert resumed.decay == 0.99 and resumed.num_updates == 3
+    torch.save(straight.state_dict(), buffer)
+    saved = straight.state_dict()["ema"]
+    assert set(saved) == {"decay", "num_updates", "shadow", "buffers"}
+    assert set(saved["shadow"]) == {n for n, _ in model.named_parameters()}
+    assert set(saved["buffers"]) == {n for n, _ in model.named_buffers()}
+    old_layout = {  # as the hand-written EMA wrote it: tensors by name
+        "ema": {
+            "decay": decay,
+            "num_updates": 3,
+            "shadow": {n: t.clone() for n, t in reference.items()},
+            "buffers": {n: b.clone() for n, b in model.named_buffers()},
+        }
+    }
+
+    resumed_models = []
+    for checkpoint in (torch.load(io.BytesIO(buffer.getvalue())), old_layout):
+        resumed_model = Tiny()
+        resumed = EMAState(decay=0.5)  # decay and state come from the checkpoint
+        resumed.setup(resumed_model, torch.device("cpu"))
+        resumed.load_state_dict(checkpoint)
+        assert resumed.ema.decay == decay and resumed.ema.num_updates == 3
+        resumed_models.append((resumed_model, resumed))
     for values in steps[3:]:
-        step(model, ema, values)
-        step(resumed_model, resumed, values)
-    for name in ema.shadow:
-        assert torch.equal(ema.shadow[name], resumed.shadow[name]), name
-    assert resumed.num_updates == 6
+        _set_parameters(model, values)
+        straight.after_step(model)
+        reference_ema_step(reference, values, decay)
+        for resumed_model, resumed in resumed_models:
+            _set_parameters(resumed_model, values)
+            resumed.after_step(resumed_model)
+    for ema_state in (straight, *(r for _, r in resumed_models)):
+        assert ema_state.ema.num_updates == 6
+        for name, p in ema_state.ema.module.named_parameters():
+            assert torch.equal(p, reference[name]), name
+
+
+def test_ema_state_rejects_another_models_checkpoint():
+    state = EMAState(decay=0.9)
+    state.setup(Tiny(), torch.device("cpu"))
+    other = EMAState(decay=0.9)
+    other.setup(nn.Sequential(Tiny()), torch.device("cpu"))
+    with pytest.raises(ValueError, match="do not match"):
+        state.load_state_dict(other.state_dict())

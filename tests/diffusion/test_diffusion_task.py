@@ -18,8 +18,9 @@ from PIL import Image
 from torchvision.datasets import CIFAR10
 from wandb_records import offline_runs
 
-from agr_suite.core.config import DDIM_VARIANTS, RunConfig
+from agr_suite.core.config import RunConfig
 from agr_suite.diffusion import build as diffusion_task
+from agr_suite.diffusion.config import DDIM_VARIANTS
 from agr_suite.diffusion.data import build_generation_datasets
 from agr_suite.diffusion.digits_features import DigitsFeatures
 from agr_suite.diffusion.metrics import InceptionWeightsMissingError

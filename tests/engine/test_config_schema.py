@@ -10,6 +10,8 @@ import pytest
 from omegaconf import MISSING, OmegaConf
 
 from agr_suite.core import config as schema
+from agr_suite.images.config import ImageDatasetConfig
+from agr_suite.pretraining.config import TextDatasetConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 GROUPS = ("dataset", "model", "optimizer", "scheduler", "trainer", "logger", "paths", "metrics")
@@ -96,10 +98,10 @@ def test_the_checks_refuse_what_they_say_they_refuse():
     assert not fields["epochs"].metadata["check"](True)  # a bool is not an integer
     assert fields["grad_clip"].metadata["check"](None)
     assert not fields["label_smoothing"].metadata["check"](1.0)  # [0, 1)
-    text = {f.name: f for f in dataclasses.fields(schema.TextDatasetConfig)}
+    text = {f.name: f for f in dataclasses.fields(TextDatasetConfig)}
     assert not text["mask_prob"].metadata["check"](0.0)  # (0, 1]
     assert text["mask_prob"].metadata["check"](1.0)
-    image = {f.name: f for f in dataclasses.fields(schema.ImageDatasetConfig)}
+    image = {f.name: f for f in dataclasses.fields(ImageDatasetConfig)}
     assert image["rand_augment"].metadata["check"]("rand-m9-mstd0.5-inc1")
     assert image["rand_augment"].metadata["check"](None)
     assert not image["rand_augment"].metadata["check"]("rand-q9")  # timm refuses the section
@@ -113,7 +115,7 @@ def test_the_checks_refuse_what_they_say_they_refuse():
 
 def test_the_recipe_settings_are_off_by_default():
     """The settings issue 22 added change nothing unless a preset sets them."""
-    image, trainer = schema.ImageDatasetConfig(name="x"), schema.TrainerConfig()
+    image, trainer = ImageDatasetConfig(name="x"), schema.TrainerConfig()
     assert (image.crop, image.rand_augment, image.random_erasing) == ("pad", None, 0.0)
     assert not image.mixes
     assert trainer.ema_decay is None
@@ -128,5 +130,5 @@ def test_a_config_saved_before_new_settings_reads_back_with_their_defaults():
     del saved["trainer"]["ema_decay"]
     del saved["optimizer"]["lr_scale_batch"]
     typed = schema.from_container(saved)
-    assert isinstance(typed.dataset, schema.ImageDatasetConfig)
+    assert isinstance(typed.dataset, ImageDatasetConfig)
     assert typed.dataset.crop == "pad" and typed.trainer.ema_decay is None

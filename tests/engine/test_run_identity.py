@@ -11,6 +11,7 @@ import pytest
 from helpers import FAST, RUN_PY_RUNNERS, TINY_MODELS, run_folder_of, tree_digest
 
 from agr_suite.core import config
+from agr_suite.diffusion.config import DiffusionProcessConfig, GenerationMetricsConfig
 
 TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
 
@@ -39,16 +40,16 @@ NOT_RESULT_KEYS = {
 
 def test_the_settings_that_cannot_change_a_number_are_exactly_the_listed_ones():
     schemas = [config.RunConfig, config.TrainerConfig, config.OptimizerConfig]
-    schemas += [config.LoggerConfig, config.PathsConfig, config.GenerationMetricsConfig]
+    schemas += [config.LoggerConfig, config.PathsConfig, GenerationMetricsConfig]
     schemas += [s for kinds in config.SCHEMAS.values() for s in kinds.values()]
-    schemas += [config.DiffusionProcessConfig]
+    schemas += [DiffusionProcessConfig]
     prefixes = {
-        config.DiffusionProcessConfig: "model.diffusion.",
+        DiffusionProcessConfig: "model.diffusion.",
         config.TrainerConfig: "trainer.",
         config.OptimizerConfig: "optimizer.",
         config.LoggerConfig: "logger.",
         config.PathsConfig: "paths.",
-        config.GenerationMetricsConfig: "metrics.",
+        GenerationMetricsConfig: "metrics.",
         config.SchedulerConfig: "scheduler.",
     }
     for kind in config.SCHEMAS["dataset"].values():

@@ -15,8 +15,8 @@ import pytest
 import text_fixtures
 import torch
 
-from agr_suite.core.config import TextDatasetConfig
 from agr_suite.core.errors import DatasetMissingError
+from agr_suite.pretraining.config import TextDatasetConfig
 from agr_suite.pretraining.text import build_pretraining_data
 from agr_suite.pretraining.text.corpus import (
     PYDOC_TEST_EVERY,

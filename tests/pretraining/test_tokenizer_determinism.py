@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import text_fixtures
 
-from agr_suite.core.config import TextDatasetConfig
+from agr_suite.pretraining.config import TextDatasetConfig
 from agr_suite.pretraining.text import build_pretraining_data
 from agr_suite.pretraining.text.corpus import Corpus, pydoc_corpus
 from agr_suite.pretraining.text.tokenizer import (

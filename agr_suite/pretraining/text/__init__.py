@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from agr_suite.core.config import TextDatasetConfig
+from agr_suite.pretraining.config import TextDatasetConfig
 from agr_suite.pretraining.text.corpus import Corpus, pydoc_corpus
 from agr_suite.pretraining.text.docstrings import docstrings_corpus
 from agr_suite.pretraining.text.masking import MaskingRule
