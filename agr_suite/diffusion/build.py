@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from agr_suite.core.config import RunConfig
-from agr_suite.diffusion.config import SAMPLE_FROM, GenerationMetricsConfig
+from agr_suite.diffusion.config import GenerationMetricsConfig
 from agr_suite.diffusion.data import build_generation_datasets
 from agr_suite.diffusion.metrics import GenerationMetrics, resolve_inception_weights
 from agr_suite.diffusion.process import Diffusion, save_grid, to_uint8
@@ -120,18 +120,127 @@ def seconds_per_image_step(
         batch = min(2 * batch, max_batch)
 
 
+def sample_budget(cfg: RunConfig) -> tuple[int, int, bool]:
+    """(samples per evaluation, sampling batch, whether ``trainer.limit_batches`` capped the
+    samples): a smoke run samples at most K batches of the evaluation batch size, and at least
+    one sample per IS split and two for FID's covariance."""
+    settings, limit = cfg.metrics, cfg.trainer.limit_batches
+    if limit is None:
+        return settings.num_samples, settings.batch_size, False
+    batch = min(settings.batch_size, cfg.trainer.eval_batch_size or cfg.trainer.batch_size)
+    cap = max(limit * batch, settings.is_splits, 2)
+    return min(settings.num_samples, cap), batch, cap < settings.num_samples
+
+
+class SampleEvaluation:
+    """A generation run's evaluation: every process draws its share of the DDIM samples from
+    the raw or the EMA weights; the main process gathers them, saves a grid and scores them.
+    ``protocol`` says how, for results.json."""
+
+    def __init__(self, cfg: RunConfig, diffusion: Diffusion, ema: EMAState, reference_set, info):
+        settings, data = cfg.metrics, cfg.dataset
+        data_dir = Path(cfg.paths.data_dir).expanduser().resolve()
+        self.settings, self.diffusion, self.ema, self.info = settings, diffusion, ema, info
+        self.kind = feature_kind(settings.features, data.name)
+        self.score = Scorer(self.kind, settings, reference_set, data.name, data_dir)
+        self.num_samples, self.batch_size, capped = sample_budget(cfg)
+        self.sampler = f"DDIM ({settings.ddim_variant}), {settings.steps} steps, eta {settings.eta}"
+        self.compiled: dict[int, nn.Module] = {}
+        digits = self.kind == "digits_cnn"
+        self.protocol: dict[str, Any] = {
+            "metric": "FID (digits-CNN features)" if digits else "FID (Inception-v3)",
+            "is_metric": "IS (digits-CNN classifier)" if digits else "IS (Inception-v3)",
+            "features": self.kind,
+            "implementation": GenerationMetrics.implementation,
+            "num_samples": self.num_samples,
+            **(
+                {"num_samples_capped_by": f"trainer.limit_batches={cfg.trainer.limit_batches}"}
+                if capped
+                else {}
+            ),
+            "reference_set": f"{data.name} train ({len(reference_set)} images)",
+            "sampler": self.sampler,
+            "sample_from": settings.sample_from,
+            "is_splits": settings.is_splits,
+            "is_std": "std over the IS splits of one run (population std)",
+        }
+
+    def sampling_model(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """The module DDIM calls: with ``metrics.compile`` (auto: on CUDA) the model compiled
+        once per run, its shapes fixed by the sampling batch; it shares the model's weights
+        (the raw model's or the EMA module's), so their current values are the ones sampled."""
+        compile_sampler = self.settings.compile
+        if compile_sampler is False or (compile_sampler == "auto" and device.type != "cuda"):
+            return model
+        if id(model) not in self.compiled:
+            self.compiled[id(model)] = torch.compile(model, dynamic=False)
+        return self.compiled[id(model)]
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, ctx: EvalContext) -> EvalOutput:
+        settings, started = self.settings, time.time()
+        count = len(range(ctx.rank, self.num_samples, ctx.world_size))
+        generator = torch.Generator(ctx.device).manual_seed(
+            (ctx.seed * 1_000_003 + ctx.epoch * 7919 + ctx.rank) % 2**63
+        )
+        source = self.ema.ema.module if settings.sample_from == "ema" else model
+        sampler_model = self.sampling_model(source, ctx.device)
+        with ctx.autocast():
+            images = self.diffusion.sample(
+                sampler_model,
+                count,
+                image_size=self.info.image_size,
+                channels=self.info.channels,
+                steps=settings.steps,
+                eta=float(settings.eta),
+                generator=generator,
+                batch_size=self.batch_size,
+            )
+        if ctx.device.type == "cuda":  # the samples are done, not just queued
+            torch.cuda.synchronize(ctx.device)
+        sampling_s = time.time() - started
+        gathered = ctx.gather(to_uint8(images))
+        if not ctx.is_main:
+            return EvalOutput({})
+        grid_path = ctx.run_dir / f"samples_epoch{ctx.epoch}.png"
+        grid = save_grid(gathered[: settings.grid_size], grid_path)
+        scores = self.score(gathered, ctx.device)
+        self.protocol.setdefault("extractor", self.score.metrics.describe()["extractor_details"])
+        metrics = {
+            **scores,
+            "sample_from": settings.sample_from,
+            "num_samples": int(len(gathered)),
+            "sampler": self.sampler,
+            "features": self.kind,
+            "sampling_s_per_image_step": sampling_s / max(1, count * settings.steps),
+            "sampling_images_per_s": count / sampling_s if sampling_s > 0 else None,
+            "sampling_compiled": sampler_model is not source,
+        }
+        return EvalOutput(metrics, images={"samples": grid})
+
+    def estimate_s(self, model: nn.Module, ctx: EvalContext) -> tuple[float, str]:
+        """Seconds this process's share of an evaluation will take, and how that was found."""
+        count, steps = len(range(ctx.rank, self.num_samples, ctx.world_size)), self.settings.steps
+        per_image_step = seconds_per_image_step(
+            model,
+            ctx,
+            self.info.image_size,
+            self.info.channels,
+            self.batch_size,
+            self.diffusion.num_train_timesteps,
+        )
+        return per_image_step * count * steps, (
+            f"{count} samples x {steps} DDIM steps at {per_image_step * 1e3:.3g} ms per image "
+            "per step, timed on a few UNet forward passes"
+        )
+
+
 def build(cfg: RunConfig) -> TaskParts:
     data, model_cfg, settings = cfg.dataset, cfg.model, cfg.metrics
-    data_dir = Path(cfg.paths.data_dir).expanduser().resolve()
-    sample_from = settings.sample_from
-    if sample_from not in SAMPLE_FROM:
-        raise ValueError(f"metrics.sample_from={sample_from!r} is not valid; choose raw or ema")
-    kind = feature_kind(settings.features, data.name)
-    if kind == "inception":  # fail before training, not after the first 400 epochs
-        resolve_inception_weights(settings.inception_weights)
-
+    if feature_kind(settings.features, data.name) == "inception":
+        resolve_inception_weights(settings.inception_weights)  # before training, not after it
     train_set, reference_set, info = build_generation_datasets(
-        data.name, data_dir=data_dir, download=data.download, hflip=data.hflip
+        data.name, data_dir=cfg.paths.data_dir, download=data.download, hflip=data.hflip
     )
     model = build_unet(model_cfg, image_size=info.image_size, in_chans=info.channels)
     process = model_cfg.diffusion
@@ -144,112 +253,17 @@ def build(cfg: RunConfig) -> TaskParts:
         ddim=settings.ddim_variant,
     )
     ema = EMAState(model_cfg.ema_decay)
-    score = Scorer(kind, settings, reference_set, data.name, data_dir)
-    num_samples, steps, eta = settings.num_samples, settings.steps, settings.eta
-    sample_batch = settings.batch_size
-    limit, capped = cfg.trainer.limit_batches, False
-    if limit is not None:  # a smoke run: at most `limit` evaluation batches of samples
-        eval_batch = cfg.trainer.eval_batch_size or cfg.trainer.batch_size
-        sample_batch = min(sample_batch, eval_batch)
-        # at least one sample per IS split and two for FID's covariance
-        cap = max(limit * sample_batch, settings.is_splits, 2)
-        capped = cap < num_samples
-        num_samples = min(num_samples, cap)
-    sampler = f"DDIM ({settings.ddim_variant}), {steps} steps, eta {eta}"
-    protocol: dict[str, Any] = {
-        "metric": "FID (digits-CNN features)" if kind == "digits_cnn" else "FID (Inception-v3)",
-        "is_metric": "IS (digits-CNN classifier)" if kind == "digits_cnn" else "IS (Inception-v3)",
-        "features": kind,
-        "implementation": GenerationMetrics.implementation,
-        "num_samples": num_samples,
-        **({"num_samples_capped_by": f"trainer.limit_batches={limit}"} if capped else {}),
-        "reference_set": f"{data.name} train ({len(reference_set)} images)",
-        "sampler": sampler,
-        "sample_from": sample_from,
-        "is_splits": settings.is_splits,
-        "is_std": "std over the IS splits of one run (population std)",
-    }
-
-    def loss(model: nn.Module, batch) -> torch.Tensor:
-        return diffusion.loss(model, batch[0])
-
-    compile_sampler = settings.compile
-    compiled: dict[int, nn.Module] = {}
-
-    def sampling_model(model: nn.Module, device: torch.device) -> nn.Module:
-        """The module DDIM calls: with ``metrics.compile`` (auto: on CUDA) the model compiled
-        once per run, its shapes fixed by the sampling batch; it shares the model's weights
-        (the raw model's or the EMA's copy's), so their current values are the ones sampled."""
-        if compile_sampler is False or (compile_sampler == "auto" and device.type != "cuda"):
-            return model
-        if id(model) not in compiled:
-            compiled[id(model)] = torch.compile(model, dynamic=False)
-        return compiled[id(model)]
-
-    @torch.no_grad()
-    def evaluate(model: nn.Module, ctx: EvalContext) -> EvalOutput:
-        started = time.time()
-        count = len(range(ctx.rank, num_samples, ctx.world_size))
-        generator = torch.Generator(ctx.device).manual_seed(
-            (ctx.seed * 1_000_003 + ctx.epoch * 7919 + ctx.rank) % 2**63
-        )
-        source = ema.ema.module if sample_from == "ema" else model
-        sampler_model = sampling_model(source, ctx.device)
-        with ctx.autocast():
-            images = diffusion.sample(
-                sampler_model,
-                count,
-                image_size=info.image_size,
-                channels=info.channels,
-                steps=steps,
-                eta=float(eta),
-                generator=generator,
-                batch_size=sample_batch,
-            )
-        if ctx.device.type == "cuda":  # the samples are done, not just queued
-            torch.cuda.synchronize(ctx.device)
-        sampling_s = time.time() - started
-        gathered = ctx.gather(to_uint8(images))
-        if not ctx.is_main:
-            return EvalOutput({})
-        grid = save_grid(
-            gathered[: settings.grid_size], ctx.run_dir / f"samples_epoch{ctx.epoch}.png"
-        )
-        scores = score(gathered, ctx.device)
-        if "extractor" not in protocol:
-            protocol["extractor"] = score.metrics.describe()["extractor_details"]
-        metrics = {
-            **scores,
-            "sample_from": sample_from,
-            "num_samples": int(len(gathered)),
-            "sampler": sampler,
-            "features": kind,
-            "sampling_s_per_image_step": sampling_s / max(1, count * steps),
-            "sampling_images_per_s": count / sampling_s if sampling_s > 0 else None,
-            "sampling_compiled": sampler_model is not source,
-        }
-        return EvalOutput(metrics, images={"samples": grid})
-
-    def estimate_eval_s(model: nn.Module, ctx: EvalContext) -> tuple[float, str]:
-        count = len(range(ctx.rank, num_samples, ctx.world_size))
-        per_image_step = seconds_per_image_step(
-            model, ctx, info.image_size, info.channels, sample_batch, diffusion.num_train_timesteps
-        )
-        return per_image_step * count * steps, (
-            f"{count} samples x {steps} DDIM steps at {per_image_step * 1e3:.3g} ms per image "
-            "per step, timed on a few UNet forward passes"
-        )
-
+    evaluation = SampleEvaluation(cfg, diffusion, ema, reference_set, info)
     return TaskParts(
         model=model,
         train_set=train_set,
         eval_set=None,
-        loss=loss,
+        loss=lambda model, batch: diffusion.loss(model, batch[0]),
         make_evaluator=None,
         primary_metric="fid",
         minimize=True,
-        evaluate=evaluate,
-        estimate_eval_s=estimate_eval_s,
+        evaluate=evaluation,
+        estimate_eval_s=evaluation.estimate_s,
         state=ema,
         info={
             "params": count_parameters(model),
@@ -259,6 +273,6 @@ def build(cfg: RunConfig) -> TaskParts:
             "data_sha256": info.data_sha256,
             "diffusion": repr(diffusion),
             "ema_decay": ema.decay,
-            "generation_metrics": protocol,
+            "generation_metrics": evaluation.protocol,
         },
     )
