@@ -1,16 +1,11 @@
-"""Run many training runs on this machine at once, every GPU busy.
+"""Run many training runs on this machine at once, every GPU busy (``scripts/reproduce.py
+--launcher local`` with GPUs or ``--jobs N``).
 
-``scripts/reproduce.py TABLE --launcher local`` on a machine with GPUs (or with ``--jobs N``)
-hands its pending runs to :func:`run_pool`: each run is its own ``python run.py ...``
-process, started in a free *slot*. A slot is one GPU (``CUDA_VISIBLE_DEVICES`` set to it) or,
-with ``--runs-per-gpu K``, one of K slots sharing a GPU; on CPU a slot is a share of the
-cores (``OMP_NUM_THREADS``). Each process writes its output to ``launch.log`` in its own run
-folder. A run that fails fails alone: the pool goes on and lists it at the end.
-
-Ctrl-C (or SIGTERM) stops everything the pool started: every run gets SIGINT, which ends it
-as an interrupted run (``results.json`` keeps saying ``running``, its last checkpoint stays),
-and whatever is still alive after ``grace_s`` (or at a second Ctrl-C) is killed. The same
-command again skips the finished runs and resumes the interrupted ones.
+Each run is its own process, started in a free *slot*: one GPU (``CUDA_VISIBLE_DEVICES``),
+one of K slots sharing a GPU, or on CPU a share of the cores (``OMP_NUM_THREADS``). Its
+output goes to its log. A run that fails fails alone: the pool goes on and lists it at the
+end. Ctrl-C (or SIGTERM) sends SIGINT to every run, which ends it as an interrupted,
+resumable run, and kills whatever is still alive after ``grace_s`` (or at a second Ctrl-C).
 
 Why processes and not threads or one multirun: a CUDA context, a compiled graph and a
 crash all belong to a process, so a process per run is what keeps runs independent.
@@ -18,10 +13,10 @@ crash all belong to a process, so a process per run is what keeps runs independe
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -86,12 +81,7 @@ def visible_gpus(environ: dict[str, str] | None = None) -> list[str]:
     if listed is not None:
         entries = [entry.strip() for entry in listed.split(",") if entry.strip()]
         # CUDA stops at the first invalid entry ("-1" hides every device)
-        valid = []
-        for entry in entries:
-            if entry.startswith("-"):
-                break
-            valid.append(entry)
-        return valid
+        return list(itertools.takewhile(lambda entry: not entry.startswith("-"), entries))
     import torch
 
     return [str(index) for index in range(torch.cuda.device_count())]
@@ -220,8 +210,3 @@ def run_pool(
     finally:
         signal.signal(signal.SIGTERM, previous)
     return PoolResult(codes)
-
-
-def python_command(script: Path, arguments: Sequence[str]) -> list[str]:
-    """``python SCRIPT ARGS`` with this interpreter, unbuffered so logs show progress live."""
-    return [sys.executable, "-u", str(script), *arguments]

@@ -24,22 +24,8 @@ from pathlib import Path
 
 # squeue states of a job that is not over yet (squeue(1), JOB STATE CODES)
 ALIVE = frozenset(
-    {
-        "PENDING",
-        "CONFIGURING",
-        "RUNNING",
-        "COMPLETING",
-        "SUSPENDED",
-        "STOPPED",
-        "SIGNALING",
-        "STAGE_OUT",
-        "RESIZING",
-        "REQUEUED",
-        "REQUEUE_FED",
-        "REQUEUE_HOLD",
-        "RESV_DEL_HOLD",
-        "SPECIAL_EXIT",
-    }
+    "PENDING CONFIGURING RUNNING COMPLETING SUSPENDED STOPPED SIGNALING STAGE_OUT RESIZING "
+    "REQUEUED REQUEUE_FED REQUEUE_HOLD RESV_DEL_HOLD SPECIAL_EXIT".split()
 )
 RUNNING = frozenset({"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT"})
 REGISTRY = "submitted.jsonl"
@@ -102,18 +88,18 @@ def record_submission(
             handle.write(json.dumps({**record, "tasks": ntasks, "submitted": stamp}) + "\n")
 
 
-def read_registries(paths: Iterable[Path]) -> list[dict]:
+def read_registry(path: Path) -> list[dict]:
+    """The records of ``path`` (none when it does not exist)."""
+    if not path.exists():
+        return []
     records = []
-    for path in paths:
-        if not path.exists():
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a killed writer
             continue
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a killed writer
-                continue
-            if isinstance(record, dict) and "task" in record and "overrides" in record:
-                records.append(record)
+        if isinstance(record, dict) and "task" in record and "overrides" in record:
+            records.append(record)
     return records
 
 

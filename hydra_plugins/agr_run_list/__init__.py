@@ -1,25 +1,16 @@
-"""The suite's two Hydra sweepers, under which a failed run fails alone.
+"""The suite's two Hydra sweepers, under which a failed run fails alone: every run of the
+sweep runs whatever the others did, and the sweep ends with a summary of the failed runs and
+exits 1 (2 when each of them failed on bad input). Hydra's own stops at the first failed
+batch, and a run that calls ``sys.exit`` (run.py does, for a diverged run) ends the sweep.
 
 - ``agr_basic`` (the default of ``python run.py -m``, configs/config.yaml): Hydra's basic
-  sweeper (cartesian products of ``key=a,b``), except that every run of the sweep runs
-  whatever the others did, and the sweep ends with a summary of the failed runs and exits 1
-  (2 when each of them failed on bad input). Hydra's own stops at the first failed batch, and
-  a run that calls ``sys.exit`` (run.py does, for a diverged run) ends the whole sweep.
-- ``run_list`` (``hydra/sweeper=run_list``): an explicit list of runs. Hydra's basic sweeper
-  only launches cartesian products; a paper table is a list of cells whose overrides differ
-  in several keys at once (data set and model, weight decay and experiment name).
-  scripts/reproduce.py writes the pending runs of a table to a YAML file
-  (``runs: [[override, ...], ...]``) and starts
+  sweeper (cartesian products of ``key=a,b``), finishing so.
+- ``run_list`` (``hydra/sweeper=run_list hydra.sweeper.runs_file=FILE``): the explicit list
+  of runs in FILE (``runs: [[override, ...], ...]``), each after the command line's
+  overrides, all in one ``launch`` call (one Slurm array job with launcher=slurm). A paper
+  table is a list of cells whose overrides differ in several keys at once, which cartesian
+  products cannot express; scripts/reproduce.py writes its pending runs to such a file.
 
-      python run.py -m hydra/sweeper=run_list hydra.sweeper.runs_file=FILE launcher=slurm
-
-  so every run goes to the configured launcher in one ``launch`` call: in this process one
-  after another with the basic launcher, or as one Slurm array job with
-  hydra-submitit-launcher. Overrides given on the command line go before each run's own.
-
-Both hand every run to the launcher: Hydra's basic launcher (one run after another in this
-process), submitit's local one or the suite's Slurm one (hydra_plugins/agr_slurm), and each
-of these returns one result per run, failed or not.
 (Hydra loads plugins only from the ``hydra_plugins`` package, hence this location. It
 executes plugin modules without registering them in sys.modules, so the dataclasses below
 cannot use ``from __future__ import annotations``: their string annotations would not resolve.)
@@ -36,10 +27,8 @@ import yaml
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import HydraException
-from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import MISSING, DictConfig
 
@@ -106,31 +95,6 @@ def read_runs_file(path: str | Path) -> list[list[str]]:
     return runs
 
 
-class RunListSweeper(Sweeper):
-    def __init__(self, runs_file: str) -> None:
-        self.runs_file = runs_file
-        self.launcher = None
-
-    def setup(
-        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
-    ) -> None:
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context,
-            task_function=ExitAsFailure(task_function),
-            config=config,
-        )
-
-    def sweep(self, arguments: list[str]) -> list[JobReturn]:
-        assert self.launcher is not None
-        jobs = [[*arguments, *run] for run in read_runs_file(self.runs_file)]
-        if not jobs:
-            log.info(f"{self.runs_file}: no runs to launch")
-            return []
-        returns = list(self.launcher.launch(jobs, initial_job_idx=0))
-        finish(jobs, returns)
-        return returns
-
-
 class FinishingSweeper(BasicSweeper):
     """Hydra's basic sweeper, every run of it run: see the module's docstring."""
 
@@ -156,6 +120,24 @@ class FinishingSweeper(BasicSweeper):
             self.validate_batch_is_legal(batch)  # composes every run: a bad one stops here
             returns += self.launcher.launch(batch, initial_job_idx=len(jobs))
             jobs += [list(job) for job in batch]
+        finish(jobs, returns)
+        return returns
+
+
+class RunListSweeper(FinishingSweeper):
+    """The runs of a runs file, each after the command line's overrides, in one launch."""
+
+    def __init__(self, runs_file: str) -> None:
+        super().__init__(max_batch_size=None)
+        self.runs_file = runs_file
+
+    def sweep(self, arguments: list[str]) -> list[JobReturn]:
+        assert self.launcher is not None
+        jobs = [[*arguments, *run] for run in read_runs_file(self.runs_file)]
+        if not jobs:
+            log.info(f"{self.runs_file}: no runs to launch")
+            return []
+        returns = list(self.launcher.launch(jobs, initial_job_idx=0))
         finish(jobs, returns)
         return returns
 

@@ -1,22 +1,17 @@
-"""hydra-submitit-launcher's Slurm launcher, waiting with the suite's own progress
-(``launcher=slurm`` selects it: configs/launcher/slurm.yaml).
+"""The suite's Slurm launcher (``launcher=slurm``: configs/launcher/slurm.yaml).
 
-It submits exactly as ``submitit_slurm`` does (same config keys, one array job, the same
-requeue on preemption and time-out), then waits with ``launch.slurm.SweepWatcher``: squeue and
-submitit's result files instead of sacct, so a cluster without accounting shows the sweep's
-progress (runs submitted, pending, running, finished, failed, requeues) rather than
-submitit's repeated "Bypassing sacct error" warnings, and a task that ends without a result
-(cancelled, killed) fails that run instead of being waited for forever.
-
-Every submitted task is recorded in ``submitted.jsonl`` beside submitit's job folders (the
-folder of ``hydra.launcher.submitit_folder``). Launching the same sweep again while some of
-its runs are still queued or running does not submit those runs a second time: the launcher
-waits for their tasks and submits only the others. (Hydra loads this module when it scans
+It submits exactly as hydra-submitit-launcher's ``submitit_slurm`` does (same config keys,
+one array job, the same requeue on preemption and time-out), then waits with
+``agr_suite.launch.slurm.SweepWatcher`` (squeue and result files, not sacct: see there why).
+Each submitted task is recorded in ``submitted.jsonl`` beside submitit's job folders, so
+launching the same sweep again while some of its runs are still queued or running waits for
+their tasks and submits only the others. (Hydra loads this module when it scans
 ``hydra_plugins``; keep its imports light.)
 """
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,125 +46,145 @@ class SubmititSlurmLauncher(SlurmLauncher):
         )
         return executor
 
+    @property
+    def _folder(self) -> str:
+        return str(self.params["submitit_folder"])
+
+    @property
+    def _ntasks(self) -> int:
+        """Tasks per job, each of which writes its own result file."""
+        return int(self.params.get("nodes", 1)) * max(1, int(self.params["tasks_per_node"]))
+
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
+        assert self.config is not None
+        assert len(job_overrides) > 0
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        jobs = self._queued_jobs(job_overrides)
+        todo = [i for i, job in enumerate(jobs) if job is None]
+        if todo:
+            runs = [job_overrides[i] for i in todo]
+            for i, job in zip(todo, self._submit(runs, [initial_job_idx + i for i in todo])):
+                jobs[i] = job
+        results: dict[str, Any] = {}
+        ended = _wait(jobs, job_overrides, results)
+        return [
+            _job_return(job, overrides, results.get(job.job_id), ended[job.job_id])
+            for job, overrides in zip(jobs, job_overrides)
+        ]
+
+    def _queued_jobs(self, job_overrides: Sequence[Sequence[str]]) -> list[Any]:
+        """Per run, the job of its task from an earlier launch that squeue still lists as
+        queued or running, else None."""
         import submitit
 
         from agr_suite.launch import slurm
 
-        assert self.config is not None
-        assert len(job_overrides) > 0
-        folder = str(self.params["submitit_folder"])
-        registry = slurm.registry_path(folder)
-        ntasks = int(self.params.get("nodes", 1)) * max(1, int(self.params["tasks_per_node"]))
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-
-        # Runs of this sweep whose task from an earlier launch is still queued or running.
-        queued, states = slurm.alive(slurm.read_registries([registry]))
-        earlier = {tuple(r["overrides"]): r for r in queued}
-        jobs: list[Any] = [None] * len(job_overrides)
-        for i, overrides in enumerate(job_overrides):
+        registry = slurm.registry_path(self._folder)
+        records, states = slurm.alive(slurm.read_registry(registry))
+        earlier = {tuple(record["overrides"]): record for record in records}
+        jobs: list[Any] = []
+        for overrides in job_overrides:
             record = earlier.get(tuple(overrides))
-            if record is not None:
-                jobs[i] = submitit.SlurmJob(
-                    folder=record.get("folder", folder),
-                    job_id=record["task"],
-                    tasks=tuple(range(int(record.get("tasks", ntasks)))),
-                )
+            if record is None:
+                jobs.append(None)
+                continue
+            tasks = tuple(range(int(record.get("tasks", self._ntasks))))
+            folder = record.get("folder", self._folder)
+            jobs.append(submitit.SlurmJob(folder=folder, job_id=record["task"], tasks=tasks))
         if states is None and registry.exists():
             log.warning(
                 f"squeue does not answer: runs recorded in {registry} as submitted may be "
                 "submitted a second time"
             )
-        attached = [i for i, job in enumerate(jobs) if job is not None]
+        attached = [job for job in jobs if job is not None]
         if attached:
-            ids = sorted({slurm.array_id(jobs[i].job_id) for i in attached})
+            ids = sorted({slurm.array_id(job.job_id) for job in attached})
             log.info(
                 f"{len(attached)} of these runs are still queued or running in slurm job "
                 f"{','.join(ids)}: waiting for them, not submitting them again"
             )
+        return jobs
 
-        todo = [i for i, job in enumerate(jobs) if job is None]
-        if todo:
-            executor = self._executor()
-            log.info(f"Submitit 'slurm' sweep output dir : {self.config.hydra.sweep.dir}")
-            params: list[tuple[list[str], str, int, str, dict[type, Singleton]]] = []
-            for i in todo:
-                idx = initial_job_idx + i
-                log.info(f"\t#{idx} : {' '.join(filter_overrides(job_overrides[i]))}")
-                params.append(
-                    (
-                        list(job_overrides[i]),
-                        "hydra.sweep.dir",
-                        idx,
-                        f"job_id_for_{idx}",
-                        Singleton.get_state(),
-                    )
-                )
-            submitted = executor.map_array(self, *zip(*params))
-            for i, job in zip(todo, submitted):
-                jobs[i] = job
-            slurm.record_submission(
-                registry,
-                [(jobs[i].job_id, list(job_overrides[i])) for i in todo],
-                folder=folder,
-                ntasks=ntasks,
-            )
-            first = slurm.array_id(submitted[0].job_id)
-            log.info(
-                f"submitted {len(todo)} runs as slurm job {first}; watch: squeue -j {first}; "
-                f"cancel: scancel {first}; logs: {Path(folder).parent}"
-            )
+    def _submit(self, runs: list[Sequence[str]], indices: list[int]) -> list[Any]:
+        """Submit ``runs`` (the sweep's jobs number ``indices``) as one array job, and record
+        each task in the registry."""
+        from agr_suite.launch import slurm
 
-        outcomes: dict[str, Any] = {}
-
-        def outcome(job: Any) -> Any:
-            """True/False once every task of the job has written its result, else None."""
-            tasks = [job.task(t) for t in range(job.num_tasks)]
-            if not all(t.paths.result_pickle.exists() for t in tasks):
-                return None
-            if job.job_id not in outcomes:
-                try:
-                    outcomes[job.job_id] = job.results()[0]
-                except Exception as error:  # the job's own exception (e.g. timed out too often)
-                    outcomes[job.job_id] = error
-            result = outcomes[job.job_id]
-            return isinstance(result, JobReturn) and result.status == JobStatus.COMPLETED
-
-        watcher = slurm.SweepWatcher(
-            {
-                job.job_id: (" ".join(filter_overrides(overrides)), lambda job=job: outcome(job))
-                for job, overrides in zip(jobs, job_overrides)
-            },
-            say=log.info,
+        executor = self._executor()
+        log.info(f"Submitit 'slurm' sweep output dir : {self.config.hydra.sweep.dir}")
+        params = []
+        for overrides, idx in zip(runs, indices):
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            state = Singleton.get_state()
+            params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", state))
+        submitted = executor.map_array(self, *zip(*params))
+        slurm.record_submission(
+            slurm.registry_path(self._folder),
+            [(job.job_id, list(overrides)) for job, overrides in zip(submitted, runs)],
+            folder=self._folder,
+            ntasks=self._ntasks,
         )
+        first = slurm.array_id(submitted[0].job_id)
+        log.info(
+            f"submitted {len(runs)} runs as slurm job {first}; watch: squeue -j {first}; "
+            f"cancel: scancel {first}; logs: {Path(self._folder).parent}"
+        )
+        return submitted
+
+
+def _outcome(job: Any, results: dict[str, Any]) -> Any:
+    """True/False once every task of the job has written its result, else None; the result
+    (the run's JobReturn, or the job's own exception) goes into ``results``."""
+    if not all(job.task(t).paths.result_pickle.exists() for t in range(job.num_tasks)):
+        return None
+    if job.job_id not in results:
         try:
-            ended = watcher.run()
-        except KeyboardInterrupt:
-            ids = ",".join(sorted({slurm.array_id(job.job_id) for job in jobs}))
-            log.warning(
-                f"stopped waiting; the runs keep going in slurm job {ids} (squeue -j {ids}, "
-                f"scancel {ids}). The same command again waits for them without resubmitting."
-            )
-            raise
-        returns = []
-        for job, overrides in zip(jobs, job_overrides):
-            result = outcomes.get(job.job_id)
-            if isinstance(result, JobReturn):
-                returns.append(result)
-                continue
-            if result is None:  # ended without a result file
-                log_file = job.task(0).paths.stderr
-                result = RuntimeError(
-                    f"slurm task {job.job_id} ended ({ended[job.job_id]}) without a result; "
-                    f"the end of its log {log_file}:\n{_tail(log_file)}"
-                )
-            returns.append(
-                JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=result)
-            )
-        return returns
+            results[job.job_id] = job.results()[0]
+        except Exception as error:  # the job's own exception (e.g. timed out too often)
+            results[job.job_id] = error
+    result = results[job.job_id]
+    return isinstance(result, JobReturn) and result.status == JobStatus.COMPLETED
+
+
+def _wait(
+    jobs: list[Any], job_overrides: Sequence[Sequence[str]], results: dict[str, Any]
+) -> dict[str, Any]:
+    """Wait for every job, printing the sweep's progress (launch.slurm.SweepWatcher); returns
+    job id -> True, False or the Slurm state it ended in without a result."""
+    from agr_suite.launch import slurm
+
+    watcher = slurm.SweepWatcher(
+        {
+            job.job_id: (" ".join(filter_overrides(overrides)), partial(_outcome, job, results))
+            for job, overrides in zip(jobs, job_overrides)
+        },
+        say=log.info,
+    )
+    try:
+        return watcher.run()
+    except KeyboardInterrupt:
+        ids = ",".join(sorted({slurm.array_id(job.job_id) for job in jobs}))
+        log.warning(
+            f"stopped waiting; the runs keep going in slurm job {ids} (squeue -j {ids}, "
+            f"scancel {ids}). The same command again waits for them without resubmitting."
+        )
+        raise
+
+
+def _job_return(job: Any, overrides: Sequence[str], result: Any, ended: Any) -> JobReturn:
+    """The run's JobReturn, or a failed one that says why: the job's own exception, or, for a
+    task that ended without a result file, the end of its log."""
+    if isinstance(result, JobReturn):
+        return result
+    if result is None:
+        log_file = job.task(0).paths.stderr
+        result = RuntimeError(
+            f"slurm task {job.job_id} ended ({ended}) without a result; "
+            f"the end of its log {log_file}:\n{_tail(log_file)}"
+        )
+    return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=result)
 
 
 def _tail(path: Path, lines: int = 20) -> str:

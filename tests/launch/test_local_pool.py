@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from agr_suite.launch import local_pool  # noqa: E402
+from agr_suite.launch import dry_run, local_pool  # noqa: E402
 from agr_suite.launch.local_pool import PoolJob, Slot, make_slots, run_pool, visible_gpus  # noqa: E402
 from scripts import reproduce  # noqa: E402
 
@@ -162,9 +162,9 @@ def test_ctrl_c_stops_every_run_the_pool_started(tmp_path, sig):
 
 
 def test_makespan_puts_each_run_in_the_first_free_slot():
-    assert reproduce.makespan([1.0] * 10, 4) == 3.0  # ceil(10 / 4) rounds of one
-    assert reproduce.makespan([5.0, 1.0, 1.0, 1.0, 1.0, 1.0], 2) == 5.0
-    assert reproduce.makespan([], 3) == 0.0
+    assert dry_run.makespan([1.0] * 10, 4) == 3.0  # ceil(10 / 4) rounds of one
+    assert dry_run.makespan([5.0, 1.0, 1.0, 1.0, 1.0, 1.0], 2) == 5.0
+    assert dry_run.makespan([], 3) == 0.0
 
 
 def wall_hours(output: str) -> float:
@@ -184,7 +184,7 @@ def test_dry_run_prints_the_wall_time_on_n_gpus_with_k_runs_each(
     gain = {1: 1.0, 2: 1.6, 4: 2.0}
     runs_per_gpu = {str(n): {"throughput_vs_1": g} for n, g in gain.items()}
     bench.write_text(json.dumps({"runs_per_gpu": runs_per_gpu}))
-    monkeypatch.setattr(reproduce, "GPU_BENCH", bench)
+    monkeypatch.setattr(dry_run, "GPU_BENCH", bench)
     import yaml
 
     raw = yaml.safe_load((ROOT / "tables" / "table2.yaml").read_text())
@@ -203,7 +203,7 @@ def test_dry_run_prints_the_wall_time_on_n_gpus_with_k_runs_each(
 
 
 def test_unmeasured_packing_is_assumed_to_gain_nothing(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(reproduce, "GPU_BENCH", tmp_path / "absent.json")
+    monkeypatch.setattr(dry_run, "GPU_BENCH", tmp_path / "absent.json")
     args = ["table3", "--dry-run", "--runs-dir", str(tmp_path), "--gpus", "2"]
     assert reproduce.main([*args, "--runs-per-gpu", "4"]) == 0
     out = capsys.readouterr().out
@@ -318,7 +318,7 @@ def test_ctrl_c_during_real_runs_leaves_them_resumable(tmp_path):
 
 
 def test_the_readmes_table2_wall_times_are_the_dry_runs(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(reproduce, "GPU_BENCH", tmp_path / "absent.json")
+    monkeypatch.setattr(dry_run, "GPU_BENCH", tmp_path / "absent.json")
     hours = {}
     for gpus in (1, 8):
         args = ["table2", "--dry-run", "--runs-dir", str(tmp_path), "--gpus", str(gpus)]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agr_suite.launch import slurm
+from agr_suite.launch import reproduce as launch_reproduce
+from agr_suite.launch import slurm, start_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -116,7 +117,7 @@ def test_registry_records_runs_and_alive_keeps_the_queued_ones(tmp_path, fake_sq
     slurm.record_submission(registry, [("4_0", ["seed=0"]), ("4_1", ["seed=1"])], "f/%j", 1)
     with registry.open("a") as handle:
         handle.write('{"task": "4_2", "overr')  # a line cut short by a killed writer
-    records = slurm.read_registries([registry])
+    records = slurm.read_registry(registry)
     assert [(r["task"], r["overrides"]) for r in records] == [
         ("4_0", ["seed=0"]),
         ("4_1", ["seed=1"]),
@@ -180,8 +181,10 @@ def test_reproduce_does_not_submit_runs_that_are_still_queued(tmp_path, fake_squ
     args = [str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "runs")]
     args += ["--results-dir", str(tmp_path / "results")]
     launched = []
-    monkeypatch.setattr(reproduce, "launch", lambda pending, *a: launched.append(pending) or 0)
-    plan = reproduce.plan(reproduce.parse_args(args))
+    monkeypatch.setattr(
+        start_runs, "in_multirun", lambda pending, *a: launched.append(pending) or 0
+    )
+    plan = launch_reproduce.plan(reproduce.parse_args(args))
     ((spec_, planned),) = plan
     # An earlier launch submitted seed 0 as task 4_0: the multirun's own override first.
     registry = tmp_path / "runs" / "mini" / "tiny" / ".submitit" / "submitted.jsonl"
@@ -208,7 +211,7 @@ def test_reproduce_dry_run_shows_queued_runs(tmp_path, fake_squeue, capsys):
     spec = tmp_path / "tiny.yaml"
     spec.write_text(SPEC)
     args = [str(spec), "--scale", "mini", "--runs-dir", str(tmp_path / "runs"), "--dry-run"]
-    ((_, planned),) = reproduce.plan(reproduce.parse_args(args))
+    ((_, planned),) = launch_reproduce.plan(reproduce.parse_args(args))
     registry = tmp_path / "runs" / "mini" / "tiny" / ".submitit" / "submitted.jsonl"
     seed1 = next(run for run in planned if run.seed == 1)
     slurm.record_submission(registry, [("8_1", ["launcher=slurm", *seed1.overrides])], "x", 1)
@@ -229,3 +232,63 @@ def test_the_readme_shows_the_site_file_and_arguments_the_slurm_tests_use():
     assert f"```yaml\n{SITE_CONFIG}```" in readme
     assert f'ARGS="{" ".join(SLURM_BASE)}"' in readme
     assert f"seed=0,1 $ARGS trainer.epochs={SLURM_EPOCHS} experiment_name=sweep" in readme
+
+
+def test_the_slurm_launcher_waits_for_queued_runs_submits_the_others_and_fails_lost_tasks(
+    tmp_path, fake_squeue, monkeypatch, caplog
+):
+    """hydra_plugins/agr_slurm without a cluster: a stand-in executor "submits" the runs
+    that are not queued as array 6, whose result files the test writes as Slurm tasks
+    would. The run still queued from an earlier launch (task 4_0) is waited for, not
+    submitted; a task that ends without a result fails its run, the others return theirs."""
+    import functools
+    import logging
+
+    import submitit
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+    from submitit.core.utils import cloudpickle_dump
+
+    from hydra_plugins.agr_slurm import SubmititSlurmLauncher
+
+    folder = tmp_path / ".submitit" / "%j"
+    runs = [["seed=0"], ["seed=1"], ["seed=2"]]
+
+    def finish(job_id: str, overrides: list[str]) -> None:
+        done = JobReturn(overrides=overrides, status=JobStatus.COMPLETED, _return_value=1.0)
+        path = submitit.SlurmJob(folder=folder, job_id=job_id).paths.result_pickle
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cloudpickle_dump(("success", done), path)
+
+    registry = slurm.registry_path(folder)
+    slurm.record_submission(registry, [("4_0", runs[0])], str(folder), 1)
+    finish("4_0", runs[0])
+    submitted = []
+
+    class Executor:
+        def map_array(self, function, overrides, *rest):
+            submitted.extend(overrides)
+            finish("6_0", overrides[0])  # 6_1 never writes one: cancelled
+            return [submitit.SlurmJob(folder=folder, job_id=f"6_{i}") for i in range(2)]
+
+    fake_squeue({"4_0": ("RUNNING", "t"), "6_0": ("COMPLETED", "t"), "6_1": ("CANCELLED", "t")})
+    fast = functools.partial(slurm.SweepWatcher, poll_s=0.01, squeue_s=(0.01, 0.01), grace_s=0.1)
+    monkeypatch.setattr(slurm, "SweepWatcher", fast)
+    launcher = SubmititSlurmLauncher(submitit_folder=str(folder), nodes=1, tasks_per_node=1)
+    launcher.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
+    launcher._executor = Executor
+    with caplog.at_level(logging.INFO):
+        returns = launcher.launch(runs, initial_job_idx=0)
+
+    assert submitted == runs[1:]  # the queued run is not submitted again
+    assert [json.loads(line)["task"] for line in registry.read_text().splitlines()] == [
+        "4_0",
+        "6_0",
+        "6_1",
+    ]
+    assert [r.status for r in returns] == [JobStatus.COMPLETED] * 2 + [JobStatus.FAILED]
+    assert returns[2].overrides == runs[2]
+    assert "slurm task 6_1 ended (CANCELLED) without a result" in str(returns[2]._return_value)
+    assert "1 of these runs are still queued or running in slurm job 4" in caplog.text
+    assert "submitted 2 runs as slurm job 6" in caplog.text
+    assert "3 runs submitted, 0 pending, 0 running, 2 finished, 1 failed" in caplog.text

@@ -18,6 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from agr_suite.launch import start_runs  # noqa: E402
 from scripts import reproduce  # noqa: E402
 
 TABLES = ["table1", "table2", "table3", "ablation_agr"]
@@ -132,7 +133,9 @@ def test_completed_runs_are_skipped_and_an_all_done_table_only_aggregates(
     tmp_path, capsys, monkeypatch
 ):
     launched = []
-    monkeypatch.setattr(reproduce, "launch", lambda pending, *a: launched.append(pending) or 0)
+    monkeypatch.setattr(
+        start_runs, "in_multirun", lambda pending, *a: launched.append(pending) or 0
+    )
     spec = tmp_path / "skips.yaml"
     spec.write_text(SKIP_SPEC)
     runs = tmp_path / "runs"
@@ -256,7 +259,7 @@ def test_shards_split_every_run_once_within_4_3_of_the_best_split(count, seed):
 
     rng = random.Random(seed)
     costs = [rng.choice([1.0, 2.0, 5.0, 13.0]) * rng.random() for _ in range(rng.randint(1, 8))]
-    groups = reproduce.shards(costs, count)
+    groups = start_runs.shards(costs, count)
     assert sorted(i for group in groups for i in group) == list(range(len(costs)))
     assert all(group == sorted(group) and group for group in groups)
     best = min(
@@ -285,7 +288,7 @@ def test_shards_with_gpus_or_with_jobs_is_a_clear_error(
 
 
 def test_runs_of_unknown_cost_are_spread_over_the_shards():
-    assert sorted(map(len, reproduce.shards([0.0] * 5, 2))) == [2, 3]
+    assert sorted(map(len, start_runs.shards([0.0] * 5, 2))) == [2, 3]
 
 
 @pytest.mark.slow
