@@ -17,13 +17,8 @@ results/bench/data_pipeline.json.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,13 +26,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT / "lib", ROOT):  # this checkout's library (agr) and suite (agr_suite)
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from agr_suite.engine.machine import environment  # noqa: E402
-from agr_suite.images.device_loader import Augment, DeviceLoader  # noqa: E402
+from agr_suite import bench
+from agr_suite.images.device_loader import Augment, DeviceLoader
 
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)  # CIFAR-100's
 BATCH = 128
@@ -57,21 +47,14 @@ class PilImages(Dataset):
 
 
 def pipelines(data: np.ndarray, labels: np.ndarray) -> dict:
-    train_tf = T.Compose(
-        [
-            T.RandomCrop(32, padding=4),
-            T.RandomHorizontalFlip(),
-            T.RandomRotation(15),
-            T.ToTensor(),
-            T.Normalize(MEAN, STD),
-        ]
-    )
-    test_tf = T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])
+    augment = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.RandomRotation(15)]
+    to_tensor = [T.ToTensor(), T.Normalize(MEAN, STD)]
     images = torch.from_numpy(data).permute(0, 3, 1, 2).contiguous()
     targets = torch.from_numpy(labels)
 
-    def torchvision_loader(transform):
-        return DataLoader(PilImages(data, labels, transform), batch_size=BATCH, shuffle=True)
+    def torchvision_loader(transforms):
+        dataset = PilImages(data, labels, T.Compose(transforms))
+        return DataLoader(dataset, batch_size=BATCH, shuffle=True)
 
     def device_loader(augment):
         return DeviceLoader(
@@ -79,67 +62,60 @@ def pipelines(data: np.ndarray, labels: np.ndarray) -> dict:
         )
 
     return {
-        "torchvision_augmented": torchvision_loader(train_tf),
+        "torchvision_augmented": torchvision_loader(augment + to_tensor),
         "device_augmented": device_loader(Augment(pad=4, hflip=True, degrees=15.0)),
-        "torchvision_plain": torchvision_loader(test_tf),
+        "torchvision_plain": torchvision_loader(to_tensor),
         "device_plain": device_loader(Augment()),
     }
 
 
-def one_epoch(loader, epoch: int) -> float:
-    if hasattr(loader, "set_epoch"):
-        loader.set_epoch(epoch)
-    start, seen = time.perf_counter(), 0
-    for images, _ in loader:
-        seen += images.shape[0]
-    return seen / (time.perf_counter() - start)
+def epochs(loader):
+    """A measure: each call reads one more epoch of ``loader``; its images/s."""
+    epoch = 0
+
+    def one_epoch() -> float:
+        nonlocal epoch
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        epoch += 1
+        start, seen = time.perf_counter(), 0
+        for images, _ in loader:
+            seen += images.shape[0]
+        return seen / (time.perf_counter() - start)
+
+    return one_epoch
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main() -> None:
+    parser = bench.parser(__doc__, rounds=5, threads=1)
     parser.add_argument("--images", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument(
-        "--smoke", action="store_true", help="tiny sizes, one round, to a temporary folder"
-    )
-    parser.add_argument("--out", help="default: results/bench/data_pipeline.json")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.images, args.rounds = 256, 1
-        args.out = args.out or str(Path(tempfile.mkdtemp(prefix="bench_smoke_")) / "data.json")
-    args.out = args.out or str(ROOT / "results" / "bench" / "data_pipeline.json")
-    torch.set_num_threads(1)
+    args = bench.parse(parser, smoke={"images": 256, "rounds": 1})
+    environment = bench.machine("cpu")
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, size=(args.images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 100, size=args.images).astype(np.int64)
-    loaders = pipelines(data, labels)
-    rates: dict[str, list[float]] = {name: [] for name in loaders}
-    for loader in loaders.values():  # warm-up
-        one_epoch(loader, 0)
-    for epoch in range(args.rounds):
-        for name, loader in loaders.items():
-            rates[name].append(one_epoch(loader, epoch + 1))
+    measures = {name: epochs(loader) for name, loader in pipelines(data, labels).items()}
+    rates = bench.in_turns(measures, args.rounds, warmup=1)
     medians = {name: statistics.median(values) for name, values in rates.items()}
-    result = {
-        "what": "training input pipeline throughput on CIFAR-shaped uint8 data, one CPU "
-        "thread, no DataLoader workers (images/s per core); median over rounds",
-        "images": args.images,
-        "batch_size": BATCH,
-        "rounds": args.rounds,
-        "results": {"images_per_s_per_core": medians},
-        "speedup_vs_torchvision": medians["device_augmented"] / medians["torchvision_augmented"],
-        "speedup_vs_torchvision_plain": medians["device_plain"] / medians["torchvision_plain"],
-        "environment": environment(torch.device("cpu")),
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    speedup = medians["device_augmented"] / medians["torchvision_augmented"]
+    bench.write_report(
+        bench.out_path(args, "data_pipeline.json"),
+        {
+            "what": "training input pipeline throughput on CIFAR-shaped uint8 data, one CPU "
+            "thread, no DataLoader workers (images/s per core); median over rounds",
+            "images": args.images,
+            "batch_size": BATCH,
+            "rounds": args.rounds,
+            "results": {"images_per_s_per_core": medians},
+            "speedup_vs_torchvision": speedup,
+            "speedup_vs_torchvision_plain": medians["device_plain"] / medians["torchvision_plain"],
+            "environment": environment,
+        },
+    )
     for name, value in medians.items():
         print(f"{name:24s} {value:10.0f} images/s per core")
-    print(f"speed-up of the augmenting device loader: {result['speedup_vs_torchvision']:.1f}x")
-    print(f"wrote {out}")
-    return 0
+    print(f"speed-up of the augmenting device loader: {speedup:.1f}x")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -14,28 +14,19 @@ still runs, timing nothing), written to a temporary folder unless ``--out`` is g
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import tempfile
-import time
-from pathlib import Path
 
 import torch
 
 import agr
+from agr_suite import bench
 from agr_suite.core.config import preset
 from agr_suite.diffusion.process import Diffusion
 from agr_suite.diffusion.unet import build_unet
 from agr_suite.engine.ema import EMA
-from agr_suite.engine.machine import environment
 
 SHAPES = {"ddpm_small": (16, 1), "ddpm": (32, 3)}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _autocast(device: torch.device, precision: str):
@@ -51,6 +42,7 @@ def bench_model(name: str, batch: int, args, device: torch.device) -> dict:
     optimizer = agr.build_optimizer("adan_agr", model, lr=2e-4, weight_decay=0.0)
     ema = EMA(model, 0.9999)
     images = torch.rand(batch, channels, size, size, device=device) * 2 - 1
+    generator = torch.Generator(device).manual_seed(0)
 
     def step() -> None:
         with _autocast(device, args.precision):
@@ -59,35 +51,15 @@ def bench_model(name: str, batch: int, args, device: torch.device) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        ema.update(model)
+        ema.update_parameters(model)
 
-    times = []
-    for index in range(args.warmup + args.steps):
-        _sync(device)
-        started = time.perf_counter()
-        step()
-        _sync(device)
-        if index >= args.warmup:
-            times.append(time.perf_counter() - started)
-    step_s = statistics.median(times)
-
-    sample_times = []
-    generator = torch.Generator(device).manual_seed(0)
-    for _ in range(args.rounds):
-        _sync(device)
-        started = time.perf_counter()
+    def sample() -> None:
         with _autocast(device, args.precision):
-            diffusion.sample(
-                model,
-                args.sample_batch,
-                image_size=size,
-                channels=channels,
-                steps=args.sample_steps,
-                generator=generator,
-            )
-        _sync(device)
-        sample_times.append(time.perf_counter() - started)
-    sample_s = statistics.median(sample_times)
+            shape = {"image_size": size, "channels": channels, "steps": args.sample_steps}
+            diffusion.sample(model, args.sample_batch, generator=generator, **shape)
+
+    step_s = statistics.median(bench.repeat(step, args.steps, args.warmup, device))
+    sample_s = statistics.median(bench.repeat(sample, args.rounds, device=device))
     per_image_step = sample_s / (args.sample_batch * args.sample_steps)
     row = {
         "model": name,
@@ -107,43 +79,33 @@ def bench_model(name: str, batch: int, args, device: torch.device) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = bench.parser(__doc__, rounds=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--models", default=None, help="default: ddpm_small,ddpm")
+    parser.add_argument("--models", default="ddpm_small,ddpm")
     parser.add_argument("--batch-small", type=int, default=64)
     parser.add_argument("--batch-ddpm", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--sample-batch", type=int, default=16)
     parser.add_argument("--sample-steps", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", default=None, help="default: results/bench/diffusion.json")
-    parser.add_argument(
-        "--smoke", action="store_true", help="a few steps at tiny sizes, to a temporary folder"
-    )
-    args = parser.parse_args()
-    if args.smoke:
-        args.models = args.models or "ddpm_small"  # the paper's UNet: 36M parameters on a CPU
-        args.batch_small = args.batch_ddpm = args.sample_batch = 1
-        args.warmup, args.steps, args.sample_steps, args.rounds = 0, 1, 1, 1
-        args.out = args.out or str(Path(tempfile.mkdtemp(prefix="bench_smoke_")) / "diff.json")
-    args.out = args.out or "results/bench/diffusion.json"
-    args.models = args.models or "ddpm_small,ddpm"
+    # --smoke: the small UNet alone (the paper's has 36M parameters, slow on a CPU)
+    smoke = dict(models="ddpm_small", batch_small=1, sample_batch=1, warmup=0, steps=1)
+    args = bench.parse(parser, smoke={**smoke, "sample_steps": 1, "rounds": 1})
     device = torch.device(args.device)
+    environment = bench.machine(device)
     batches = {"ddpm_small": args.batch_small, "ddpm": args.batch_ddpm}
     rows = [bench_model(name, batches[name], args, device) for name in args.models.split(",")]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "what": "DDPM training images/s (loss, backward, clip, Adan(AGR) step, EMA update) and "
-        "DDIM sampling ms per image per step; medians",
-        "precision": args.precision,
-        "environment": environment(device),
-        "results": rows,
-    }
-    out.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {out}")
+    bench.write_report(
+        bench.out_path(args, "diffusion.json"),
+        {
+            "what": "DDPM training images/s (loss, backward, clip, Adan(AGR) step, EMA update) "
+            "and DDIM sampling ms per image per step; medians",
+            "precision": args.precision,
+            "environment": environment,
+            "results": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -13,22 +13,15 @@ written to a temporary folder unless ``--out`` is given.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import tempfile
-import time
-from pathlib import Path
 
 import timm
 import torch
 import torchvision
 
 import agr
-from agr import regularizer
-from agr_suite.engine.machine import environment
-
-ROOT = Path(__file__).resolve().parents[1]
+from agr_suite import bench
 
 
 def cifar_resnet18() -> torch.nn.Module:
@@ -58,28 +51,11 @@ def fresh_params(model: torch.nn.Module, device: str, seed: int) -> list[torch.T
     return params
 
 
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: str) -> float:
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
-
-
-def interleaved(fns: dict, steps: int, warmup: int, device: str) -> dict[str, float]:
-    """Median milliseconds of each callable, run in turns so they share the machine's load."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for i in range(warmup + steps):
-        for name, fn in fns.items():
-            t = timed(fn, device)
-            if i >= warmup:
-                times[name].append(t)
-    return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+def median_ms(fns: dict, args) -> dict[str, float]:
+    """Median milliseconds of each callable, called in turns."""
+    measures = {name: bench.timed(fn, args.device) for name, fn in fns.items()}
+    times = bench.in_turns(measures, args.steps, args.warmup)
+    return {name: statistics.median(values) * 1e3 for name, values in times.items()}
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
@@ -91,98 +67,87 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     )
 
 
-def bench_model(name: str, device: str, steps: int, warmup: int) -> list[dict]:
-    model = MODELS[name]()
-    numel = sum(p.numel() for p in model.parameters())
+def plain_vs_agr(name: str, model: torch.nn.Module, args) -> list[dict]:
+    """optimizer.step() of each optimizer and implementation, plain and with AGR."""
     rows = []
-    combos = [("adamw", impl) for impl in ("fused", "foreach", "loop")]
-    combos += [("adan", impl) for impl in ("foreach", "loop")]
-    for family, impl in combos:
-        base = agr.build_optimizer(family, fresh_params(model, device, 0), impl=impl)
-        with_agr = agr.build_optimizer(f"{family}_agr", fresh_params(model, device, 0), impl=impl)
-        agr.handle_of(with_agr).track_stats = False
-        medians = interleaved(
-            {"plain": base.step, "agr": with_agr.step}, steps=steps, warmup=warmup, device=device
-        )
-        rows.append(
-            {
-                "model": name,
-                "params": numel,
-                "optimizer": family,
-                "impl": impl,
-                "plain_ms": round(medians["plain"], 3),
-                "agr_ms": round(medians["agr"], 3),
-                "ratio": round(medians["agr"] / medians["plain"], 3),
-                "extra_state_bytes": state_bytes(with_agr) - state_bytes(base),
-            }
-        )
-        print(json.dumps(rows[-1]), flush=True)
-    # AGR alone, per backend, beside the fused AdamW step it is added to.
-    fused = agr.build_optimizer("adamw", fresh_params(model, device, 1), impl="fused")
-    grads = [p.grad for p in fresh_params(model, device, 2) if p.dim() >= 2]
-    backends = ["kernel", "torch"] if device == "cpu" else ["foreach", "torch"]
-    if device == "cpu" and not regularizer._kernel_available():
-        backends.remove("kernel")
+    for family, impls in (("adamw", ("fused", "foreach", "loop")), ("adan", ("foreach", "loop"))):
+        for impl in impls:
+            base = agr.build_optimizer(family, fresh_params(model, args.device, 0), impl=impl)
+            params = fresh_params(model, args.device, 0)
+            with_agr = agr.build_optimizer(f"{family}_agr", params, impl=impl)
+            agr.handle_of(with_agr).track_stats = False
+            ms = median_ms({"plain": base.step, "agr": with_agr.step}, args)
+            rows.append(
+                {
+                    "model": name,
+                    "params": sum(p.numel() for p in model.parameters()),
+                    "optimizer": family,
+                    "impl": impl,
+                    "plain_ms": round(ms["plain"], 3),
+                    "agr_ms": round(ms["agr"], 3),
+                    "ratio": round(ms["agr"] / ms["plain"], 3),
+                    "extra_state_bytes": state_bytes(with_agr) - state_bytes(base),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def agr_alone(name: str, model: torch.nn.Module, args, kernel: bool) -> list[dict]:
+    """AGR's pass alone, per backend, beside the fused AdamW step it is added to."""
+    fused = agr.build_optimizer("adamw", fresh_params(model, args.device, 1), impl="fused")
+    grads = [p.grad for p in fresh_params(model, args.device, 2) if p.dim() >= 2]
+    if args.device != "cpu":
+        backends = ["foreach", "torch"]
+    else:
+        backends = ["kernel", "torch"] if kernel else ["torch"]
     fns = {"fused_adamw_step": fused.step}
     for backend in backends:
         fns[f"agr_{backend}"] = lambda b=backend: agr.regularize_(grads, backend=b)
-    medians = interleaved(fns, steps=steps, warmup=warmup, device=device)
-    step_ms = medians.pop("fused_adamw_step")
-    for key, ms in medians.items():
-        rows.append(
-            {
-                "model": name,
-                "params": numel,
-                "optimizer": "agr_alone",
-                "impl": key.removeprefix("agr_"),
-                "agr_ms": round(ms, 3),
-                "fused_adamw_ms": round(step_ms, 3),
-                "ratio_vs_fused_adamw": round((step_ms + ms) / step_ms, 3),
-            }
-        )
-        print(json.dumps(rows[-1]), flush=True)
+    ms = median_ms(fns, args)
+    step_ms = ms.pop("fused_adamw_step")
+    rows = [
+        {
+            "model": name,
+            "params": sum(p.numel() for p in model.parameters()),
+            "optimizer": "agr_alone",
+            "impl": key.removeprefix("agr_"),
+            "agr_ms": round(value, 3),
+            "fused_adamw_ms": round(step_ms, 3),
+            "ratio_vs_fused_adamw": round((step_ms + value) / step_ms, 3),
+        }
+        for key, value in ms.items()
+    ]
+    for row in rows:
+        print(json.dumps(row), flush=True)
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench.parser(__doc__)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument(
-        "--out", default=None, help="default: results/bench/optimizer_step[_cuda].json"
-    )
-    parser.add_argument(
-        "--smoke", action="store_true", help="a few steps at tiny sizes, to a temporary folder"
-    )
-    args = parser.parse_args()
-    if args.smoke:
-        args.steps, args.warmup = 1, 0
-        args.out = args.out or str(Path(tempfile.mkdtemp(prefix="bench_smoke_")) / "step.json")
+    args = bench.parse(parser, smoke={"steps": 1, "warmup": 0})
     torch.manual_seed(0)
-    if args.device == "cpu":
-        regularizer._kernel_available()  # build or load the kernel before timing
+    environment = bench.machine(args.device)  # loads AGR's CPU kernel before timing
     rows = []
     for name in args.models.split(","):
-        rows += bench_model(name, args.device, args.steps, args.warmup)
+        model = MODELS[name]()
+        rows += plain_vs_agr(name, model, args)
+        rows += agr_alone(name, model, args, kernel=bool(environment["agr_cpu_kernel"]))
     suffix = "" if args.device == "cpu" else f"_{args.device}"
-    out = (
-        Path(args.out) if args.out else ROOT / "results" / "bench" / f"optimizer_step{suffix}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "what": "median ms of optimizer.step(), plain vs AGR, interleaved in one process",
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "environment": {
-            **environment(torch.device(args.device)),
-            "agr_cpu_kernel": regularizer._kernel is not None,
+    bench.write_report(
+        bench.out_path(args, f"optimizer_step{suffix}.json"),
+        {
+            "what": "median ms of optimizer.step(), plain vs AGR, interleaved in one process",
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "environment": environment,
+            "results": rows,
         },
-        "results": rows,
-    }
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    )
 
 
 if __name__ == "__main__":

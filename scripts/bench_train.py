@@ -1,39 +1,32 @@
-"""Images/s of the engine's training loop beside a bare hand-written PyTorch loop, and the
-engine's epoch time.
+"""Training images/s of the engine beside its bare step, and the engine's epoch time.
 
-Same model, data, batch and optimizer in both: a CIFAR ResNet-18 / VGG-11 (100 classes,
-32x32x3) built by agr_suite.classification.models, AdamW with AGR (``optimizer=adamw_agr``,
-the suite's default) with the config's hyperparameters, and a synthetic CIFAR-100 written in
-the real on-disk format (torchvision's pickles) into a temporary data_dir, so both read it
-through the real reader (agr_suite.images.build_datasets, with the config's augmentation).
-``--dataset tinyimagenet`` writes a synthetic TinyImageNet instead (64x64, 200 classes, the
-official folder layout of JPEGs).
+The model, data and optimizer are a run's: a CIFAR ResNet-18 / VGG-11 (100 classes, 32x32x3)
+built by agr_suite.classification, AdamW with AGR (``optimizer=adamw_agr``, the suite's
+default) with the config's hyperparameters, and a synthetic CIFAR-100 written in the real
+on-disk format (torchvision's pickles) into a temporary data_dir, read through the real reader
+(agr_suite.images, with the config's augmentation). ``--dataset tinyimagenet`` writes a
+synthetic TinyImageNet instead (64x64, 200 classes, the official folder layout of JPEGs).
 
 - engine: ``agr_suite.engine.train(cfg, run_dir)`` with ``trainer.epochs=1``,
   ``trainer.limit_batches=K``, a fresh run_dir each round (so it never resumes); its speed is
   history.jsonl's ``train_samples_per_s``, which times only the training part of the epoch
   (the final evaluation and the checkpoints are outside it).
-- bare: a fresh model and optimizer, the engine's training loader
-  (agr_suite.engine.loaders.build_train_loader: torch's DataLoader or the device loader, as
-  ``--loader`` says), then for K batches: model.train(), forward, F.cross_entropy, backward,
-  optimizer.step(), zero_grad(set_to_none=True), scheduler.step() (the same per-step LambdaLR),
-  nothing else. AGR's diagnostics are off, as on the engine's steps that do not log them.
+- step: the same task's model and loss and the same optimizer on one batch kept on the device:
+  forward, backward, ``optimizer.step()``, ``zero_grad``, timed step by step (median of K); the
+  speed no loop over this model can beat. ``ratio`` = engine / step: what the engine keeps of
+  it after reading and augmenting the data, the LR schedule, its checks and its logging.
 
-One warm-up epoch of each, then engine, bare, engine, bare, ... so both see the same machine
-load; the medians and their ratio (engine / bare) go to results/bench/train_throughput.json
-(with --device cuda and other options, to a file named after them).
+One warm-up round, then engine, step, engine, step, ... so both see the same machine load;
+the medians and their ratio go to results/bench/train_throughput.json (with --device cuda and
+other options, to a file named after them).
 
     python scripts/bench_train.py [--models resnet18,vgg11] [--batch-size 64] [--batches 10]
         [--rounds 3] [--num-workers 0] [--device cpu|cuda] [--precision fp32|bf16]
-        [--channels-last] [--compile] [--sync-variant] [--loader auto|torch|device[,...]]
+        [--channels-last] [--compile] [--loader auto|torch|device[,...]]
         [--dataset cifar100|tinyimagenet] [--epoch-time] [--smoke] [--out FILE]
 
-``--smoke``: one round of one batch of 2 images per loop and model (a check that the script
-still runs, timing nothing), written to a temporary folder unless ``--out`` is given.
-
-``--sync-variant`` adds a third loop: the bare loop plus the engine's per-step host syncs
-(the ``torch.isfinite(loss)`` check and ``loss.item()``), to price them on a GPU.
-With ``--compile`` both loops compile a fresh model each round, inside the timed epoch.
+``--smoke``: one round of one batch of 2 images per model (a check that the script still runs,
+timing nothing), written to a temporary folder unless ``--out`` is given.
 
 ``--epoch-time``: the engine alone, one run per model and loader of ``1 + rounds`` epochs of
 K batches: the first epoch warms up (compilation, first CUDA kernels), the others are timed
@@ -47,48 +40,37 @@ as ``start + (measured - start) * N / (K*B)`` with B the batch size; the plain
 
 from __future__ import annotations
 
-import os
+import contextlib
+import copy
+import hashlib
+import io
+import itertools
+import json
+import math
+import pickle
+import statistics
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
-# Before any import that might reach the network.
-os.environ.update(
-    HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="disabled"
-)
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import default_collate
+from torchvision.datasets import CIFAR100
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import copy  # noqa: E402
-import hashlib  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import pickle  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import agr
+from agr_suite import bench
+from agr_suite.core.config import RunConfig, as_dict, compose
+from agr_suite.engine import RunFolder, train
+from agr_suite.engine.loaders import LOADERS, build_train_loader
+from agr_suite.engine.optimizer import build_from_config
+from agr_suite.engine.task_parts import count_parameters
+from agr_suite.engine.trainer import autocast_dtype
+from agr_suite.images import build_datasets, dataset_info
+from agr_suite.registry import build_task
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from PIL import Image  # noqa: E402
-from torchvision.datasets import CIFAR100  # noqa: E402
-
-import agr  # noqa: E402
-from agr import regularizer  # noqa: E402
-from agr_suite.classification.models import build_model  # noqa: E402
-from agr_suite.core.config import RunConfig, as_dict, load  # noqa: E402
-from agr_suite.engine import RunFolder, train  # noqa: E402
-from agr_suite.engine.loaders import LOADERS, build_train_loader  # noqa: E402
-from agr_suite.engine.machine import environment  # noqa: E402
-from agr_suite.engine.optimizer import build_from_config  # noqa: E402
-from agr_suite.engine.schedule import build_scheduler  # noqa: E402
-from agr_suite.engine.task_parts import count_parameters  # noqa: E402
-from agr_suite.images import build_datasets, dataset_info  # noqa: E402
-from agr_suite.registry import build_task  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("resnet18", "vgg11")
 DATASETS = ("cifar100", "tinyimagenet")
 
@@ -97,8 +79,8 @@ DATASETS = ("cifar100", "tinyimagenet")
 
 
 def _pickle(path: Path, obj: dict) -> None:
-    # Python-2-compatible pickles with str keys, as tests/images/test_data.py writes them: they load
-    # like the official files under torchvision's encoding="latin1".
+    # Python-2-compatible pickles with str keys, as tests/images/test_data.py writes them: they
+    # load like the official files under torchvision's encoding="latin1".
     with open(path, "wb") as f:
         pickle.dump(obj, f, protocol=2)
 
@@ -125,13 +107,8 @@ def write_cifar100(data_dir: Path, train_images: int, test_images: int, seed: in
                 "data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
             },
         )
-    _pickle(
-        folder / "meta",
-        {
-            "fine_label_names": [f"fine{i}" for i in range(100)],
-            "coarse_label_names": [f"coarse{i}" for i in range(20)],
-        },
-    )
+    names = {"fine_label_names": [f"fine{i}" for i in range(100)]}
+    _pickle(folder / "meta", {**names, "coarse_label_names": [f"coarse{i}" for i in range(20)]})
     # torchvision checks every file against the official MD5s, which no synthetic file can
     # match: swap those constants (in this process only) for the files' own, so its real
     # integrity check still runs over these files.
@@ -146,66 +123,55 @@ def write_tinyimagenet(data_dir: Path, train_images: int, test_images: int, seed
     the images spread over the 200 classes in turn, at least one per class in each split
     (ImageFolder refuses a class folder without images)."""
     rng = np.random.default_rng(seed)
-    train_images, test_images = max(train_images, 200), max(test_images, 200)
     root = data_dir / "tiny-imagenet-200"
     wnids = [f"n{index:08d}" for index in range(200)]
     (root / "val" / "images").mkdir(parents=True)
     (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
-    for wnid in wnids:
-        (root / "train" / wnid / "images").mkdir(parents=True)
 
     def jpeg(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
         Image.fromarray(pixels, "RGB").save(path, format="JPEG")
 
-    for i in range(train_images):
+    for i in range(max(train_images, 200)):
         wnid = wnids[i % 200]
         jpeg(root / "train" / wnid / "images" / f"{wnid}_{i}.JPEG")
     lines = []
-    for i in range(test_images):
+    for i in range(max(test_images, 200)):
         jpeg(root / "val" / "images" / f"val_{i}.JPEG")
         lines.append(f"val_{i}.JPEG\t{wnids[i % 200]}\t0\t0\t63\t63\n")
     (root / "val" / "val_annotations.txt").write_text("".join(lines))
 
 
-def write_dataset(name: str, data_dir: Path, train_images: int, test_images: int) -> None:
-    writer = {"cifar100": write_cifar100, "tinyimagenet": write_tinyimagenet}[name]
-    writer(data_dir, train_images, test_images)
+# --------------------------------------------------------------------------- what is timed
 
 
-# --------------------------------------------------------------------------- config
+def run_config(model: str, data_dir: Path, args, loader: str = "auto", epochs: int = 1):
+    """The run's config (as ``python run.py`` composes it) for ``args``'s settings."""
+    return compose(
+        [
+            f"dataset={args.dataset}",
+            "dataset.download=false",
+            f"dataset.loader={loader}",
+            f"paths.data_dir='{data_dir}'",
+            f"model={model}",
+            "optimizer=adamw_agr",
+            "logger=none",
+            f"trainer.devices={args.device}",
+            f"trainer.batch_size={args.batch_size}",
+            f"trainer.num_workers={args.num_workers}",
+            f"trainer.limit_batches={args.batches}",
+            f"trainer.epochs={epochs}",
+            "trainer.eval_every=1000000",  # the engine still evaluates after its last epoch
+            f"trainer.precision={args.precision}",
+            f"trainer.channels_last={str(args.channels_last).lower()}",
+            f"trainer.compile={str(args.compile).lower()}",
+        ]
+    )
 
 
-def resolved_config(
-    model: str, data_dir: Path, args: argparse.Namespace, loader: str = "auto", epochs: int = 1
-) -> RunConfig:
-    overrides = [
-        f"dataset={args.dataset}",
-        "dataset.download=false",
-        f"dataset.loader={loader}",
-        f"paths.data_dir='{data_dir}'",
-        f"model={model}",
-        "optimizer=adamw_agr",
-        "logger=none",
-        f"trainer.devices={args.device}",
-        f"trainer.batch_size={args.batch_size}",
-        f"trainer.num_workers={args.num_workers}",
-        f"trainer.limit_batches={args.batches}",
-        f"trainer.epochs={epochs}",
-        "trainer.eval_every=1000000",  # the engine still evaluates after its last epoch
-        f"trainer.precision={args.precision}",
-        f"trainer.channels_last={str(args.channels_last).lower()}",
-        f"trainer.compile={str(args.compile).lower()}",
-    ]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return load(compose("config", overrides=overrides))
-
-
-# --------------------------------------------------------------------------- the two loops
-
-
-def engine_epoch(cfg: RunConfig) -> float:
-    """One engine run of one epoch in a fresh run folder; its training images/s."""
+def engine_history(cfg: RunConfig) -> list[dict[str, Any]]:
+    """One engine run in a fresh run folder (so it never resumes); its history.jsonl."""
     with tempfile.TemporaryDirectory(prefix="bench_train_run_") as run_dir:
         # Its progress lines go to a buffer: stdout is then never a terminal, so the engine
         # prints plain lines (no rich bar) however this script is started.
@@ -213,202 +179,117 @@ def engine_epoch(cfg: RunConfig) -> float:
             results = train(copy.deepcopy(cfg), run_dir, build_task)
         if results["status"] != "completed":
             raise RuntimeError(f"engine run ended {results['status']}: {results.get('error')}")
-        history = RunFolder(run_dir).read_history()
-    return float(history[-1]["train_samples_per_s"])
+        return RunFolder(run_dir).read_history()
 
 
-class BareLoop:
-    """The hand-written loop, reading the same files through agr_suite.images.build_datasets."""
-
-    def __init__(self, cfg: RunConfig, args: argparse.Namespace) -> None:
-        self.cfg, self.args = cfg, args
-        self.device = torch.device(args.device)
-        self.train_set, _, self.info = build_datasets(
-            cfg.dataset.name,
-            data_dir=cfg.paths.data_dir,
-            download=False,
-            augment=cfg.dataset.augment,
-            seed=cfg.seed,
-        )
-        if len(self.train_set) < args.batches * args.batch_size:
-            raise ValueError(
-                f"{len(self.train_set)} training images are fewer than --batches x --batch-size"
+def bare_step(cfg: RunConfig, from_loader: bool = False) -> tuple[torch.nn.Module, Callable]:
+    """The run's model, loss and optimizer, built as the engine builds them; (the model, one
+    step: forward, backward, optimizer.step() and zero_grad). Its batch is one training batch
+    kept on the device or, ``from_loader``, the next batch of the run's training loader (the
+    device loader augments it on the device). A microbenchmark, not a training loop: no
+    schedule, checks or logs."""
+    trainer, device = cfg.trainer, torch.device(cfg.trainer.devices)
+    torch.manual_seed(cfg.seed)
+    parts = build_task(cfg)
+    model = parts.model.to(device).train()
+    if trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if trainer.compile else model
+    optimizer = build_from_config(
+        cfg.optimizer,
+        model,
+        steps_per_epoch=trainer.limit_batches,
+        seed=cfg.seed,
+        total_batch=trainer.batch_size,
+    )
+    if (handle := agr.handle_of(optimizer)) is not None:
+        handle.track_stats = False  # as on the engine's steps that log no diagnostics
+    memory = torch.channels_last if trainer.channels_last else torch.contiguous_format
+    if from_loader:
+        batches = endless(
+            *build_train_loader(
+                parts.train_set, cfg=cfg, device=device, rank=0, world_size=1, collate=None
             )
-        self.amp_dtype = torch.bfloat16 if args.precision == "bf16" else None
-        self.label_smoothing = cfg.trainer.label_smoothing
-
-    def build_model(self) -> torch.nn.Module:
-        # as agr_suite.classification.build builds it
-        return build_model(
-            self.cfg.model.name,
-            num_classes=self.info.num_classes,
-            image_size=self.info.image_size,
-            in_chans=self.info.channels,
-            **self.cfg.model.options(),
         )
+    else:
+        images, labels = default_collate([parts.train_set[i] for i in range(trainer.batch_size)])
+        batches = itertools.repeat((images.to(device, memory_format=memory), labels.to(device)))
+    amp_dtype = autocast_dtype(trainer.precision, device)
 
-    def prepare(self, steps: int | None = None) -> dict[str, Any]:
-        """A fresh model, optimizer, scheduler (over ``steps``, default K) and training loader
-        (the engine's, as ``dataset.loader`` says), as each engine round has them."""
-        args, device = self.args, self.device
-        steps = steps or args.batches
-        torch.manual_seed(self.cfg.seed)
-        model = self.build_model().to(device)
-        if args.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        trainer = self.cfg.trainer
-        optimizer = build_from_config(
-            self.cfg.optimizer,
-            model,
-            steps_per_epoch=steps,
-            seed=self.cfg.seed,
-            total_batch=trainer.batch_size * trainer.accumulate,  # one process
-        )
-        handle = agr.handle_of(optimizer)
-        if handle is not None:
-            handle.track_stats = False
-        loader, sampler = build_train_loader(
-            self.train_set, cfg=self.cfg, device=device, rank=0, world_size=1, collate=None
-        )
-        sampler.set_epoch(0)
-        return {
-            "model": model,
-            "train_model": torch.compile(model) if args.compile else model,
-            "optimizer": optimizer,
-            "scheduler": build_scheduler(optimizer, self.cfg.scheduler, steps, 1),
-            "loader": loader,
-        }
+    def step() -> None:
+        images, labels = next(batches)  # .to: a no-op for the batch kept on the device
+        batch = (images.to(device, memory_format=memory), labels.to(device))
+        with torch.autocast(device.type, amp_dtype, enabled=amp_dtype is not None):
+            loss = parts.loss(forward, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
-    def run(self, parts: dict[str, Any], batches: int, host_syncs: bool = False) -> int:
-        """``batches`` training steps from a fresh iterator of the loader; images seen."""
-        args, device = self.args, self.device
-        model, train_model = parts["model"], parts["train_model"]
-        optimizer, scheduler = parts["optimizer"], parts["scheduler"]
-        seen = 0
-        model.train()
-        batches_iter = iter(parts["loader"])
-        for _ in range(batches):
-            images, labels = next(batches_iter)
-            images = images.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
-            if args.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, self.amp_dtype, enabled=self.amp_dtype is not None):
-                loss = F.cross_entropy(
-                    train_model(images), labels, label_smoothing=self.label_smoothing
-                )
-            loss.backward()
-            if host_syncs and not torch.isfinite(loss.detach()):
-                raise FloatingPointError("non-finite loss")
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            if host_syncs:
-                loss.item()
-            seen += images.shape[0]
-        return seen
-
-    def epoch(self, host_syncs: bool = False) -> float:
-        """Training images/s over K batches with a fresh model and optimizer (as each engine
-        round has). ``host_syncs`` adds the engine's per-step isfinite check and loss.item()."""
-        parts = self.prepare()
-        synchronize(self.device)
-        started = time.perf_counter()
-        seen = self.run(parts, self.args.batches, host_syncs)
-        synchronize(self.device)
-        return seen / (time.perf_counter() - started)
+    return model, step
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def endless(loader, sampler) -> Iterator:
+    """A training loader's batches, epoch after epoch."""
+    for epoch in itertools.count():
+        sampler.set_epoch(epoch)
+        yield from loader
 
 
-# --------------------------------------------------------------------------- measurement
-
-
-def bench_model(
-    model: str, data_dir: Path, loader: str, args: argparse.Namespace
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    cfg = resolved_config(model, data_dir, args, loader)
-    bare = BareLoop(cfg, args)
-    loops = {"engine": lambda: engine_epoch(cfg), "bare": bare.epoch}
-    if args.sync_variant:
-        loops["bare_synced"] = lambda: bare.epoch(host_syncs=True)
-    speeds: dict[str, list[float]] = {name: [] for name in loops}
-    warmup: dict[str, float] = {}
-    for round_index in range(1 + args.rounds):  # round 0 is the warm-up
-        for name, loop in loops.items():
-            value = loop()
-            if round_index == 0:
-                warmup[name] = value
-            else:
-                speeds[name].append(value)
-            label = "warm-up" if round_index == 0 else f"round {round_index}/{args.rounds}"
-            print(f"  {model} {loader} {label} {name}: {value:.1f} img/s", flush=True)
-    medians = {name: statistics.median(values) for name, values in speeds.items()}
+def throughput(model: str, data_dir: Path, loader: str, args) -> tuple[dict, RunConfig]:
+    """The engine's and the bare step's images/s, in turns after a warm-up round."""
+    cfg = run_config(model, data_dir, args, loader)
+    network, step = bare_step(cfg)
+    measures = {
+        "engine": lambda: float(engine_history(cfg)[-1]["train_samples_per_s"]),
+        "step": lambda: (
+            args.batch_size
+            / statistics.median(bench.repeat(step, args.batches, device=args.device))
+        ),
+    }
+    rates = bench.in_turns(measures, args.rounds, warmup=1)
+    engine, bare = (statistics.median(rates[name]) for name in ("engine", "step"))
     row = {
         "model": model,
         "loader": loader,
-        "params": count_parameters(bare.build_model()),
+        "params": count_parameters(network),
         "batch_size": args.batch_size,
         "batches": args.batches,
-        "engine_images_per_s": round(medians["engine"], 2),
-        "bare_images_per_s": round(medians["bare"], 2),
-        "ratio": round(medians["engine"] / medians["bare"], 4),
-        "engine_rounds": [round(v, 2) for v in speeds["engine"]],
-        "bare_rounds": [round(v, 2) for v in speeds["bare"]],
-        "round_ratios": [round(e / b, 4) for e, b in zip(speeds["engine"], speeds["bare"])],
-        "warmup_images_per_s": {k: round(v, 2) for k, v in warmup.items()},
+        "engine_images_per_s": round(engine, 2),
+        "step_images_per_s": round(bare, 2),
+        "ratio": round(engine / bare, 4),
+        "engine_rounds": [round(v, 2) for v in rates["engine"]],
+        "step_rounds": [round(v, 2) for v in rates["step"]],
     }
-    if args.sync_variant:
-        row["bare_synced_images_per_s"] = round(medians["bare_synced"], 2)
-        row["bare_synced_ratio"] = round(medians["bare_synced"] / medians["bare"], 4)
-        row["bare_synced_rounds"] = [round(v, 2) for v in speeds["bare_synced"]]
     return row, cfg
 
 
-def loader_start_s(cfg: RunConfig, args: argparse.Namespace, tries: int = 3) -> float:
+def loader_start_s(cfg: RunConfig, tries: int = 3) -> float:
     """Median seconds from a fresh iterator of the run's training loader to its first batch
     on the device (DataLoader workers started, or the device loader's permutation drawn)."""
-    device = torch.device(args.device)
+    device = torch.device(cfg.trainer.devices)
+    data = cfg.dataset
     train_set, _, _ = build_datasets(
-        cfg.dataset.name,
-        data_dir=cfg.paths.data_dir,
-        download=False,
-        augment=cfg.dataset.augment,
-        seed=cfg.seed,
+        data.name, data_dir=cfg.paths.data_dir, download=False, augment=data.augment, seed=cfg.seed
     )
     loader, sampler = build_train_loader(
         train_set, cfg=cfg, device=device, rank=0, world_size=1, collate=None
     )
-    times = []
-    for epoch in range(tries):
-        sampler.set_epoch(epoch)
-        synchronize(device)
-        started = time.perf_counter()
+    epochs = iter(range(tries))
+
+    def first_batch() -> None:
+        sampler.set_epoch(next(epochs))
         batches = iter(loader)
-        images, _ = next(batches)
-        images.to(device, non_blocking=True)
-        synchronize(device)
-        times.append(time.perf_counter() - started)
+        next(batches)[0].to(device, non_blocking=True)
         del batches  # stops a DataLoader's workers
-    return statistics.median(times)
+
+    return statistics.median(bench.repeat(first_batch, tries, device=device))
 
 
-def epoch_time(
-    model: str, data_dir: Path, loader: str, args: argparse.Namespace
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def epoch_time(model: str, data_dir: Path, loader: str, args) -> tuple[dict, RunConfig]:
     """One engine run of 1 + rounds epochs of K batches; the full epoch extrapolated."""
-    cfg = resolved_config(model, data_dir, args, loader, epochs=1 + args.rounds)
-    start_s = loader_start_s(cfg, args)
-    with tempfile.TemporaryDirectory(prefix="bench_train_run_") as run_dir:
-        with contextlib.redirect_stdout(io.StringIO()):
-            results = train(copy.deepcopy(cfg), run_dir, build_task)
-        if results["status"] != "completed":
-            raise RuntimeError(f"engine run ended {results['status']}: {results.get('error')}")
-        history = RunFolder(run_dir).read_history()
-    warm, timed = history[0], history[1:]
+    cfg = run_config(model, data_dir, args, loader, epochs=1 + args.rounds)
+    start_s = loader_start_s(cfg)
+    warm, *timed = engine_history(cfg)
     info = dataset_info(args.dataset)
     images = args.batches * args.batch_size  # every batch is full: checked in main
     measured = statistics.median(float(r["epoch_time_s"]) for r in timed)
@@ -442,122 +323,106 @@ def epoch_time(
     return row, cfg
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+# --------------------------------------------------------------------------- the report
+
+
+def parse_args():
+    parser = bench.parser(__doc__, rounds=3)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--dataset", choices=DATASETS, default="cifar100")
-    parser.add_argument(
-        "--loader", default="auto", help=f"the training loader(s), comma-separated: {LOADERS}"
-    )
+    parser.add_argument("--loader", default="auto", help=f"comma-separated: {LOADERS}")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=10, help="training batches per epoch")
-    parser.add_argument("--rounds", type=int, default=3, help="timed epochs of each loop")
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument(
-        "--sync-variant", action="store_true", help="also time bare + the engine's host syncs"
-    )
-    parser.add_argument(
-        "--epoch-time", action="store_true", help="the engine alone: its full epoch's time"
-    )
+    parser.add_argument("--epoch-time", action="store_true", help="the engine's full epoch")
     parser.add_argument("--train-images", type=int, default=2048)
     parser.add_argument("--test-images", type=int, default=256)
-    parser.add_argument(
-        "--out", default=None, help="default: results/bench/{train_throughput,epoch_time}*.json"
-    )
-    parser.add_argument(
-        "--smoke", action="store_true", help="a few steps at tiny sizes, to a temporary folder"
-    )
-    args = parser.parse_args()
-    loaders = args.loader.split(",")
-    if unknown := [name for name in loaders if name not in LOADERS]:
+    smoke = dict(batch_size=2, batches=1, rounds=1, train_images=8, test_images=4)
+    args = bench.parse(parser, smoke=smoke)
+    args.loaders = args.loader.split(",")
+    if unknown := [name for name in args.loaders if name not in LOADERS]:
         parser.error(f"--loader {','.join(unknown)}: choose from {', '.join(LOADERS)}")
-    if args.smoke:
-        args.batch_size, args.batches, args.rounds = 2, 1, 1
-        args.train_images, args.test_images = 8, 4
-        args.out = args.out or str(Path(tempfile.mkdtemp(prefix="bench_smoke_")) / "train.json")
     if args.train_images < args.batches * args.batch_size:
         parser.error("--train-images must be at least --batches x --batch-size")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but no CUDA device is visible")
-    if args.device == "cpu":
-        regularizer._kernel_available()  # build or load the fused AGR kernel before timing
+    return args
 
-    rows, cfg, failed = [], {}, False
-    with tempfile.TemporaryDirectory(prefix="bench_train_data_") as tmp:
-        data_dir = Path(tmp) / "data"
-        write_dataset(args.dataset, data_dir, args.train_images, args.test_images)
-        for model in args.models.split(","):
-            for loader in loaders:
-                if not args.epoch_time:
-                    row, cfg = bench_model(model, data_dir, loader, args)
-                else:
-                    try:  # one run failing (a compiler error, say) leaves the others' numbers
-                        row, cfg = epoch_time(model, data_dir, loader, args)
-                    except Exception as error:  # recorded in the report
-                        failed = True
-                        row = {"model": model, "loader": loader}
-                        row["error"] = f"{type(error).__name__}: {error}"
-                    if args.device == "cuda":
-                        torch.cuda.empty_cache()  # the next run starts from the same free memory
-                rows.append(row)
-                print(
-                    json.dumps({k: v for k, v in row.items() if not isinstance(v, list)}),
-                    flush=True,
-                )
 
+def report_name(args) -> str:
+    """train_throughput.json or epoch_time.json, with the settings that differ from the
+    defaults in the name (e.g. epoch_time_cuda_device_bf16.json)."""
     kind = "epoch_time" if args.epoch_time else "train_throughput"
     suffix = "" if args.dataset == "cifar100" else f"_{args.dataset}"
     suffix += "" if args.device == "cpu" else f"_{args.device}"
-    suffix += "" if loaders == ["auto"] else "_" + "_".join(loaders)
+    suffix += "" if args.loaders == ["auto"] else "_" + "_".join(args.loaders)
     suffix += "" if args.precision == "fp32" else f"_{args.precision}"
     suffix += "_channels_last" if args.channels_last else ""
     suffix += "_compile" if args.compile else ""
-    out = Path(args.out) if args.out else ROOT / "results" / "bench" / f"{kind}{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    what = (
-        "the engine's epoch time (agr_suite.engine.train, history.jsonl epoch_time_s): one run "
-        "of a warm-up epoch and `rounds` timed epochs of `batches_per_epoch` batches; median; the "
-        "full epoch extrapolated from it and the loader's start (see scripts/bench_train.py)"
-        if args.epoch_time
-        else "training images/s of agr_suite.engine.train (history.jsonl train_samples_per_s) vs a "
-        "bare hand-written PyTorch loop on the same model, data, batch and optimizer; one "
-        "warm-up epoch of each, then epochs alternated; medians and ratio engine/bare"
-    )
+    return f"{kind}{suffix}.json"
+
+
+def settings(args, cfg: RunConfig | None) -> dict[str, Any]:
+    """What the report's numbers were measured with (the optimizer's and schedule's settings
+    from the last run's config)."""
+    keys = ("device", "batch_size", "rounds", "loaders", "num_workers", "precision")
+    keys += ("channels_last", "compile", "train_images", "test_images")
+    return {
+        **{key: vars(args)[key] for key in keys},
+        "batches_per_epoch": args.batches,
+        "warmup_rounds": 1,
+        "dataset": f"synthetic {args.dataset} in its real on-disk format, read by agr_suite.images",
+        "augment": cfg.dataset.augment if cfg else None,
+        "optimizer": as_dict(cfg.optimizer) if cfg else None,
+        "scheduler": as_dict(cfg.scheduler) if cfg else None,
+    }
+
+
+WHAT = {
+    "epoch_time": "the engine's epoch time (agr_suite.engine.train, history.jsonl epoch_time_s): "
+    "one run of a warm-up epoch and `rounds` timed epochs of `batches_per_epoch` batches; "
+    "median; the full epoch extrapolated from it and the loader's start "
+    "(see scripts/bench_train.py)",
+    "train_throughput": "training images/s of agr_suite.engine.train (history.jsonl "
+    "train_samples_per_s) vs the bare step (forward, backward, optimizer step on one batch "
+    "kept on the device) of the same model, loss and optimizer; one warm-up round, then the "
+    "two in turns; medians and ratio engine/step",
+}
+
+
+def main() -> None:
+    args = parse_args()
+    environment = bench.machine(args.device)  # loads AGR's CPU kernel before timing
+    measure = epoch_time if args.epoch_time else throughput
+    rows, cfg, failed = [], None, False
+    with tempfile.TemporaryDirectory(prefix="bench_train_data_") as tmp:
+        data_dir = Path(tmp) / "data"
+        writer = write_cifar100 if args.dataset == "cifar100" else write_tinyimagenet
+        writer(data_dir, args.train_images, args.test_images)
+        for model in args.models.split(","):
+            for loader in args.loaders:
+                try:  # one run failing (a compiler error, say) leaves the others' numbers
+                    row, cfg = measure(model, data_dir, loader, args)
+                except Exception as error:
+                    if not args.epoch_time:
+                        raise
+                    failed, row = True, {"model": model, "loader": loader}
+                    row["error"] = f"{type(error).__name__}: {error}"
+                if args.device == "cuda":
+                    torch.cuda.empty_cache()  # the next run starts from the same free memory
+                rows.append(row)
+                print(json.dumps({k: v for k, v in row.items() if not isinstance(v, list)}))
     report = {
-        "what": what,
-        "settings": {
-            "device": args.device,
-            "batch_size": args.batch_size,
-            "batches_per_epoch": args.batches,
-            "rounds": args.rounds,
-            "warmup_rounds": 1,
-            "loaders": loaders,
-            "num_workers": args.num_workers,
-            "precision": args.precision,
-            "channels_last": args.channels_last,
-            "compile": args.compile,
-            "dataset": (
-                f"synthetic {args.dataset} in its real on-disk format, read by agr_suite.images"
-            ),
-            "train_images": args.train_images,
-            "test_images": args.test_images,
-            "augment": cfg.dataset.augment,
-            "optimizer": as_dict(cfg.optimizer),
-            "scheduler": as_dict(cfg.scheduler),
-        },
-        "environment": {
-            **environment(torch.device(args.device)),
-            "cpu_count": os.cpu_count(),
-            "agr_cpu_kernel": regularizer._kernel is not None,
-        },
+        "what": WHAT["epoch_time" if args.epoch_time else "train_throughput"],
+        "settings": settings(args, cfg),
+        "environment": environment,
         "results": rows,
     }
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    bench.write_report(bench.out_path(args, report_name(args)), report)
     if failed:
         raise SystemExit(1)
 

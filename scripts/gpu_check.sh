@@ -17,9 +17,9 @@
 #   runs_per_gpu          33 s   4 processes; 3 windows of 60 steps for each K = 1, 2, 4
 #   ddpm                  32 s   25 steps at batch 128 of the 35.7M UNet, 3 x 500 images x 10 DDIM steps
 #   optimizer_step        28 s   2 models x 7 step kinds x 60 interleaved steps
-# The engine-vs-bare-loop comparison (host syncs priced) is not part of it; by hand:
+# The engine's images/s beside its bare step (one resident batch) is not part of it; by hand:
 #   python scripts/bench_train.py --device cuda --models resnet18 --batch-size 128 \
-#       --batches 40 --num-workers 8 --precision bf16 --train-images 8192 --sync-variant
+#       --batches 40 --num-workers 8 --precision bf16 --train-images 8192
 #
 # Every step runs, whatever the ones before it did; a summary at the end lists each step with
 # its exit code, and the script exits 1 when any step failed (2 when there is no CUDA device).

@@ -2,7 +2,8 @@
 sizes) as a subprocess, writing to a temporary folder and never over results/bench/ (the GPU
 driver, bench_gpu.py, which runs the others, has its own test of its report); and
 scripts/gpu_check.sh runs all of its steps and reports each failure. The subprocesses that
-start Python are marked slow (make test-all)."""
+start Python are marked slow (make test-all). The harness they share (agr_suite/bench.py) is
+tested here too."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import tree_digest
+
+from agr_suite import bench
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_GPU = ROOT / "scripts" / "bench_gpu.py"
@@ -30,12 +34,11 @@ def test_the_benchmarks_are_found():
 
 
 def run_smoke(script: Path, cwd: Path) -> Path:
-    """Run ``script --smoke`` in ``cwd`` with this checkout's agr; the report it wrote."""
+    """Run ``script --smoke`` in ``cwd`` (agr and agr_suite as installed); the report it wrote."""
     result = subprocess.run(
         [sys.executable, str(script), "--smoke"],
         cwd=cwd,
-        # this checkout's agr, whichever one the environment has installed
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
         capture_output=True,
         text=True,
         timeout=600,
@@ -141,6 +144,58 @@ def test_bench_gpu_records_a_failed_piece_runs_the_rest_and_exits_1(tmp_path, mo
     }
     assert report["runs_per_gpu"]["2"] == {"error": "K=2: worker 1 died"}
     assert report["optimizer_step"] == {"results": [1]} and report["pieces"]["optimizer_step"]["ok"]
+
+
+def test_in_turns_alternates_the_measures_and_drops_the_warmup():
+    calls = []
+
+    def measure(name):
+        return lambda: calls.append(name) or float(len(calls))
+
+    values = bench.in_turns({"a": measure("a"), "b": measure("b")}, repeats=2, warmup=1)
+    assert calls == ["a", "b", "a", "b", "a", "b"]
+    assert values == {"a": [3.0, 5.0], "b": [4.0, 6.0]}  # the 3rd to 6th calls
+
+
+def test_timed_and_repeat_return_wall_seconds():
+    sleeps = []
+    seconds = bench.repeat(lambda: sleeps.append(time.sleep(0.02)), repeats=3, warmup=2)
+    assert len(sleeps) == 5 and len(seconds) == 3
+    assert all(0.02 <= s < 0.5 for s in seconds)
+    assert 0.02 <= bench.timed(lambda: time.sleep(0.02))() < 0.5
+
+
+def test_spread():
+    assert bench.spread([0.003, 0.001, 0.002], scale=1e3) == {
+        "median": 2.0,
+        "min": 1.0,
+        "max": 3.0,
+    }
+
+
+def test_common_flags_smoke_values_and_where_a_report_goes(tmp_path):
+    parser = bench.parser("A benchmark.\n\nMore.", rounds=5)
+    parser.add_argument("--steps", type=int, default=30)
+    args = bench.parse(parser, smoke={"steps": 1, "rounds": 1}, argv=[])
+    assert (args.steps, args.rounds, args.smoke, args.threads) == (30, 5, False, None)
+    assert bench.out_path(args, "x.json") == ROOT / "results" / "bench" / "x.json"
+    args = bench.parse(parser, smoke={"steps": 1, "rounds": 1}, argv=["--smoke"])
+    assert (args.steps, args.rounds) == (1, 1)
+    smoke_out = bench.out_path(args, "x.json")
+    assert smoke_out.name == "x.json" and ROOT not in smoke_out.parents
+    args = bench.parse(parser, smoke={}, argv=["--smoke", "--out", str(tmp_path / "y.json")])
+    assert bench.out_path(args, "x.json") == tmp_path / "y.json"
+
+
+def test_write_report_writes_whole_json_or_leaves_the_old_file(tmp_path, capsys):
+    out = tmp_path / "sub" / "report.json"
+    bench.write_report(out, {"results": [1, 2]})
+    assert json.loads(out.read_text()) == {"results": [1, 2]}
+    assert capsys.readouterr().out == f"wrote {out.resolve()}\n"
+    with pytest.raises(TypeError):
+        bench.write_report(out, {"results": [object()]})
+    assert json.loads(out.read_text()) == {"results": [1, 2]}
+    assert [path.name for path in out.parent.iterdir()] == ["report.json"]
 
 
 FAKE_PYTHON = """#!/usr/bin/env bash
