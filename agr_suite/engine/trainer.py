@@ -5,62 +5,39 @@
 (:meth:`_Run._train_step`): batches -> forward -> backward -> [unscale, clip] -> optimizer
 step (AGR inside) -> LR step; evaluation every ``eval_every`` epochs; ``last.pt`` (and
 ``best.pt``) after every epoch; ``history.jsonl`` and ``results.json`` in the run folder.
-Rank 0 writes; every rank trains.
-
-Divergence: a training loss or evaluation metric that is NaN/inf, a training loss above
-``trainer.divergence_factor`` x the run's first loss, or weights/optimizer state that became
-NaN/inf end the run with :class:`DivergedError` (``results.json`` status ``failed``, error
-``diverged at epoch E step S: ...``) before any checkpoint of the bad state is written, so
-``last.pt`` stays the last good one. Every rank reaches the same verdict.
+Rank 0 writes; every rank trains. Beside it: the divergence checks
+(:mod:`agr_suite.engine.divergence`), the evaluations (:mod:`agr_suite.engine.evaluation`) and
+the record of what AGR did (:mod:`agr_suite.engine.agr_record`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 import agr
 from agr import regularizer, update_change
 from agr_suite.core.config import RunConfig
 from agr_suite.engine import checkpoint, distributed, predictions
+from agr_suite.engine.agr_record import AGRRecord
+from agr_suite.engine.divergence import DivergedError, DivergenceGuard
+from agr_suite.engine.evaluation import Evaluation, evaluates
 from agr_suite.engine.loaders import build_train_loader
 from agr_suite.engine.loggers import Progress, make_logger
 from agr_suite.engine.machine import environment
 from agr_suite.engine.optimizer import build_from_config
 from agr_suite.engine.run_folder import RunFolder
 from agr_suite.engine.schedule import build_scheduler
-from agr_suite.engine.task_parts import EvalContext, EvalOutput, TaskBuilder, TaskParts
+from agr_suite.engine.task_parts import TaskBuilder, TaskParts
 
-# A task's evaluation estimated to take longer than this on the run's device is announced
-# with a warning when the run starts (TaskParts.estimate_eval_s).
-SLOW_EVAL_WARNING_S = 3600.0
-
-
-class DivergedError(FloatingPointError):
-    """The run diverged: ``diverged at epoch E step S: <what>`` (E 1-based, S the optimizer
-    step: the one being computed for a training loss, the last one taken otherwise)."""
-
-
-class ShardSampler(Sampler[int]):
-    """Evaluation indices rank::world_size, without DistributedSampler's padding, so each
-    example is counted exactly once across ranks."""
-
-    def __init__(self, size: int, rank: int, world_size: int) -> None:
-        self.indices = list(range(rank, size, world_size))
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
+__all__ = ["DivergedError", "autocast_dtype", "seed_everything", "train"]
 
 
 def seed_everything(seed: int) -> None:
@@ -137,8 +114,8 @@ class _Run:
             self.train_model = torch.compile(self.train_model)
 
     def _build_loaders(self) -> None:
-        """The training loader (each rank its share), the evaluation loader (each example on
-        one rank) and how many batches of each an epoch reads."""
+        """The training loader (each rank its share) and how many batches an epoch reads; the
+        evaluation (its loader puts each example on one rank)."""
         trainer, ctx = self.trainer, self.ctx
         self.train_loader, self.sampler = build_train_loader(
             self.parts.train_set,
@@ -151,19 +128,15 @@ class _Run:
         )
         limit = trainer.limit_batches
         self.train_batches = min(len(self.train_loader), limit) if limit else len(self.train_loader)
-        self.eval_loader, self.eval_batches = None, 0
-        if self.parts.evaluate is None:
-            self.eval_loader = DataLoader(
-                self.parts.eval_set,
-                batch_size=trainer.eval_batch_size or trainer.batch_size,
-                sampler=ShardSampler(len(self.parts.eval_set), ctx.rank, ctx.world_size),
-                num_workers=trainer.num_workers,
-                pin_memory=self.device.type == "cuda",
-                collate_fn=self.parts.collate,
-            )
-            self.eval_batches = (
-                min(len(self.eval_loader), limit) if limit else len(self.eval_loader)
-            )
+        self.evaluation = Evaluation(
+            self.parts,
+            trainer,
+            ctx,
+            self.folder.path,
+            self.cfg.seed,
+            self._autocast,
+            lambda batch: _to_device(batch, self.device, trainer.channels_last),
+        )
         self.steps_per_epoch = math.ceil(self.train_batches / trainer.accumulate)
         self.epochs = trainer.epochs
 
@@ -180,8 +153,7 @@ class _Run:
         self.agr_handle = agr.handle_of(self.optimizer)
         if self.agr_handle is not None and self.device.type == "cpu":
             regularizer.load_cpu_kernel()  # a first build here, not inside epoch 1's timing
-        self.param_names = {id(p): n for n, p in self.model.named_parameters()}
-        self.param_kinds = update_change.parameter_kinds(self.model)
+        self.agr_record = AGRRecord(self.agr_handle, self.model)
         self.scheduler = build_scheduler(
             self.optimizer, self.cfg.scheduler, self.steps_per_epoch, self.epochs
         )
@@ -200,10 +172,8 @@ class _Run:
             "epoch": epoch,
             "global_step": self.global_step,
             "best": self.best,
-            "agr_removed": self.agr_removed,
-            "agr_removed_by_kind": self.agr_removed_by_kind,
-            "agr_update_change": self.agr_update_change,
-            "reference_loss": self.reference_loss,
+            **self.agr_record.state_dict(),
+            "reference_loss": self.guard.reference_loss,
             "history": self.history,
             "rng": checkpoint.rng_state(),
             "wandb_id": getattr(self.logger, "run_id", None),
@@ -222,11 +192,9 @@ class _Run:
         self.scaler.load_state_dict(state["scaler"])
         self.global_step = int(state["global_step"])
         self.best = state.get("best") or {}
-        self.agr_removed = list(state.get("agr_removed") or [])
-        self.agr_removed_by_kind = list(state.get("agr_removed_by_kind") or [])
-        self.agr_update_change = list(state.get("agr_update_change") or [])
+        self.agr_record.load_state_dict(state)
         self.history = list(state.get("history") or [])
-        self.reference_loss = state.get("reference_loss")
+        self.guard.reference_loss = state.get("reference_loss")
         self.wandb_id = state.get("wandb_id")
         self.machines = list(state.get("machines") or [])
         if self.parts.state is not None:
@@ -246,10 +214,8 @@ class _Run:
         folder, main = self.folder, self.ctx.is_main
         if main:
             folder.path.mkdir(parents=True, exist_ok=True)
-        self.global_step, self.best, self.agr_removed, self.wandb_id = 0, {}, [], None
-        self.reference_loss: float | None = None  # the run's first training loss
-        self.agr_update_change: list[dict[str, dict[str, float]]] = []  # per logging step
-        self.agr_removed_by_kind: list[dict[str, float]] = []  # per logging step
+        self.global_step, self.best, self.wandb_id = 0, {}, None
+        self.guard = DivergenceGuard(self.ctx, self.trainer.divergence_factor)
         self.history: list[dict[str, Any]] = []
         self.results: dict[str, Any] = {"status": "running", "seed": self.cfg.seed}
         # the machine type and precision of each session of the run (one unless it was
@@ -276,13 +242,15 @@ class _Run:
                 self.machines.append(session)
             self.results.update(info=self.parts.info, environment=env, machines=self.machines)
             if main and start_epoch < self.epochs:
-                self._announce_eval_cost()
+                seconds = self.evaluation.announce_cost(self.model)
+                if seconds is not None:
+                    self.results["eval_estimate_s"] = seconds
             self._write_results(start_epoch, time.time() - started)
             for epoch in range(start_epoch, self.epochs):
                 record = self._train_epoch(epoch)
-                metrics = self._evaluate(epoch + 1) if self._evaluates(epoch + 1) else {}
-                self._check_metrics(epoch, metrics)
-                self._check_state(epoch)
+                metrics = self._evaluate(epoch + 1) if evaluates(self.trainer, epoch + 1) else {}
+                self.guard.check_metrics(epoch, self.global_step, metrics)
+                self.guard.check_state(epoch, self.global_step, self.model, self.optimizer)
                 record.update(metrics)
                 self._end_epoch(epoch, record, metrics, time.time() - started)
             self.results["status"] = "completed"
@@ -330,7 +298,7 @@ class _Run:
                 self.global_step % self.trainer.log_every == 0
                 or first + count == self.train_batches
             ):
-                last = self._check_losses(epoch, unchecked)
+                last = self.guard.check_losses(epoch, unchecked)
                 unchecked = []
                 shown = f"loss {last:.4f} lr {self._lr():.2e}"
             for _ in range(count):
@@ -377,178 +345,24 @@ class _Run:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if changes:
-            self._record_update_change(changes)
+            self.agr_record.add_update_change(changes, self.logger, self.global_step + 1)
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         if self.parts.state is not None:
             self.parts.state.after_step(self.model)
         self.global_step += 1
         if diagnostics:
-            self._record_agr_stats()
+            self.agr_record.add_stats(self.logger, self.global_step)
         return losses
-
-    def _record_update_change(self, changes: dict[torch.Tensor, float]) -> None:
-        """||u_AGR - u|| / ||u|| of the step just taken, by parameter kind."""
-        step_change = update_change.summarize_by_kind(changes, self.param_names, self.param_kinds)
-        self.agr_update_change.append(step_change)
-        self.logger.log(
-            {f"agr/update_change/{k}": v["median"] for k, v in step_change.items()},
-            step=self.global_step + 1,
-        )
-
-    def _record_agr_stats(self) -> None:
-        """The L1 fraction AGR removed (in all and per parameter kind) and its largest
-        alpha, on the step just taken."""
-        handle = self.agr_handle
-        if handle is None or handle.last_stats is None or handle.last_stats.step != handle.steps:
-            return
-        stats = handle.last_stats
-        by_kind = update_change.removed_fraction_by_kind(stats, self.param_kinds)
-        self.agr_removed.append(stats.removed_fraction)
-        self.agr_removed_by_kind.append(by_kind)
-        self.logger.log(
-            {
-                "agr/removed_fraction": stats.removed_fraction,
-                "agr/max_alpha": stats.max_alpha,
-                **{f"agr/removed_fraction/{kind}": value for kind, value in by_kind.items()},
-            },
-            step=self.global_step,
-        )
-
-    # ------------------------------------------------------------------ divergence
-    def _check_losses(self, epoch: int, unchecked: list[tuple[torch.Tensor, int]]) -> float:
-        """Read the batch losses since the last check (one host sync; under DDP their means
-        over the ranks, so every rank reaches the same verdict) and check each in order;
-        returns the last one."""
-        values = torch.stack([loss.float() for loss, _ in unchecked])
-        if self.ctx.distributed:
-            torch.distributed.all_reduce(values)
-        world = self.ctx.world_size if self.ctx.distributed else 1
-        read = [value / world for value in values.tolist()]
-        for value, (_, step) in zip(read, unchecked):
-            self._check_loss(epoch, step, value)
-        return read[-1]
-
-    def _any_rank(self, flag: bool) -> bool:
-        if not self.ctx.distributed:
-            return flag
-        value = torch.tensor([float(flag)], device=self.device)
-        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
-        return bool(value.item())
-
-    def _diverged(self, epoch: int, step: int, what: str) -> DivergedError:
-        kept = (
-            f"checkpoints/last.pt of epoch {epoch} is kept"
-            if epoch
-            else "no epoch finished, so no checkpoint was written"
-        )
-        return DivergedError(
-            f"diverged at epoch {epoch + 1} step {step}: {what}. The last good state stays: "
-            f"{kept}. Lower optimizer.lr or set trainer.grad_clip (with fp16/bf16, try "
-            "trainer.precision=fp32)."
-        )
-
-    def _check_loss(self, epoch: int, step: int, value: float) -> None:
-        if not math.isfinite(value):
-            raise self._diverged(epoch, step, f"the training loss is {value}")
-        if self.reference_loss is None:
-            self.reference_loss = value
-        factor = self.trainer.divergence_factor
-        if factor and self.reference_loss > 0 and value > float(factor) * self.reference_loss:
-            raise self._diverged(
-                epoch,
-                step,
-                f"the training loss {value:.4g} exceeds trainer.divergence_factor={factor:g} "
-                f"x the run's first loss {self.reference_loss:.4g}",
-            )
-
-    def _check_metrics(self, epoch: int, metrics: dict[str, Any]) -> None:
-        bad = {
-            k: v
-            for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isfinite(v)
-        }
-        if self._any_rank(bool(bad)):
-            shown = ", ".join(f"{k} = {v}" for k, v in bad.items()) or "on another rank"
-            raise self._diverged(epoch, self.global_step, f"evaluation metric not finite: {shown}")
-
-    def _check_state(self, epoch: int) -> None:
-        """Before a checkpoint is written: the weights and the optimizer state are finite (a
-        last step of an epoch can break them with a finite loss, and an epoch without an
-        evaluation would not notice)."""
-        tensors = [p.detach() for p in self.model.parameters()]
-        for state in self.optimizer.state.values():
-            tensors += [v for v in state.values() if torch.is_tensor(v) and v.is_floating_point()]
-        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all().item()
-        if self._any_rank(not finite):
-            raise self._diverged(
-                epoch, self.global_step, "the weights or the optimizer state became NaN/inf"
-            )
-
-    def _announce_eval_cost(self) -> None:
-        """Warn when one evaluation would take more than SLOW_EVAL_WARNING_S here (the task
-        times a few forward passes; see TaskParts.estimate_eval_s)."""
-        if self.parts.estimate_eval_s is None:
-            return
-        cuda = [self.device] if self.device.type == "cuda" else []
-        training = self.model.training
-        self.model.eval()
-        try:
-            with torch.random.fork_rng(devices=cuda), torch.no_grad():
-                seconds, how = self.parts.estimate_eval_s(self.model, self._eval_context(0))
-        finally:
-            self.model.train(training)
-        self.results["eval_estimate_s"] = seconds
-        if seconds > SLOW_EVAL_WARNING_S:
-            message = (
-                f"warning: each evaluation of this run will take about {seconds / 3600:.1f} h "
-                f"on {self.device} ({how}). trainer.limit_batches caps it for a smoke run; "
-                "fewer samples or steps (metrics.num_samples, metrics.steps) shorten it."
-            )
-            print(message, file=sys.stderr, flush=True)
-
-    def _evaluates(self, epoch: int) -> bool:
-        """Evaluate after every ``eval_every``-th epoch, the epochs in ``eval_at``, and the last."""
-        every, extra = self.trainer.eval_every, set(self.trainer.eval_at)
-        return epoch % every == 0 or epoch in extra or epoch == self.epochs
 
     def _autocast(self):
         return torch.autocast(self.device.type, self.amp_dtype, enabled=self.amp_dtype is not None)
 
     def _evaluate(self, epoch: int) -> dict[str, Any]:
-        """Evaluate without drawing from the training RNG streams (a DataLoader draws its base
-        seed, a sampler its noise): runs with and without an evaluation at some epoch, e.g.
-        a resumed one, then train identically."""
-        cuda = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda), torch.no_grad():
-            return self._evaluate_now(epoch)
+        def log_images(images):
+            self.logger.log_images(images, step=self.global_step)
 
-    def _eval_context(self, epoch: int) -> EvalContext:
-        return EvalContext(
-            device=self.device,
-            epoch=epoch,
-            run_dir=self.folder.path,
-            seed=self.cfg.seed,
-            rank=self.ctx.rank,
-            world_size=self.ctx.world_size,
-            autocast=self._autocast,
-            gather=lambda tensor: distributed.gather_to_main(tensor, self.ctx),
-        )
-
-    def _evaluate_now(self, epoch: int) -> dict[str, Any]:
-        self.model.eval()
-        if self.parts.evaluate is not None:
-            output: EvalOutput = self.parts.evaluate(self.model, self._eval_context(epoch))
-            if output.images:
-                self.logger.log_images(output.images, step=self.global_step)
-            return dict(output.metrics)
-        evaluator = self.parts.make_evaluator(self.device)
-        batches = iter(self.eval_loader)
-        for _ in range(self.eval_batches):
-            batch = _to_device(next(batches), self.device, self.trainer.channels_last)
-            with self._autocast():
-                evaluator.update(self.model, batch)
-        return evaluator.compute()
+        return self.evaluation(self.model, epoch, log_images)
 
     def _is_better(self, metrics: dict[str, Any]) -> bool:
         key = self.parts.primary_metric
@@ -565,8 +379,8 @@ class _Run:
         best_now = self._is_better(metrics)
         if best_now:
             self.best = dict(record)
-        if self.agr_removed:
-            record["agr_removed_fraction"] = self.agr_removed[-1]
+        if self.agr_record.removed:
+            record["agr_removed_fraction"] = self.agr_record.removed[-1]
         self.history.append({**record, "time_s": wall})
         if self.ctx.is_main:
             state = self._state(epoch + 1)  # carries the history: see RunFolder.write_history
@@ -607,18 +421,7 @@ class _Run:
             wall_time_s=wall,
             best=self.best,
             error=self.results.get("error"),
-            agr={
-                "removed_fraction_mean": sum(self.agr_removed) / len(self.agr_removed)
-                if self.agr_removed
-                else None,
-                "samples": len(self.agr_removed),
-                # the same per parameter kind: {kind: {"mean", "steps"}}
-                "removed_fraction_by_kind": update_change.average_removed_by_kind(
-                    self.agr_removed_by_kind
-                ),
-                # ||u_AGR - u|| / ||u|| per parameter kind (agr.update_change)
-                "update_change": update_change.average_over_steps(self.agr_update_change),
-            },
+            agr=self.agr_record.summary(),
         )
         self.results.setdefault("metrics", {})
         self.folder.write_results(self.results)

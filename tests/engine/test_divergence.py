@@ -221,16 +221,16 @@ def test_losses_are_read_on_the_logging_steps_and_at_the_end_of_each_epoch_only(
     steps 3, 6 and the epoch's end (7): three reads of 3, 3 and 1 losses."""
     from helpers import tiny_run
 
-    from agr_suite.engine import trainer as trainer_module
+    from agr_suite.engine.divergence import DivergenceGuard
 
     reads = []
-    original = trainer_module._Run._check_losses
+    original = DivergenceGuard.check_losses
 
     def counting(self, epoch, unchecked):
         reads.append((epoch, [step for _, step in unchecked]))
         return original(self, epoch, unchecked)
 
-    monkeypatch.setattr(trainer_module._Run, "_check_losses", counting)
+    monkeypatch.setattr(DivergenceGuard, "check_losses", counting)
     results, _ = tiny_run(
         tmp_path / "run", ["trainer.limit_batches=7", "trainer.log_every=3", "trainer.epochs=1"]
     )
