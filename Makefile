@@ -62,7 +62,7 @@ bench-data: install  ## training input pipelines (torchvision vs device loader),
 bench-optimizer: install  ## time optimizer.step() with and without AGR -> results/bench/optimizer_step.json
 	$(OFFLINE) $(PY) scripts/bench_optimizer.py
 
-bench-train: install  ## engine vs bare-loop training images/s -> results/bench/train_throughput.json
+bench-train: install  ## engine training images/s vs its bare step on one resident batch -> results/bench/train_throughput.json
 	$(OFFLINE) $(PY) scripts/bench_train.py
 
 bench-gpu: install  ## on a CUDA machine: epoch times, runs per GPU, DDPM, AGR step (~5 min on an H200) -> results/bench/gpu.json
@@ -83,7 +83,6 @@ MINI_LAUNCH = $(if $(JOBS),,--shards $(CORES)) $(if $(filter 1,$(PORTABLE_CPU)),
 
 reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (16 min on 2 idle cores) -> results/mini/
 	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini $(MINI_LAUNCH)
-	$(PY) scripts/readme_summary.py  # README's mini-results section from results/mini/*.csv
 
 # run.py's folder for experiment=albert_learns (configs/config.yaml's hydra.run.dir)
 ALBERT_LEARNS_RUN := runs/albert-learns/docstrings-albert_tiny-adamw/seed0
@@ -103,11 +102,9 @@ reproduce-table3: install  ## Table 3 (ALBERT on WikiText-2 vs weight decay) at 
 
 reproduce-ablation: install  ## AGR's dose-response, mass-matched null, a positive control, SGD, scope and suspension (ResNet-18, CIFAR-100); SCALE=mini: digits, 16 min on 2 cores
 	$(if $(filter mini,$(SCALE)),$(OFFLINE) )$(REPRODUCE) ablation_agr --scale $(SCALE) $(if $(filter mini,$(SCALE)),$(MINI_LAUNCH))
-	$(if $(filter mini,$(SCALE)),$(PY) scripts/readme_summary.py)
 
 tables: install  ## make the tables from finished runs only (SCALE=paper|mini), launching nothing
 	$(PY) scripts/make_table.py --scale $(SCALE)
-	$(PY) scripts/readme_summary.py  # README's mini-results section from results/mini/*.csv
 
 constraints: install  ## rewrite constraints.txt (its comment lines kept) from .venv's versions, after an upgrade there
 	{ grep '^#' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^#'; } > constraints.txt.new

@@ -4,8 +4,6 @@
 
 Writes results/[mini/]TABLE.md, .csv and TABLE_curves.png for each table (default: every
 spec in tables/) from the run folders alone; missing, failed and NaN runs are listed.
-The README's summary of results/mini/ is rewritten from the CSVs by scripts/readme_summary.py
-(`make tables` runs both).
 """
 
 from __future__ import annotations
@@ -15,14 +13,16 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT / "lib", ROOT):  # this checkout's library (agr) and suite (agr_suite)
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from agr_suite.report.spec import SCALES, SpecError, available_tables, load_spec, plan_runs  # noqa: E402
-from agr_suite.report.tables import aggregate, write_outputs  # noqa: E402 - after the path setup
-from scripts.reproduce import parse_seeds  # noqa: E402
+from agr_suite.report.outputs import write_outputs
+from agr_suite.report.spec import (
+    SCALES,
+    SpecError,
+    available_tables,
+    load_spec,
+    parse_seeds,
+    plan_runs,
+)
+from agr_suite.report.tables import aggregate
 
 
 def main(argv: list[str] | None = None) -> int:

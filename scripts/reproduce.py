@@ -28,19 +28,7 @@ import platform
 import sys
 
 from agr_suite.launch.reproduce import reproduce
-from agr_suite.report.spec import CONFIGS, SCALES, available_tables
-
-
-def parse_seeds(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise SystemExit(f"error: --seeds {text!r}: give integers separated by commas") from None
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise SystemExit(f"error: --seeds {text!r}: give distinct integers >= 0")
-    return seeds
+from agr_suite.report.spec import CONFIGS, SCALES, available_tables, parse_seeds
 
 
 def launchers() -> list[str]:

@@ -13,10 +13,15 @@ from agr import AGRHandle, update_change
 
 
 class AGRRecord:
-    def __init__(self, handle: AGRHandle | None, model: torch.nn.Module) -> None:
+    def __init__(
+        self, handle: AGRHandle | None = None, model: torch.nn.Module | None = None
+    ) -> None:
+        """An empty record (a run that failed before its optimizer existed reports it so),
+        or one of ``model``'s optimizer, whose AGR ``handle`` may be None (no AGR)."""
         self.handle = handle
-        self.param_names = {id(p): n for n, p in model.named_parameters()}
-        self.param_kinds = update_change.parameter_kinds(model)
+        named = list(model.named_parameters()) if model is not None else []
+        self.param_names = {id(p): n for n, p in named}
+        self.param_kinds = update_change.parameter_kinds(model) if model is not None else {}
         self.removed: list[float] = []  # per sampled step
         self.removed_by_kind: list[dict[str, float]] = []
         self.update_change: list[dict[str, dict[str, float]]] = []

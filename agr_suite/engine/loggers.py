@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from agr_suite.core.config import RunConfig, as_dict
+from agr_suite.engine import predictions
 
 
 class NullLogger:
@@ -73,6 +74,28 @@ def make_logger(cfg: RunConfig, run_dir, is_main: bool, run_id: str | None = Non
     if name == "wandb":
         return WandbLogger(cfg, run_dir, run_id)
     raise ValueError(f"logger={name!r} is not valid; choose wandb or none")
+
+
+def log_epoch(
+    logger, progress: Progress, record: dict[str, Any], metrics: dict, step: int, epochs: int
+) -> None:
+    """An epoch's record to the logger and its line to the terminal. The accuracies'
+    prediction statistics (agr_suite.engine.predictions) go to W&B in a section of their own
+    and stay off the progress line."""
+    statistics = {key for k in metrics for key in predictions.statistic_keys(k)}
+    logger.log(
+        {
+            (f"predictions/{k}" if k in statistics else k): v
+            for k, v in record.items()
+            if isinstance(v, (int, float))
+        },
+        step=step,
+    )
+    numbers = [k for k, v in metrics.items() if isinstance(v, (int, float)) and k not in statistics]
+    shown = " ".join(f"{k} {record[k]:.4g}" for k in ["train_loss", *numbers])
+    progress.line(
+        f"epoch {record['epoch']}/{epochs} {shown} ({record['train_samples_per_s']:.0f} samples/s)"
+    )
 
 
 class Progress:

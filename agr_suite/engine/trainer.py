@@ -25,12 +25,12 @@ from torch.utils.data import DataLoader
 import agr
 from agr import regularizer, update_change
 from agr_suite.core.config import RunConfig
-from agr_suite.engine import checkpoint, distributed, predictions
+from agr_suite.engine import checkpoint, distributed
 from agr_suite.engine.agr_record import AGRRecord
 from agr_suite.engine.divergence import DivergedError, DivergenceGuard
 from agr_suite.engine.evaluation import Evaluation, evaluates
 from agr_suite.engine.loaders import build_train_loader
-from agr_suite.engine.loggers import Progress, make_logger
+from agr_suite.engine.loggers import Progress, log_epoch, make_logger
 from agr_suite.engine.machine import environment
 from agr_suite.engine.optimizer import build_from_config
 from agr_suite.engine.run_folder import RunFolder
@@ -216,6 +216,7 @@ class _Run:
             folder.path.mkdir(parents=True, exist_ok=True)
         self.global_step, self.best, self.wandb_id = 0, {}, None
         self.guard = DivergenceGuard(self.ctx, self.trainer.divergence_factor)
+        self.agr_record = AGRRecord()  # the optimizer's, once it is built
         self.history: list[dict[str, Any]] = []
         self.results: dict[str, Any] = {"status": "running", "seed": self.cfg.seed}
         # the machine type and precision of each session of the run (one unless it was
@@ -364,19 +365,10 @@ class _Run:
 
         return self.evaluation(self.model, epoch, log_images)
 
-    def _is_better(self, metrics: dict[str, Any]) -> bool:
-        key = self.parts.primary_metric
-        value = metrics.get(key)
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            return False
-        if not self.best or key not in self.best:
-            return True
-        return value < self.best[key] if self.parts.minimize else value > self.best[key]
-
     def _end_epoch(
         self, epoch: int, record: dict[str, Any], metrics: dict[str, Any], wall: float
     ) -> None:
-        best_now = self._is_better(metrics)
+        best_now = improves(metrics, self.best, self.parts.primary_metric, self.parts.minimize)
         if best_now:
             self.best = dict(record)
         if self.agr_record.removed:
@@ -391,25 +383,7 @@ class _Run:
             if metrics:
                 self.results["metrics"] = dict(metrics)
             self._write_results(epoch + 1, wall)
-            # The accuracies' prediction statistics (agr_suite.engine.predictions) go to
-            # W&B in a section of their own and stay off the progress line.
-            statistics = {key for k in metrics for key in predictions.statistic_keys(k)}
-            self.logger.log(
-                {
-                    (f"predictions/{k}" if k in statistics else k): v
-                    for k, v in record.items()
-                    if isinstance(v, (int, float))
-                },
-                step=self.global_step,
-            )
-            numbers = [
-                k for k, v in metrics.items() if isinstance(v, (int, float)) and k not in statistics
-            ]
-            shown = " ".join(f"{k} {record[k]:.4g}" for k in ["train_loss", *numbers])
-            self.progress.line(
-                f"epoch {epoch + 1}/{self.epochs} {shown} "
-                f"({record['train_samples_per_s']:.0f} samples/s)"
-            )
+            log_epoch(self.logger, self.progress, record, metrics, self.global_step, self.epochs)
         if self.ctx.distributed:
             torch.distributed.barrier()
 
@@ -428,6 +402,17 @@ class _Run:
 
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+
+def improves(metrics: dict[str, Any], best: dict[str, Any], key: str, minimize: bool) -> bool:
+    """Whether ``metrics`` beat the best epoch's ``key`` (a missing or non-finite value never
+    does; the first finite one always does)."""
+    value = metrics.get(key)
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    if key not in best:
+        return True
+    return value < best[key] if minimize else value > best[key]
 
 
 def _to_device(batch, device: torch.device, channels_last: bool = False):

@@ -123,7 +123,8 @@ def report(
 def reproduce(args: Namespace) -> int:
     """Plan, report, start and aggregate; returns the exit status (2: a table or a cell that
     cannot be used). ``args``: scripts/reproduce.py's, with the seeds parsed."""
-    from agr_suite.report.tables import aggregate, write_outputs
+    from agr_suite.report.outputs import write_outputs
+    from agr_suite.report.tables import aggregate
 
     try:
         tables = plan(args)

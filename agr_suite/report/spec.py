@@ -22,7 +22,7 @@ refused)::
                              # `epoch` read history.jsonl at that epoch instead
         higher_is_better: true
         decimals: 2          # printed decimals; a nonzero value that would round to 0 gets
-                             # 2 significant digits instead (agr_suite.report.tables.format_number)
+                             # 2 significant digits instead (agr_suite.report.numbers.format_number)
         chance: null         # optional: the metric's chance level (e.g. 50.0 for a balanced
                              # binary task); the table then reports each cell against it
         chance_basis: null   # optional: why that is chance (e.g. "balanced labels")
@@ -89,7 +89,7 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TABLES = ROOT / "tables"
 CONFIGS = ROOT / "configs"
 SELECTS = ("final", "best")
@@ -249,10 +249,6 @@ class TableSpec:
     def where(self) -> str:
         return f"{self.path} (scale {self.scale})"
 
-    def runs(self) -> list[tuple[int, int]]:
-        """(group index, seed) for every run of the table, in a stable order."""
-        return [(g, seed) for g in range(len(self.groups)) for seed in self.seeds]
-
     def cost_of(self, seeds: int) -> tuple[int, float]:
         """(runs, cost in the scale's unit) of the whole table with ``seeds`` seeds."""
         return len(self.groups) * seeds, seeds * sum(g.cost for g in self.groups) + (
@@ -337,51 +333,14 @@ def load_spec(
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: not valid YAML: {error}") from None
-    return _parse(raw, path, scale, seeds, list(extra))
+    try:
+        return _parse(raw, path, scale, seeds, list(extra))
+    except SpecError as error:  # the parser names the field; the file goes in front
+        raise SpecError(f"{path}: {error}") from None
 
 
 # --------------------------------------------------------------------------- parsing
-
-
-def _fail(path: Path, where: str, message: str) -> SpecError:
-    return SpecError(f"{path}: {where}: {message}")
-
-
-def _overrides(value: Any, path: Path, where: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise _fail(path, where, "overrides must be a list of Hydra overrides (strings)")
-    for override in value:
-        key = override_key(override)
-        if "=" not in override and not override.startswith("~"):
-            raise _fail(path, where, f"{override!r} is not a key=value override")
-        if key == "seed":
-            raise _fail(path, where, "seeds come from `seeds`, not from overrides")
-        if key.startswith("hydra") or key == "launcher":
-            raise _fail(
-                path,
-                where,
-                f"{override!r}: launchers and Hydra settings are chosen by "
-                "scripts/reproduce.py, not by a table spec",
-            )
-    return tuple(value)
-
-
-def _number(value: Any, path: Path, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(path, where, f"{value!r} is not a number")
-    return float(value)
-
-
-def _margin(value: Any, path: Path, where: str) -> float | None:
-    margin = _number(value, path, where)
-    if margin is not None and not margin > 0:
-        raise _fail(path, where, f"{value!r}: a margin is a number > 0")
-    return margin
-
+# Each function below checks one part of a spec and raises SpecError("<field>: <problem>").
 
 # The keys each level of a spec may have (anything else is refused, so a removed or
 # misspelt key cannot be silently ignored).
@@ -409,63 +368,102 @@ COST_KEYS = ("unit", "per_run", "per_launch")
 ROW_KEYS = ("name", "overrides", "epoch", "cost", "paper", "targets")
 
 
-def _known(item: dict, allowed: tuple[str, ...], path: Path, where: str) -> None:
-    if not isinstance(item, dict):
-        raise _fail(path, where, f"a mapping with the keys {', '.join(allowed)}")
+def _invalid(where: str, message: str) -> SpecError:
+    return SpecError(f"{where}: {message}")
+
+
+def _require(valid: Any, where: str, message: str) -> None:
+    """Raise unless ``valid``; the message is built either way, so it must never fail to
+    format (the few that could, on odd values, raise _invalid(...) themselves)."""
+    if not valid:
+        raise _invalid(where, message)
+
+
+def _known(item: dict, allowed: tuple[str, ...], where: str) -> None:
+    _require(isinstance(item, dict), where, f"a mapping with the keys {', '.join(allowed)}")
     unknown = set(item) - set(allowed)
-    if unknown:
-        raise _fail(path, where, f"unknown {sorted(unknown)}; the keys are {', '.join(allowed)}")
+    _require(not unknown, where, f"unknown {sorted(unknown)}; the keys are {', '.join(allowed)}")
 
 
-def _paired_sd(item: dict, margin: float | None, path: Path, where: str) -> float | None:
+def _overrides(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    strings = isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+    _require(strings, where, "overrides must be a list of Hydra overrides (strings)")
+    for override in value:
+        key = override_key(override)
+        ok = "=" in override or override.startswith("~")
+        _require(ok, where, f"{override!r} is not a key=value override")
+        _require(key != "seed", where, "seeds come from `seeds`, not from overrides")
+        _require(
+            not key.startswith("hydra") and key != "launcher",
+            where,
+            f"{override!r}: launchers and Hydra settings are chosen by scripts/reproduce.py, "
+            "not by a table spec",
+        )
+    return tuple(value)
+
+
+def _number(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    _require(number, where, f"{value!r} is not a number")
+    return float(value)
+
+
+def _margin(value: Any, where: str) -> float | None:
+    margin = _number(value, where)
+    _require(margin is None or margin > 0, where, f"{value!r}: a margin is a number > 0")
+    return margin
+
+
+def _reasoned_margin(item: dict, where: str) -> tuple[float | None, str | None]:
+    reason = item.get("margin_reason")
+    together = (reason is None) == (item.get("margin") is None)
+    _require(together, where, "margin and margin_reason go together")
+    return _margin(item.get("margin"), f"{where}.margin"), reason and str(reason)
+
+
+def _paired_sd(item: dict, margin: float | None, where: str) -> float | None:
     """The assumed paired sd of the power plan: with its reason and a margin, > 0."""
-    keys = ("paired_sd", "paired_sd_reason")
-    given = [item.get(k) is not None for k in keys]
+    given = [item.get(k) is not None for k in ("paired_sd", "paired_sd_reason")]
     if not any(given):
         return None
-    if not all(given) or margin is None:
-        raise _fail(path, where, "paired_sd and paired_sd_reason go together, with a margin")
-    sd = _number(item["paired_sd"], path, f"{where}.paired_sd")
-    if not sd > 0:
-        raise _fail(path, f"{where}.paired_sd", f"{sd!r}: an sd is a number > 0")
+    together = all(given) and margin is not None
+    _require(together, where, "paired_sd and paired_sd_reason go together, with a margin")
+    sd = _number(item["paired_sd"], f"{where}.paired_sd")
+    _require(sd > 0, f"{where}.paired_sd", f"{sd!r}: an sd is a number > 0")
     return sd
 
 
-def _reasoned_margin(item: dict, path: Path, where: str) -> tuple[float | None, str | None]:
-    reason = item.get("margin_reason")
-    if (reason is None) != (item.get("margin") is None):
-        raise _fail(path, where, "margin and margin_reason go together")
-    return _margin(item.get("margin"), path, f"{where}.margin"), reason and str(reason)
-
-
-def _margin_history(value: Any, path: Path, where: str) -> tuple[MarginChange, ...]:
+def _margin_history(value: Any, where: str) -> tuple[MarginChange, ...]:
     """Earlier margins: each with its value, the dates it held and why it was set."""
     if value is None:
         return ()
-    if not isinstance(value, list):
-        raise _fail(path, where, "a list of {margin, from, until, reason}")
+    _require(isinstance(value, list), where, "a list of {margin, from, until, reason}")
     changes = []
     for i, entry in enumerate(value):
         at = f"{where}[{i}]"
-        _known(entry, HISTORY_KEYS, path, at)
-        if set(entry) != set(HISTORY_KEYS):
-            raise _fail(path, at, f"each earlier margin has {', '.join(HISTORY_KEYS)}")
-        margin = _margin(entry["margin"], path, f"{at}.margin")
+        _known(entry, HISTORY_KEYS, at)
+        complete = set(entry) == set(HISTORY_KEYS)
+        _require(complete, at, f"each earlier margin has {', '.join(HISTORY_KEYS)}")
+        margin = _margin(entry["margin"], f"{at}.margin")
         changes.append(
             MarginChange(margin, str(entry["from"]), str(entry["until"]), str(entry["reason"]))
         )
     return tuple(changes)
 
 
-def _time_to_target(base: Metric, value: Any, path: Path, where: str) -> Metric | None:
+def _time_to_target(base: Metric, value: Any, where: str) -> Metric | None:
     """The derived metric "epochs until ``base`` first reaches its target"."""
     if value is None:
         return None
-    _known(value, TARGET_KEYS, path, where)
-    target = _number(value.get("target"), path, f"{where}.target")
-    if value.get("target_reason") is None:
-        raise _fail(path, where, "a target_reason (the target itself here or in every row)")
-    margin, reason = _reasoned_margin(value, path, where)
+    _known(value, TARGET_KEYS, where)
+    target = _number(value.get("target"), f"{where}.target")
+    reasoned = value.get("target_reason") is not None
+    _require(reasoned, where, "a target_reason (the target itself here or in every row)")
+    margin, reason = _reasoned_margin(value, where)
     return Metric(
         key=base.key + TIME_TO_TARGET,
         label=f"Epochs to target, {base.label}",
@@ -481,195 +479,218 @@ def _time_to_target(base: Metric, value: Any, path: Path, where: str) -> Metric 
     )
 
 
-def _metric(item: Any, at_scale: Any, path: Path, scale: str, where: str) -> list[Metric]:
+def _metric(item: Any, at_scale: Any, scale: str, where: str) -> list[Metric]:
     """One spec metric with its scale's settings: the metric, and its time-to-target
     metric when it declares one."""
-    if not isinstance(item, dict) or "key" not in item:
-        raise _fail(path, where, "each metric needs a `key`")
-    _known(item, METRIC_KEYS, path, where)
-    _known(at_scale or {}, SCALE_METRIC_KEYS, path, f"scales.{scale}.metrics.{item['key']}")
+    _require(isinstance(item, dict) and "key" in item, where, "each metric needs a `key`")
+    _known(item, METRIC_KEYS, where)
+    _known(at_scale or {}, SCALE_METRIC_KEYS, f"scales.{scale}.metrics.{item['key']}")
     item = {**item, **(at_scale or {})}
     select = item.get("select", "final")
-    if select not in SELECTS:
-        raise _fail(path, where, f"select={select!r}; choose one of {', '.join(SELECTS)}")
+    _require(select in SELECTS, where, f"select={select!r}; choose one of {', '.join(SELECTS)}")
     decimals = item.get("decimals", 2)
-    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
-        raise _fail(path, where, f"decimals={decimals!r} is not an integer >= 0")
+    valid = isinstance(decimals, int) and not isinstance(decimals, bool) and decimals >= 0
+    _require(valid, where, f"decimals={decimals!r} is not an integer >= 0")
     basis = item.get("chance_basis")
-    if basis is not None and item.get("chance") is None:
-        raise _fail(path, where, "chance_basis without a chance level")
-    margin, reason = _reasoned_margin(item, path, where)
+    with_chance = basis is None or item.get("chance") is not None
+    _require(with_chance, where, "chance_basis without a chance level")
+    margin, reason = _reasoned_margin(item, where)
     metric = Metric(
         key=item["key"],
         label=str(item.get("label", item["key"])),
         select=select,
         higher_is_better=bool(item.get("higher_is_better", True)),
         decimals=decimals,
-        chance=_number(item.get("chance"), path, f"{where}.chance"),
+        chance=_number(item.get("chance"), f"{where}.chance"),
         chance_basis=None if basis is None else str(basis),
         margin=margin,
         margin_reason=reason,
-        margin_history=_margin_history(item.get("margin_history"), path, f"{where}.margin_history"),
-        paired_sd=_paired_sd(item, margin, path, where),
+        margin_history=_margin_history(item.get("margin_history"), f"{where}.margin_history"),
+        paired_sd=_paired_sd(item, margin, where),
         paired_sd_reason=item.get("paired_sd_reason"),
         collapse_key=None if item.get("collapse_key") is None else str(item["collapse_key"]),
     )
-    derived = _time_to_target(metric, item.get("time_to_target"), path, f"{where}.time_to_target")
+    derived = _time_to_target(metric, item.get("time_to_target"), f"{where}.time_to_target")
     return [metric] if derived is None else [metric, derived]
 
 
-def _primary(value: Any, metrics: list[Metric], rows: list[Row], path: Path) -> Primary:
+def _metrics(items: Any, at_scale: Any, scale: str) -> list[Metric]:
+    """The spec's metrics, each with its scale's settings, then their time-to-target ones."""
+    at_scale = at_scale or {}
+    where = f"scales.{scale}.metrics"
+    _require(isinstance(at_scale, dict), where, "a mapping of metric key -> settings")
+    metrics = []
+    for i, item in enumerate(items or []):
+        key = item.get("key") if isinstance(item, dict) else None
+        metrics += _metric(item, at_scale.get(key), scale, f"metrics[{i}]")
+    unknown = set(at_scale) - {m.key for m in metrics}
+    _require(not unknown, where, f"no metric {sorted(unknown)}")
+    keys = [m.key for m in metrics]
+    _require(len(set(keys)) == len(keys), "metrics", f"each metric key once: {keys}")
+    _require(metrics, "metrics", "list at least one metric")
+    return metrics
+
+
+def _columns(items: Any, extra_by_column: Any, scale: str) -> list[Column]:
+    """Every column of the spec, with what its scale adds to its overrides."""
+    extra_by_column = extra_by_column or {}
+    columns = []
+    for i, item in enumerate(items or []):
+        named = isinstance(item, dict) and "name" in item
+        _require(named, f"columns[{i}]", "each column needs a `name`")
+        _known(item, COLUMN_KEYS, f"columns[{i}]")
+        name = str(item["name"])
+        overrides = _overrides(item.get("overrides"), f"columns[{i}]")
+        extra = _overrides(extra_by_column.get(name), f"scales.{scale}.column_overrides.{name}")
+        columns.append(Column(name, overrides + extra))
+    names = [c.name for c in columns]
+    distinct = len(columns) >= 1 and len(set(names)) == len(names)
+    _require(distinct, "columns", "list at least one column, with distinct names")
+    unknown = set(extra_by_column) - set(names)
+    _require(not unknown, f"scales.{scale}.column_overrides", f"no column {sorted(unknown)}")
+    return columns
+
+
+def _baseline_and_pairs(
+    raw: dict, scaled: dict, columns: list[Column], scale: str
+) -> tuple[str, list[list[str]], list[Column]]:
+    """(the baseline, the pairs [column, baseline column], the columns this scale runs)."""
+    names = [c.name for c in columns]
+    baseline = raw.get("baseline", names[0])
+    _require(baseline in names, "baseline", f"{baseline!r} is not a column ({', '.join(names)})")
+    pairs = raw.get("pairs") or [[name, baseline] for name in names if name != baseline]
+    for pair in pairs:
+        valid = isinstance(pair, list) and len(pair) == 2 and set(pair) <= set(names)
+        _require(valid, "pairs", f"{pair!r}: each pair is [column, baseline column]")
+    if "columns" in scaled:  # a scale may run a subset of the columns
+        keep = scaled["columns"]
+        valid = isinstance(keep, list) and baseline in keep and set(keep) <= set(names)
+        _require(valid, f"scales.{scale}.columns", f"a list of column names with {baseline!r}")
+        columns = [c for c in columns if c.name in keep]
+        pairs = [pair for pair in pairs if set(pair) <= set(keep)]
+    return baseline, pairs, columns
+
+
+def _row(item: Any, where: str, metrics: list[Metric], columns: list[str]) -> Row:
+    _require(isinstance(item, dict) and "name" in item, where, "each row needs a `name`")
+    _known(item, ROW_KEYS, where)
+    epoch = item.get("epoch")
+    integer = isinstance(epoch, int) and not isinstance(epoch, bool)
+    _require(epoch is None or integer, where, f"epoch={epoch!r} is not an integer")
+    paper = item.get("paper") or {}
+    for column, values in paper.items():
+        valid = column in columns and isinstance(values, dict)
+        _require(valid, f"{where}.paper", f"{column!r} is not a column with values")
+        for metric, value in values.items():
+            _number(value, f"{where}.paper.{column}.{metric}")
+    targets = item.get("targets") or {}
+    sources = {m.source for m in metrics if m.time_to_target}
+    if not isinstance(targets, dict) or not set(targets) <= sources:
+        raise _invalid(f"{where}.targets", f"targets of {sorted(sources)} (time_to_target)")
+    whole_runs = epoch is None or not sources
+    _require(whole_runs, where, "time_to_target reads whole runs, not a row's epoch")
+    for metric in metrics:
+        if metric.time_to_target:
+            target = targets.get(metric.source, metric.target)
+            _require(target is not None, where, f"no time-to-target target for {metric.source}")
+    return Row(
+        name=str(item["name"]),
+        overrides=_overrides(item.get("overrides"), where),
+        epoch=epoch,
+        cost=_number(item.get("cost"), f"{where}.cost"),
+        paper=paper,
+        targets={k: _number(v, f"{where}.targets.{k}") for k, v in targets.items()},
+    )
+
+
+def _rows(items: Any, metrics: list[Metric], columns: list[str], scale: str) -> list[Row]:
+    rows = [
+        _row(item, f"scales.{scale}.rows[{i}]", metrics, columns)
+        for i, item in enumerate(items or [])
+    ]
+    distinct = rows and len({r.name for r in rows}) == len(rows)
+    _require(distinct, "rows", f"scale {scale!r} needs at least one row, with distinct names")
+    return rows
+
+
+def _seeds(chosen: list[int] | None, in_spec: Any) -> tuple[int, ...]:
+    seeds = tuple(chosen) if chosen is not None else tuple(in_spec)
+    valid = seeds and all(isinstance(s, int) and s >= 0 for s in seeds)
+    _require(valid, "seeds", f"{seeds!r}: seeds are integers >= 0")
+    return seeds
+
+
+def _cost(cost: dict) -> Cost:
+    return Cost(
+        unit=str(cost.get("unit", "hours")),
+        per_run=_number(cost.get("per_run", 0.0), "cost.per_run") or 0.0,
+        per_launch=_number(cost.get("per_launch", 0.0), "cost.per_launch") or 0.0,
+    )
+
+
+def _primary(value: Any, metrics: list[Metric], rows: list[Row]) -> Primary:
     """The primary endpoint; a spec that declares none has its first metric on every row,
     as a spec without a baseline has its first column."""
     names = tuple(r.name for r in rows)
     if value is None:
         return Primary(metrics[0].key, names, "not declared: the spec's first metric")
-    _known(value, PRIMARY_KEYS, path, "primary")
+    _known(value, PRIMARY_KEYS, "primary")
     keys = [m.key for m in metrics]
     if value.get("metric") not in keys or not value.get("reason"):
-        raise _fail(path, "primary", f"name one metric ({', '.join(keys)}) and the reason")
+        raise _invalid("primary", f"name one metric ({', '.join(keys)}) and the reason")
     chosen = value.get("rows", "all")
-    if chosen not in ("all", "last"):
-        raise _fail(path, "primary.rows", f"{chosen!r}; choose all or last")
+    _require(chosen in ("all", "last"), "primary.rows", f"{chosen!r}; choose all or last")
     return Primary(str(value["metric"]), names if chosen == "all" else names[-1:], value["reason"])
+
+
+def _check_plans(spec: TableSpec) -> None:
+    """Every power plan must be reachable: a margin the seeds can detect at the assumed sd."""
+    for plan in spec.plans():
+        m = plan.metric
+        _require(
+            plan.seeds is not None,
+            f"metrics {m.key}",
+            f"margin {m.margin:g} with paired sd {m.paired_sd:g} needs too many seeds",
+        )
 
 
 def _parse(
     raw: Any, path: Path, scale: str, seeds: list[int] | None, extra: list[str]
 ) -> TableSpec:
-    if not isinstance(raw, dict):
-        raise _fail(path, "top level", "a spec is a mapping")
-    _known(raw, TOP_KEYS, path, "top level")
+    _require(isinstance(raw, dict), "top level", "a spec is a mapping")
+    _known(raw, TOP_KEYS, "top level")
     scales = raw.get("scales") or {}
     if scale not in scales:
-        raise _fail(path, "scales", f"no scale {scale!r}; it has: {', '.join(scales) or 'none'}")
+        raise _invalid("scales", f"no scale {scale!r}; it has: {', '.join(scales) or 'none'}")
     scaled = scales[scale] or {}
-    _known(scaled, SCALE_KEYS, path, f"scales.{scale}")
-
-    scaled_metrics = scaled.get("metrics") or {}
-    if not isinstance(scaled_metrics, dict):
-        raise _fail(path, f"scales.{scale}.metrics", "a mapping of metric key -> settings")
-    metrics = []
-    for i, item in enumerate(raw.get("metrics") or []):
-        key = item.get("key") if isinstance(item, dict) else None
-        metrics += _metric(item, scaled_metrics.get(key), path, scale, f"metrics[{i}]")
-    unknown = set(scaled_metrics) - {m.key for m in metrics}
-    if unknown:
-        raise _fail(path, f"scales.{scale}.metrics", f"no metric {sorted(unknown)}")
-    keys = [m.key for m in metrics]
-    if len(set(keys)) != len(keys):
-        raise _fail(path, "metrics", f"each metric key once: {keys}")
-    if not metrics:
-        raise _fail(path, "metrics", "list at least one metric")
-
-    columns = []
-    extra_by_column = scaled.get("column_overrides") or {}
-    for i, item in enumerate(raw.get("columns") or []):
-        if not isinstance(item, dict) or "name" not in item:
-            raise _fail(path, f"columns[{i}]", "each column needs a `name`")
-        _known(item, COLUMN_KEYS, path, f"columns[{i}]")
-        name = str(item["name"])
-        overrides = _overrides(item.get("overrides"), path, f"columns[{i}]")
-        scaled_extra = extra_by_column.get(name)
-        where = f"scales.{scale}.column_overrides.{name}"
-        columns.append(Column(name, overrides + _overrides(scaled_extra, path, where)))
-    names = [c.name for c in columns]
-    if len(columns) < 1 or len(set(names)) != len(names):
-        raise _fail(path, "columns", "list at least one column, with distinct names")
-    unknown = set(extra_by_column) - set(names)
-    if unknown:
-        raise _fail(path, f"scales.{scale}.column_overrides", f"no column {sorted(unknown)}")
-    baseline = raw.get("baseline", names[0])
-    if baseline not in names:
-        raise _fail(path, "baseline", f"{baseline!r} is not a column ({', '.join(names)})")
-    pairs = raw.get("pairs") or [[name, baseline] for name in names if name != baseline]
-    for pair in pairs:
-        if not isinstance(pair, list) or len(pair) != 2 or not set(pair) <= set(names):
-            raise _fail(path, "pairs", f"{pair!r}: each pair is [column, baseline column]")
-    if "columns" in scaled:  # a scale may run a subset of the columns
-        keep = scaled["columns"]
-        if not isinstance(keep, list) or baseline not in keep or not set(keep) <= set(names):
-            raise _fail(
-                path, f"scales.{scale}.columns", f"a list of column names with {baseline!r}"
-            )
-        columns = [c for c in columns if c.name in keep]
-        pairs = [pair for pair in pairs if set(pair) <= set(keep)]
-
-    rows = []
-    for i, item in enumerate(scaled.get("rows") or []):
-        where = f"scales.{scale}.rows[{i}]"
-        if not isinstance(item, dict) or "name" not in item:
-            raise _fail(path, where, "each row needs a `name`")
-        _known(item, ROW_KEYS, path, where)
-        epoch = item.get("epoch")
-        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int)):
-            raise _fail(path, where, f"epoch={epoch!r} is not an integer")
-        paper = item.get("paper") or {}
-        for column, values in paper.items():
-            if column not in names or not isinstance(values, dict):
-                raise _fail(path, f"{where}.paper", f"{column!r} is not a column with values")
-            for metric, value in values.items():
-                _number(value, path, f"{where}.paper.{column}.{metric}")
-        targets = item.get("targets") or {}
-        sources = {m.source for m in metrics if m.time_to_target}
-        if not isinstance(targets, dict) or not set(targets) <= sources:
-            raise _fail(path, f"{where}.targets", f"targets of {sorted(sources)} (time_to_target)")
-        if epoch is not None and sources:
-            raise _fail(path, where, "time_to_target reads whole runs, not a row's epoch")
-        for metric in metrics:
-            if metric.time_to_target and targets.get(metric.source, metric.target) is None:
-                raise _fail(path, where, f"no time-to-target target for {metric.source}")
-        rows.append(
-            Row(
-                name=str(item["name"]),
-                overrides=_overrides(item.get("overrides"), path, where),
-                epoch=epoch,
-                cost=_number(item.get("cost"), path, f"{where}.cost"),
-                paper=paper,
-                targets={k: _number(v, path, f"{where}.targets.{k}") for k, v in targets.items()},
-            )
-        )
-    if not rows or len({r.name for r in rows}) != len(rows):
-        raise _fail(path, "rows", f"scale {scale!r} needs at least one row, with distinct names")
-
+    _known(scaled, SCALE_KEYS, f"scales.{scale}")
+    metrics = _metrics(raw.get("metrics"), scaled.get("metrics"), scale)
+    every_column = _columns(raw.get("columns"), scaled.get("column_overrides"), scale)
+    baseline, pairs, columns = _baseline_and_pairs(raw, scaled, every_column, scale)
+    rows = _rows(scaled.get("rows"), metrics, [c.name for c in every_column], scale)
     cost = scaled.get("cost") or {}
-    _known(cost, COST_KEYS, path, f"scales.{scale}.cost")
-    spec_seeds = scaled.get("seeds", raw.get("seeds", (0, 1, 2)))
-    chosen_seeds = tuple(seeds) if seeds is not None else tuple(spec_seeds)
-    if not chosen_seeds or not all(isinstance(s, int) and s >= 0 for s in chosen_seeds):
-        raise _fail(path, "seeds", f"{chosen_seeds!r}: seeds are integers >= 0")
+    _known(cost, COST_KEYS, f"scales.{scale}.cost")
     spec = TableSpec(
         name=path.stem,
         path=path,
         scale=scale,
         title=str(scaled.get("title", raw.get("title", path.stem))),
-        seeds=chosen_seeds,
+        seeds=_seeds(seeds, scaled.get("seeds", raw.get("seeds", (0, 1, 2)))),
         metrics=tuple(metrics),
         columns=tuple(columns),
         baseline=baseline,
         pairs=tuple((str(a), str(b)) for a, b in pairs),
         rows=tuple(rows),
-        scale_overrides=_overrides(scaled.get("overrides"), path, f"scales.{scale}.overrides"),
+        scale_overrides=_overrides(scaled.get("overrides"), f"scales.{scale}.overrides"),
         runs_subdir=str(scaled.get("runs_subdir", "") or ""),
         results_subdir=str(scaled.get("results_subdir", "") or ""),
-        cost=Cost(
-            unit=str(cost.get("unit", "hours")),
-            per_run=_number(cost.get("per_run", 0.0), path, "cost.per_run") or 0.0,
-            per_launch=_number(cost.get("per_launch", 0.0), path, "cost.per_launch") or 0.0,
-        ),
+        cost=_cost(cost),
         paper_source=raw.get("paper_source"),
         notes=tuple(raw.get("notes") or ()) + tuple(scaled.get("notes") or ()),
-        primary=_primary(raw.get("primary"), metrics, rows, path),
+        primary=_primary(raw.get("primary"), metrics, rows),
     )
-    for plan in spec.plans():
-        if plan.seeds is None:
-            m = plan.metric
-            raise _fail(
-                path,
-                f"metrics {m.key}",
-                f"margin {m.margin:g} with paired sd {m.paired_sd:g} needs too many seeds",
-            )
-    _expand(spec, _overrides(extra, path, "extra overrides"))
+    _check_plans(spec)
+    _expand(spec, _overrides(extra, "extra overrides"))
     return spec
 
 
@@ -731,10 +752,9 @@ def plan_runs(
     from the config's own folder template, so the table finds exactly what run.py writes.
     A table's folders are readable, without the config hash (``folder_hash=false``): the
     check below that no two configs share one stands in for it.
-    ``check`` (e.g. agr_suite.core.config.validate) gets each resolved config. A group that does not
-    compose or fails the check gives runs with ``error`` set instead of a folder."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    ``check`` (e.g. agr_suite.core.config.validate) gets each resolved config. A group that
+    does not compose or fails the check gives runs with ``error`` set instead of a folder."""
+    from hydra import initialize_config_dir
 
     root = Path(runs_dir) / spec.runs_subdir if spec.runs_subdir else Path(runs_dir)
     paths_override = f"paths.runs={quote_value(str(root))}"
@@ -742,38 +762,36 @@ def plan_runs(
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         for index, group in enumerate(spec.groups):
             base = merge_overrides([paths_override, "folder_hash=false"], group.overrides)
-            folders: dict[int, Path] = {}
-            error = None
             try:
-                cfg = compose(
-                    "config",
-                    overrides=[*base, f"seed={spec.seeds[0]}"],
-                    return_hydra_config=True,
-                )
-                if check is not None:
-                    job_keys = [key for key in cfg if key != "hydra"]
-                    check(
-                        OmegaConf.to_container(OmegaConf.masked_copy(cfg, job_keys), resolve=True)
-                    )
-                OmegaConf.set_readonly(cfg, False)
-                for seed in spec.seeds:
-                    cfg.seed = seed
-                    folders[seed] = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+                folders, error = _run_folders(base, spec.seeds, check), None
             except Exception as exc:  # any composition error is reported against its cells
-                message = " ".join(str(exc).split())
-                error = f"{type(exc).__name__}: {message}"
-            for seed in spec.seeds:
-                planned.append(
-                    PlannedRun(
-                        group=index,
-                        seed=seed,
-                        overrides=(*base, f"seed={seed}"),
-                        folder=folders.get(seed),
-                        error=error,
-                    )
-                )
+                folders, error = {}, f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            planned += [
+                PlannedRun(index, seed, (*base, f"seed={seed}"), folders.get(seed), error)
+                for seed in spec.seeds
+            ]
     _check_distinct_folders(spec, planned)
     return planned
+
+
+def _run_folders(
+    overrides: tuple[str, ...], seeds: tuple[int, ...], check: Callable | None
+) -> dict[int, Path]:
+    """Seed -> the folder run.py gives the config of ``overrides`` (composed once, checked
+    with ``check``), inside an initialized Hydra config directory."""
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    cfg = compose("config", overrides=[*overrides, f"seed={seeds[0]}"], return_hydra_config=True)
+    if check is not None:
+        job_keys = [key for key in cfg if key != "hydra"]
+        check(OmegaConf.to_container(OmegaConf.masked_copy(cfg, job_keys), resolve=True))
+    OmegaConf.set_readonly(cfg, False)
+    folders = {}
+    for seed in seeds:
+        cfg.seed = seed
+        folders[seed] = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+    return folders
 
 
 def _check_distinct_folders(spec: TableSpec, planned: list[PlannedRun]) -> None:
@@ -790,3 +808,16 @@ def _check_distinct_folders(spec: TableSpec, planned: list[PlannedRun]) -> None:
                 f"differ in their overrides but share the run folder {run.folder}; give them "
                 "distinct experiment_name overrides (e.g. experiment_name=table3-wd0.01)"
             )
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    """A command line's ``--seeds 0,1,2`` (None: the spec's own); SystemExit otherwise."""
+    if text is None:
+        return None
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"error: --seeds {text!r}: give integers separated by commas") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"error: --seeds {text!r}: give distinct integers >= 0")
+    return seeds

@@ -39,7 +39,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from scipy import optimize, stats
@@ -53,6 +53,35 @@ EXACT_SIGN_FLIP_LIMIT = 20
 """The sign-flip test enumerates all 2^n patterns up to this many pairs; beyond, it is only
 used for a zero sd, where its p-value has a closed form."""
 _TIE = 1e-9  # relative tolerance for "as extreme as observed" among sign patterns
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+@dataclass
+class Summary:
+    n: int
+    mean: float
+    std: float  # sample std (ddof 1); NaN when n < 2
+    low: float = math.nan  # 95% t-interval of the mean (with ``interval``)
+    high: float = math.nan
+
+
+def summarize(values: Iterable[float], interval: bool = False) -> Summary:
+    """Mean and sample std of ``values``, and with ``interval`` the 95% t-interval of the
+    mean (NaN below 2 values)."""
+    data = [float(v) for v in values]
+    n = len(data)
+    if n == 0:
+        return Summary(0, math.nan, math.nan)
+    mean = statistics.fmean(data)
+    if n < 2:
+        return Summary(n, mean, math.nan)
+    std = statistics.stdev(data)  # exact arithmetic: equal values give exactly 0
+    if not interval:
+        return Summary(n, mean, std)
+    half = float(stats.t.ppf(1 - ALPHA / 2, n - 1)) * std / math.sqrt(n)
+    return Summary(n, mean, std, mean - half, mean + half)
 
 
 # --------------------------------------------------------------------------- exact sign flips
@@ -219,15 +248,6 @@ class Verdict:
     text: str
 
 
-def _interval(data: Sequence[float]) -> tuple[float, float]:
-    """The 95% t-interval of the mean (NaN below 2 values)."""
-    if len(data) < 2:
-        return math.nan, math.nan
-    mean, sd = statistics.fmean(data), statistics.stdev(data)
-    half = float(stats.t.ppf(1 - ALPHA / 2, len(data) - 1)) * sd / math.sqrt(len(data))
-    return mean - half, mean + half
-
-
 def _raw_tests(c: Comparison) -> tuple[float, float, float, str]:
     """(p difference, p equivalence, floored sd, method) before the Holm correction."""
     data, n = list(c.differences), len(c.differences)
@@ -247,47 +267,40 @@ def _raw_tests(c: Comparison) -> tuple[float, float, float, str]:
 def verdicts(comparisons: list[Comparison]) -> list[Verdict]:
     """Verdicts for one table's comparisons, Holm-corrected within each family."""
     raw = [_raw_tests(c) for c in comparisons]
-    adjusted: dict[int, tuple[float, float]] = {}
-    sizes = {family: 0 for family in FAMILIES}
+    sizes = {family: sum(c.family == family for c in comparisons) for family in FAMILIES}
+    adjusted: dict[int, list[float]] = {}
     for family in FAMILIES:
         members = [i for i, c in enumerate(comparisons) if c.family == family]
-        sizes[family] = len(members)
+        for test in (0, 1):  # the difference test, then equivalence
+            # an untested comparison (not informative, fewer than 2 pairs) still counts in
+            # its family, with p = 1, so that the family is the size the plan was made for
+            counted = [raw[i][test] if math.isfinite(raw[i][test]) else 1.0 for i in members]
+            for i, p in zip(members, holm(counted)):
+                adjusted.setdefault(i, []).append(p if math.isfinite(raw[i][test]) else math.nan)
+    return [
+        _verdict(c, *adjusted[i], *raw[i][2:], sizes[c.family]) for i, c in enumerate(comparisons)
+    ]
 
-        # an untested comparison (not informative, fewer than 2 pairs) still counts in its
-        # family, with p = 1, so that the family is the size the plan was made for
-        def counted(p: float) -> float:
-            return p if math.isfinite(p) else 1.0
 
-        diff = holm([counted(raw[i][0]) for i in members])
-        tost = holm([counted(raw[i][1]) for i in members])
-        for i, p_diff, p_tost in zip(members, diff, tost):
-            adjusted[i] = (p_diff, p_tost)
-    out = []
-    for i, c in enumerate(comparisons):
-        p_diff, p_tost = adjusted[i]
-        raw_diff, raw_tost, floored, method = raw[i]
-        p_diff = p_diff if math.isfinite(raw_diff) else math.nan
-        p_tost = p_tost if math.isfinite(raw_tost) else math.nan
-        level = planning_level(sizes[c.family])
-        n = len(c.differences)
-        needed = (
-            seeds_needed(c.margin, floored, level)
-            if c.margin is not None and n >= 2 and c.not_informative is None
-            else None
-        )
-        out.append(
-            Verdict(
-                mde=minimum_detectable_effect(floored, n, level),
-                seeds_for_margin=needed,
-                p_difference=p_diff,
-                p_equivalence=p_tost,
-                method=method,
-                family=c.family,
-                family_size=sizes[c.family],
-                text=_text(c, p_diff, p_tost, floored, needed),
-            )
-        )
-    return out
+def _verdict(
+    c: Comparison, p_diff: float, p_tost: float, floored: float, method: str, family_size: int
+) -> Verdict:
+    level, n = planning_level(family_size), len(c.differences)
+    needed = (
+        seeds_needed(c.margin, floored, level)
+        if c.margin is not None and n >= 2 and c.not_informative is None
+        else None
+    )
+    return Verdict(
+        mde=minimum_detectable_effect(floored, n, level),
+        seeds_for_margin=needed,
+        p_difference=p_diff,
+        p_equivalence=p_tost,
+        method=method,
+        family=c.family,
+        family_size=family_size,
+        text=_text(c, p_diff, p_tost, floored, needed),
+    )
 
 
 def _text(c: Comparison, p_diff: float, p_tost: float, sd: float, needed: int | None) -> str:
@@ -299,8 +312,8 @@ def _text(c: Comparison, p_diff: float, p_tost: float, sd: float, needed: int | 
     mean = statistics.fmean(c.differences)
     if p_diff < ALPHA:
         text = f"{c.column} {'better' if (mean > 0) == c.higher_is_better else 'worse'}"
-        low, high = _interval(c.differences)
-        if m is not None and -m < low and high < m:
+        interval = summarize(c.differences, interval=True)
+        if m is not None and -m < interval.low and interval.high < m:
             text += f", within ±{m:g}"
         return text
     if m is not None and p_tost < ALPHA:

@@ -17,8 +17,9 @@ from helpers import FAST, RUN_PY_RUNNERS, TINY_MODELS, resolved, run_folder_of, 
 from agr_suite.engine import DivergedError, train
 from agr_suite.engine.checkpoint import load
 from agr_suite.registry import build_task
+from agr_suite.report.outputs import write_outputs
 from agr_suite.report.spec import load_spec, plan_runs
-from agr_suite.report.tables import aggregate, write_outputs
+from agr_suite.report.tables import aggregate
 
 # Two optimizer steps per epoch (FAST: limit_batches=2, accumulate 1), a constant lr.
 TINY = [*FAST, "model=vit", *TINY_MODELS["vit"]]

@@ -16,8 +16,9 @@ from helpers import FAST, TINY_MODELS, resolved
 from agr_suite.engine import train
 from agr_suite.engine.machine import machine_label
 from agr_suite.registry import build_task
+from agr_suite.report.markdown import render_markdown
 from agr_suite.report.spec import load_spec, plan_runs
-from agr_suite.report.tables import aggregate, render_markdown
+from agr_suite.report.tables import aggregate
 
 TINY = [*FAST, "trainer.epochs=1", "model=vit", *TINY_MODELS["vit"]]
 

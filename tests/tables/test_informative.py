@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
+from agr_suite.report.outputs import write_outputs
+from agr_suite.report.run_folders import epochs_to_target, evaluation_interval
 from agr_suite.report.spec import SpecError, load_spec, plan_runs
-from agr_suite.report.tables import aggregate, epochs_to_target, evaluation_interval, write_outputs
+from agr_suite.report.tables import aggregate
 
 SPEC = """
 title: Informative or not

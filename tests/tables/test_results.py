@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from agr_suite.report.outputs import write_outputs
 from agr_suite.report.spec import SpecError, load_spec, plan_runs
-from agr_suite.report.tables import aggregate, write_outputs
+from agr_suite.report.tables import aggregate
 
 SPEC = """
 title: Fixture table
@@ -199,7 +200,7 @@ def test_markdown_shows_values_paper_and_what_is_missing(fixture_table):
 
 
 def test_learning_curves_average_over_seeds(fixture_table):
-    from agr_suite.report.tables import curves
+    from agr_suite.report.curves import curves
 
     table, _, _ = fixture_table
     metric = table.spec.metrics[0]
@@ -513,3 +514,29 @@ scales:
     }
     text = (tmp_path / "results" / "two.md").read_text()
     assert "AGR − Control" in text and "AGR − Base" in text
+
+
+def test_the_committed_paired_intervals_are_scipys_t_intervals():
+    """Every paired difference in the committed mini CSVs: its 95% interval recomputed with
+    scipy from the per-seed differences the CSV lists."""
+    from scipy.stats import t
+
+    from agr_suite.report.spec import ROOT
+
+    paths = sorted((ROOT / "results" / "mini").glob("*.csv"))
+    assert paths, "no committed mini tables"
+    for path in paths:
+        with path.open(newline="") as handle:
+            lines = [row for row in csv.DictReader(handle) if row["diff_vs"]]
+        for row in lines:
+            diffs = [float(item.split(":")[1]) for item in row["diff_values"].split()]
+            if len(diffs) < 2:
+                continue
+            mean = sum(diffs) / len(diffs)
+            sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+            if sd == 0:
+                low = high = mean
+            else:
+                low, high = t.interval(0.95, len(diffs) - 1, loc=mean, scale=sd / len(diffs) ** 0.5)
+            assert float(row["diff_ci_low"]) == pytest.approx(low, rel=1e-9, abs=1e-15)
+            assert float(row["diff_ci_high"]) == pytest.approx(high, rel=1e-9, abs=1e-15)
