@@ -195,6 +195,7 @@ def digits_16() -> torch.Tensor:
     return images.mul(2.0).sub(1.0).clamp(-1.0, 1.0)
 
 
+@pytest.mark.slow  # make test-slow; kept out of make test's time budget
 def test_ddpm_small_trains_on_digits():
     """30 Adam steps on one fixed batch with fixed (t, noise): the loss falls."""
     images = digits_16()[:16]

@@ -281,6 +281,7 @@ def test_cli_missing_inception_weights_exits_2_with_the_fix(tmp_path, run):
     assert "metrics.inception_weights" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # make test-slow; kept out of make test's time budget
 def test_sample_grids_go_to_wandb_as_images(tmp_path):
     """The real wandb, offline: the grid of each evaluation is an image in the run's history at
     the optimizer step of the evaluation, beside the numbers (and only the numbers)."""

@@ -85,9 +85,9 @@ CASES = [
 
 
 # Every case through run.py's own functions in this process (make test); through a real
-# `python run.py` too: two cases in make test (one refused before Hydra runs, one inside
-# run.py's main), every case in make test-all.
-CLI_IN_MAKE_TEST = ("unknown choice", "one beta")
+# `python run.py` too: one case in make test (refused before Hydra runs), every case in
+# make test-all.
+CLI_IN_MAKE_TEST = ("unknown choice",)
 RUNS = [pytest.param(case, run_in_process, id=f"{case}-in-process") for case in CASES] + [
     pytest.param(
         case, run_cli, id=f"{case}-cli", marks=() if case in CLI_IN_MAKE_TEST else pytest.mark.slow

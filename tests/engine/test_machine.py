@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from helpers import FAST, TINY_MODELS, resolved
 
@@ -47,6 +48,7 @@ def test_results_json_records_the_machine_and_the_numerics(tmp_path):
     assert saved["environment"] == env
 
 
+@pytest.mark.slow  # make test-slow; kept out of make test's time budget
 def test_capped_kernels_are_recorded_as_capped():
     """oneDNN and ATen capped at AVX2 (the portable CPU mode) say so (a fresh process: the
     caps are read when the libraries load)."""

@@ -89,6 +89,7 @@ def test_covering_pairs_covers_every_pair_in_fewer_combinations():
     assert len(chosen) < len(list(itertools.product(*groups))) / 3
 
 
+@pytest.mark.slow  # make test-slow; kept out of make test's time budget
 def test_every_pair_of_dataset_model_optimizer_choices_composes():
     """Every dataset with every model, every model with every optimizer and every dataset
     with every optimizer (all three at once: make test-all, below)."""
@@ -201,6 +202,7 @@ def test_accumulation_and_clip_count_optimizer_steps(tmp_path):
     assert handle_state["until_step"] == 1  # 0.5 epoch of 2 optimizer steps
 
 
+@pytest.mark.slow  # make test-slow; kept out of make test's time budget
 def test_resume_after_a_killed_process_matches_an_uninterrupted_run(tmp_path):
     args = [
         *FAST,
@@ -294,6 +296,7 @@ def test_corrupt_checkpoint_is_a_clear_error_and_stays(tmp_path, run):
 # ------------------------------------------------------------------------- distributed
 
 
+@pytest.mark.slow  # make test-slow; kept out of make test's time budget
 @pytest.mark.timeout(600)
 def test_two_process_ddp_run_evaluates_every_example_once(tmp_path):
     args = [

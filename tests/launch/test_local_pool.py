@@ -172,7 +172,10 @@ def wall_hours(output: str) -> float:
     return float(line.split("about ")[1].split()[0])
 
 
-@pytest.mark.parametrize("gpus,k", [(1, 1), (48, 1), (24, 2), (12, 4)])
+@pytest.mark.parametrize(
+    "gpus,k",
+    [(1, 1), *[pytest.param(g, k, marks=pytest.mark.slow) for g, k in ((48, 1), (24, 2), (12, 4))]],
+)
 def test_dry_run_prints_the_wall_time_on_n_gpus_with_k_runs_each(
     tmp_path, capsys, monkeypatch, gpus, k
 ):
@@ -213,6 +216,7 @@ def test_unmeasured_packing_is_assumed_to_gain_nothing(tmp_path, capsys, monkeyp
     assert wall_hours(out) == pytest.approx(12 * 0.3, rel=5e-3)
 
 
+@pytest.mark.slow  # make test-slow; kept out of make test's time budget
 def test_more_gpus_than_visible_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     assert reproduce.main(["table2", "--runs-dir", str(tmp_path), "--gpus", "2"]) == 2
@@ -317,6 +321,7 @@ def test_ctrl_c_during_real_runs_leaves_them_resumable(tmp_path):
         assert json.loads(result.read_text())["status"] == "running"  # interrupted, not failed
 
 
+@pytest.mark.slow  # make test-slow; kept out of make test's time budget
 def test_the_readmes_table2_wall_times_are_the_dry_runs(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(dry_run, "GPU_BENCH", tmp_path / "absent.json")
     hours = {}

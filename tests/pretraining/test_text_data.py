@@ -158,6 +158,7 @@ def test_docstrings_corpus_leaves_out_tests_and_repeats_and_splits_every_tenth(t
     assert corpus.splits["train"] == [d for i, d in enumerate(expected) if i % every != every - 1]
 
 
+@pytest.mark.slow  # make test-slow; kept out of make test's time budget
 def test_the_librarys_docstrings_corpus_is_large_and_its_split_disjoint():
     corpus = docstrings_corpus()
     train, test = corpus.splits["train"], corpus.splits["test"]

@@ -118,6 +118,7 @@ def test_ties_follow_the_documented_order():
     assert learn_wordpiece(counts, 10_000) == start + merges
 
 
+@pytest.mark.slow  # make test-slow; kept out of make test's time budget
 def test_learner_matches_the_slow_reference_on_real_text():
     corpus = pydoc_corpus()
     counts = count_words(list(corpus.sentences("train"))[:300], lowercase=True)

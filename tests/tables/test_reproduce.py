@@ -68,7 +68,10 @@ def listed_runs(output: str) -> set[tuple[int, frozenset]]:
     return runs
 
 
-@pytest.mark.parametrize("scale", ["paper", "mini"])
+@pytest.mark.parametrize(
+    "scale",
+    [pytest.param("paper", marks=pytest.mark.slow), "mini"],  # paper: make test-slow
+)
 @pytest.mark.parametrize("table", TABLES)
 def test_dry_run_lists_exactly_the_runs_of_the_spec(tmp_path, capsys, table, scale):
     code = reproduce.main([table, "--scale", scale, "--dry-run", "--runs-dir", str(tmp_path)])
@@ -432,6 +435,7 @@ def test_the_readmes_power_plan_and_run_count_are_the_specs():
     assert f"at paper scale lists {total} runs" in readme
 
 
+@pytest.mark.slow  # make test-slow; kept out of make test's time budget
 def test_portable_cpu_caps_the_cpu_kernels_of_every_run(tmp_path, monkeypatch):
     """--portable-cpu hands every run the AVX2 caps (what a capped run records:
     tests/engine/test_machine.py)."""

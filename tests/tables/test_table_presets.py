@@ -200,7 +200,10 @@ def hydra_configs():
     return initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3")
 
 
-@pytest.mark.parametrize("scale", ["paper", "mini"])
+@pytest.mark.parametrize(
+    "scale",
+    [pytest.param("paper", marks=pytest.mark.slow), "mini"],  # paper: make test-slow
+)
 @pytest.mark.parametrize("table", TABLES)
 def test_a_cell_is_its_preset_and_its_arm(tmp_path, table, scale):
     spec = load_spec(table, scale)
@@ -383,6 +386,7 @@ def test_table3_trains_at_the_constant_rate_of_the_authors_code(configs):
     assert (mini.scheduler.name, mini.scheduler.warmup_epochs) == ("constant", 0.3)
 
 
+@pytest.mark.slow  # make test-slow; kept out of make test's time budget
 def test_every_preset_composes_alone(configs):
     """A preset is a runnable config: `python run.py experiment=<preset>`."""
     presets = sorted(PRESETS.rglob("*.yaml"))
