@@ -34,7 +34,7 @@ from diffusers import UNet2DModel
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
-from agr_suite.diffusion.config import UNET_INITS, UNetConfig
+from agr_suite.diffusion.config import UNetConfig
 
 __all__ = ["build_unet", "ddpm_init_"]
 
@@ -94,8 +94,6 @@ def build_unet(
     channels = tuple(int(c) for c in cfg.block_out_channels)
     levels = len(channels)
     attention = {int(i) for i in cfg.attention_levels}
-    if cfg.init not in UNET_INITS:
-        raise ValueError(f"init must be one of {UNET_INITS}, got {cfg.init!r}")
     if not attention <= set(range(levels)):
         raise ValueError(f"attention_levels {sorted(attention)} out of range for {levels} levels")
     if image_size % 2 ** (levels - 1):

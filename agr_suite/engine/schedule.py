@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from agr_suite.core.config import SCHEDULES, SchedulerConfig
+from agr_suite.core.config import SchedulerConfig
 
 
 def build_scheduler(
@@ -18,8 +18,6 @@ def build_scheduler(
     """A LambdaLR stepped once per optimizer step. Epoch-valued settings (warmup_epochs,
     milestones) are converted to steps with ``steps_per_epoch``."""
     name = settings.name
-    if name not in SCHEDULES:
-        raise ValueError(f"scheduler={name!r} is not valid; choose one of {', '.join(SCHEDULES)}")
     warmup = round(float(settings.warmup_epochs) * steps_per_epoch)
     if settings.warmup_steps is not None:
         warmup = int(settings.warmup_steps)
