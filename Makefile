@@ -18,7 +18,7 @@ JOBS ?=
 REPRODUCE = $(PY) scripts/reproduce.py --launcher $(LAUNCHER) $(if $(SEEDS),--seeds $(SEEDS)) \
 	$(if $(RUNS_PER_GPU),--runs-per-gpu $(RUNS_PER_GPU)) $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: help install constraints test test-all test-slow test-slurm lint bench-data bench-optimizer bench-train bench-gpu gpu-check reproduce-mini albert-learns \
+.PHONY: help install lock test test-all test-slow test-slurm lint bench-data bench-optimizer bench-train bench-gpu gpu-check reproduce-mini albert-learns \
 	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-ablation tables clean
 
 help:  ## list the targets
@@ -26,12 +26,15 @@ help:  ## list the targets
 
 install: $(STAMP)  ## create .venv, install the AGR library (lib/) and agr-suite with its dev tools at the pinned versions (skips when up to date)
 
-# The library (torch-agr, from ./lib) and the suite in one pip command, at the exact versions
-# of constraints.txt (the pyproject files keep ranges).
-$(STAMP): pyproject.toml lib/pyproject.toml constraints.txt
+# Two pip commands: every distribution at the exact version and hash of requirements.lock
+# (pip's hash-checking mode: nothing unpinned or unhashed gets in), then the library (./lib)
+# and the suite as editable installs, with no dependencies and no build isolation (their
+# build backend, setuptools, comes from the lock). requirements.lock is resolved from the
+# pyproject files' ranges by `make lock`.
+$(STAMP): pyproject.toml lib/pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ./lib -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e ./lib -e '.[dev]'
 	@# the CPU AGR kernel, built once here so that no run pays for the build (about a minute)
 	$(PY) -c "import agr.regularizer as r; print('AGR CPU kernel:', 'built' if r.load_cpu_kernel() else 'not available, torch ops instead')"
 	touch $(STAMP)
@@ -81,7 +84,7 @@ CORES := $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
 PORTABLE_CPU ?= 1
 MINI_LAUNCH = $(if $(JOBS),,--shards $(CORES)) $(if $(filter 1,$(PORTABLE_CPU)),--portable-cpu)
 
-reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (16 min on 2 idle cores) -> results/mini/
+reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (16-25 min on 2 idle cores) -> results/mini/
 	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini $(MINI_LAUNCH)
 
 # run.py's folder for experiment=albert_learns (configs/config.yaml's hydra.run.dir)
@@ -106,10 +109,14 @@ reproduce-ablation: install  ## AGR's dose-response, mass-matched null, a positi
 tables: install  ## make the tables from finished runs only (SCALE=paper|mini), launching nothing
 	$(PY) scripts/make_table.py --scale $(SCALE)
 
-constraints: install  ## rewrite constraints.txt (its comment lines kept) from .venv's versions, after an upgrade there
-	{ grep '^#' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -v '^#'; } > constraints.txt.new
-	mv constraints.txt.new constraints.txt
-	touch $(STAMP)  # .venv is what the file now says
+# uv resolves requirements.in (the two pyproject files' ranges) for Python 3.11 with hashes.
+# It keeps the lock's pins that still satisfy the ranges (UPGRADE=1: the newest allowed),
+# and takes a pre-release only for a package that has no final release (wandb pins a few).
+LOCK = $(VENV)/bin/uv pip compile requirements.in --python-version 3.11 --generate-hashes \
+	--prerelease if-necessary --no-emit-package torch-agr --no-emit-package agr-suite \
+	--custom-compile-command "make lock" --quiet
+lock: install  ## re-resolve requirements.lock from the pyproject ranges (UPGRADE=1: newest versions); then make install
+	$(LOCK) $(if $(filter 1,$(UPGRADE)),--upgrade) -o requirements.lock
 
 clean:  ## remove caches (keeps .venv, data and runs)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info lib/build lib/*.egg-info

@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -414,7 +414,7 @@ def main() -> None:
     environment = bench.machine(args.device)
     report: dict[str, Any] = {
         "what": "the suite's speed on one device: epoch times, runs per GPU, DDPM, AGR step",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": shlex.join(["python", *sys.argv]),
         "smoke": args.smoke,
         "device": environment["device"],
