@@ -7,6 +7,12 @@ output goes to its log. A run that fails fails alone: the pool goes on and lists
 end. Ctrl-C (or SIGTERM) sends SIGINT to every run, which ends it as an interrupted,
 resumable run, and kills whatever is still alive after ``grace_s`` (or at a second Ctrl-C).
 
+Each run that ends prints a progress line with the pool's remaining wall time, estimated
+from the runs of this pool that finished (``launch.eta``; weighted by ``PoolJob.cost`` when
+every job has one, else by counts; ``eta ?`` until a run has finished)::
+
+    finished  run3 after 21.0 min [3/12 ended, 0 failed, 2 running, eta 1h04m]
+
 Why processes and not threads or one multirun: a CUDA context, a compiled graph and a
 crash all belong to a process, so a process per run is what keeps runs independent.
 """
@@ -21,6 +27,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from agr_suite.launch.eta import format_duration, remaining_seconds
 
 __all__ = ["PoolJob", "PoolResult", "Slot", "make_slots", "run_pool", "visible_gpus"]
 
@@ -53,6 +61,9 @@ class PoolJob:
     name: str
     command: list[str]
     log: Path
+    cost: float | None = None
+    """The run's estimated cost in any unit (e.g. the table spec's GPU-hours per run), which
+    weights the ETA; None: unknown (the ETA then counts runs, unless every job has a cost)."""
 
 
 @dataclass
@@ -160,6 +171,28 @@ def _stop(
         codes[job.name] = process.wait()
 
 
+def _eta(
+    jobs: Sequence[PoolJob],
+    durations: dict[str, float],
+    running: Sequence[tuple[PoolJob, float]],
+    queue: Sequence[PoolJob],
+    slots: int,
+) -> str:
+    """``eta 1h04m`` for the runs still running (each with the seconds it has run) and those
+    in ``queue``, from the ``durations`` of the runs that finished (launch.eta), weighted by
+    the jobs' costs when every job has one above 0, else by counts; ``eta ?`` before any run
+    has finished."""
+    costed = all(job.cost is not None and job.cost > 0 for job in jobs)
+    weight = {job.name: job.cost if costed and job.cost else 1.0 for job in jobs}
+    seconds = remaining_seconds(
+        [(duration, weight[name]) for name, duration in durations.items()],
+        [(elapsed, weight[job.name]) for job, elapsed in running],
+        [weight[job.name] for job in queue],
+        slots,
+    )
+    return f"eta {format_duration(seconds)}"
+
+
 def run_pool(
     jobs: Sequence[PoolJob],
     slots: Sequence[Slot],
@@ -169,7 +202,8 @@ def run_pool(
     poll_s: float = 0.2,
     say: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> PoolResult:
-    """Run ``jobs`` in order, one per free slot, until all have ended (or Ctrl-C)."""
+    """Run ``jobs`` in order, one per free slot, until all have ended (or Ctrl-C); a line
+    through ``say`` as each starts and as each ends (with the ETA while runs remain)."""
     if not slots:
         raise ValueError("no slots to run in")
     base_env = dict(os.environ if env is None else env)
@@ -178,6 +212,7 @@ def run_pool(
     running: dict[int, tuple[PoolJob, subprocess.Popen]] = {}
     codes: dict[str, int] = {}
     started: dict[str, float] = {}
+    durations: dict[str, float] = {}  # of the runs that finished (exit 0), for the ETA
     total = len(queue)
     # SIGTERM (e.g. a closed tmux pane, `kill`) stops the pool as Ctrl-C does.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -196,13 +231,17 @@ def run_pool(
                 del running[slot_index]
                 free.append(slot_index)
                 codes[job.name] = code
-                minutes = (time.monotonic() - started[job.name]) / 60
+                now = time.monotonic()
+                seconds = now - started[job.name]
+                if code == 0:
+                    durations[job.name] = seconds
                 failed = sum(c != 0 for c in codes.values())
                 state = "finished" if code == 0 else f"FAILED (exit {code}; see {job.log})"
-                say(
-                    f"{state:9s} {job.name} after {minutes:.1f} min "
-                    f"[{len(codes)}/{total} ended, {failed} failed, {len(running)} running]"
-                )
+                progress = f"{len(codes)}/{total} ended, {failed} failed, {len(running)} running"
+                if queue or running:
+                    in_progress = [(j, now - started[j.name]) for j, _ in running.values()]
+                    progress += ", " + _eta(jobs, durations, in_progress, queue, len(slots))
+                say(f"{state:9s} {job.name} after {seconds / 60:.1f} min [{progress}]")
             time.sleep(poll_s)
     except KeyboardInterrupt:
         _stop(running, codes, grace_s, say)

@@ -7,7 +7,9 @@ The suite's Slurm launcher (``hydra_plugins/agr_slurm``) waits with ``SweepWatch
 instead: a task is done when submitit's result files exist, or when ``squeue`` has shown it
 ended (or has forgotten it) for ``grace_s`` seconds without them (cancelled, for one:
 ``scancel``, then the same command again resumes the sweep). It prints one line each
-time the counts change (submitted, pending, running, finished, failed) and one per requeue.
+time the counts change (submitted, pending, running, finished, failed), with the sweep's
+remaining wall time while tasks remain (``eta 1h04m``, ``eta ?`` until a task has finished:
+``SweepWatcher.eta``), and one line per requeue.
 
 It also records what it submitted (``submitted.jsonl`` beside submitit's job folders), so
 scripts/reproduce.py does not submit a run again while its task is still queued or running.
@@ -20,7 +22,10 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+
+from agr_suite.launch.eta import format_duration, remaining_seconds
 
 # squeue states of a job that is not over yet (squeue(1), JOB STATE CODES)
 ALIVE = frozenset(
@@ -63,6 +68,15 @@ def squeue(job_ids: Iterable[str]) -> dict[str, tuple[str, str]] | None:
 
 def array_id(task_id: str) -> str:
     return task_id.split("_")[0]
+
+
+def start_time(start: str) -> float | None:
+    """squeue's start time (``%S``, ``2026-01-01T10:00:00``, in this machine's local time:
+    squeue prints it so) as seconds since the epoch; None for ``N/A``, ``Unknown`` and the like."""
+    try:
+        return datetime.fromisoformat(start).timestamp()
+    except ValueError:
+        return None
 
 
 # ------------------------------------------------------------------ what was submitted
@@ -126,6 +140,9 @@ class _Task:
     ended: str | None = None  # why it counts as failed without a result
     gone_since: float | None = None
     requeues: int = 0
+    running_since: float | None = None  # its current run's start (squeue's, else first seen)
+    earlier_s: float = 0.0  # how long it ran before its requeues (as far as polls saw)
+    duration: float | None = None  # its whole running time, once it finished
 
 
 @dataclass
@@ -133,7 +150,20 @@ class SweepWatcher:
     """Waits for Slurm tasks, printing the sweep's progress through ``say``.
 
     ``tasks`` maps a task id (``123_4``) to (a label, a function that returns True once the
-    task finished, False once it failed, None while there is no result yet)."""
+    task finished, False once it failed, None while there is no result yet).
+
+    The summary's ETA (:meth:`eta`) is ``launch.eta``'s estimate over the tasks, counted
+    alike (no per-task cost): each finished task timed by ``wall_time`` (the run's own
+    ``wall_time_s`` from its results, when the caller passes it), else from its start
+    (squeue's start time, else the first poll that saw it running) to the poll that saw its
+    result, plus what it ran before a requeue; each running task by its time since that
+    start (plus before a requeue); the pending tasks in task order, as many at once as the
+    most tasks seen running together (at most ``concurrency``, the array's ``%N`` limit,
+    when known; that limit alone while none has been seen running). It ignores queue wait:
+    a pending task is taken to start as soon as a slot comes free, so a busy cluster, a
+    requeue's wait or a partition that gives the sweep fewer slots later all make the
+    sweep end later than it says. Failed tasks are not timed (nor waited for), and a
+    requeued task that waits to start again is taken to need a whole run."""
 
     tasks: dict[str, tuple[str, Callable[[], bool | None]]]
     say: Callable[[str], None] = print
@@ -141,7 +171,11 @@ class SweepWatcher:
     squeue_s: tuple[float, float] = (5.0, 60.0)  # squeue: first interval, the longest
     grace_s: float = 15.0  # ended or forgotten by squeue this long, without a result: failed
     heartbeat_s: float = 600.0
+    concurrency: int | None = None  # the array's limit on tasks running at once, if known
+    wall_time: Callable[[str], float | None] | None = None  # a finished task's seconds
+    clock: Callable[[], float] = time.time
     _tasks: list[_Task] = field(init=False)
+    _peak: int = field(init=False, default=0)  # the most tasks seen running at once
 
     def __post_init__(self) -> None:
         self._tasks = [_Task(t, label, fn) for t, (label, fn) in self.tasks.items()]
@@ -159,7 +193,7 @@ class SweepWatcher:
                 counts["pending"] += 1
         return counts
 
-    def summary(self) -> str:
+    def _counts_line(self) -> str:
         jobs = sorted({array_id(t.task_id) for t in self._tasks}, key=lambda j: (len(j), j))
         counts = ", ".join(f"{n} {name}" for name, n in self.counts().items())
         requeues = sum(t.requeues for t in self._tasks)
@@ -167,14 +201,45 @@ class SweepWatcher:
             f" ({requeues} requeued)" if requeues else ""
         )
 
+    def eta(self) -> float | None:
+        """Seconds until the last open task ends, or None while it cannot be known (no task
+        timed yet, or tasks pending and none seen running with no known limit): see the
+        class docstring for what it counts and what it ignores."""
+        now = self.clock()
+        finished = [(t.duration, 1.0) for t in self._tasks if t.result and t.duration]
+        running, waiting = [], []
+        for task in self._open():
+            if task.state in RUNNING and task.running_since is not None:
+                running.append((now - task.running_since + task.earlier_s, 1.0))
+            else:
+                waiting.append(1.0)
+        slots = min(self._peak, self.concurrency or self._peak) or self.concurrency or 0
+        return remaining_seconds(finished, running, waiting, slots)
+
+    def summary(self) -> str:
+        """The counts, then the ETA while tasks remain (``eta ?`` until one can be made)."""
+        line = self._counts_line()
+        return f"{line}, eta {format_duration(self.eta())}" if self._open() else line
+
     def _open(self) -> list[_Task]:
         return [t for t in self._tasks if t.result is None and t.ended is None]
+
+    def _finish(self, task: _Task, result: bool) -> None:
+        """Record a task's result and, when it finished, how long it ran."""
+        task.result = result
+        if not result:
+            return
+        seconds = self.wall_time(task.task_id) if self.wall_time is not None else None
+        if not isinstance(seconds, (int, float)) or seconds <= 0:
+            since = task.running_since
+            seconds = self.clock() - since if since is not None else None
+        task.duration = None if seconds is None else seconds + task.earlier_s
 
     def _check_results(self) -> None:
         for task in self._open():
             result = task.outcome()
             if result is not None:
-                task.result = result
+                self._finish(task, result)
                 if result is False:
                     self.say(f"run failed: {task.label} (slurm task {task.task_id})")
 
@@ -183,29 +248,40 @@ class SweepWatcher:
         states = squeue({array_id(t.task_id) for t in open_})
         if states is None:
             return False
-        now = time.time()
+        now = self.clock()
         for task in open_:
             state, started = states.get(task.task_id, ("", ""))
             if state in ALIVE:
                 back = state in ("PENDING", "REQUEUED", "REQUEUE_HOLD")
                 restarted = state == task.state == "RUNNING" and started != task.started
+                since = start_time(started)
+                since = since if since is not None and since <= now else None
                 if task.state in RUNNING and (back or restarted):
                     task.requeues += 1
                     self.say(
                         f"requeued: {task.label} (slurm task {task.task_id}); it resumes from "
                         "its checkpoint when it starts again"
                     )
+                    if task.running_since is not None:  # it ran until its restart, or now
+                        end = since if restarted and since is not None else now
+                        task.earlier_s += max(end - task.running_since, 0.0)
+                    task.running_since = None
+                if state in RUNNING and task.running_since is None:
+                    task.running_since = since if since is not None else now
                 task.state, task.started, task.gone_since = state, started, None
                 continue
             task.gone_since = task.gone_since or now
             if now - task.gone_since >= self.grace_s:
-                task.result = task.outcome()  # one last look: the result may just have landed
-                if task.result is None:
+                result = task.outcome()  # one last look: the result may just have landed
+                if result is not None:
+                    self._finish(task, result)
+                else:
                     task.ended = state or "no longer listed by squeue"
                     self.say(
                         f"run failed: {task.label} (slurm task {task.task_id}) ended "
                         f"({task.ended}) without a result"
                     )
+        self._peak = max(self._peak, sum(t.state in RUNNING for t in self._open()))
         return True
 
     def run(self) -> dict[str, bool | str]:
@@ -216,16 +292,16 @@ class SweepWatcher:
         last_line, last_said, warned = "", 0.0, False
         while True:
             self._check_results()
-            now = time.time()
+            now = self.clock()
             if self._open() and now >= next_squeue:
                 if not self._check_squeue() and not warned:
                     self.say("squeue does not answer; waiting for the runs' result files")
                     warned = True
                 interval = min(longest, interval * 2)
                 next_squeue = now + interval
-            line = self.summary()
+            line = self._counts_line()  # a new line when the counts change, not the ETA
             if line != last_line or now - last_said >= self.heartbeat_s:
-                self.say(line)
+                self.say(self.summary())
                 if line != last_line:
                     interval, next_squeue = first, min(next_squeue, now + first)
                 last_line, last_said = line, now

@@ -96,6 +96,82 @@ def test_runs_share_the_slots_and_a_failed_run_fails_alone(tmp_path):
     assert any("FAILED" in line and "run1" in line for line in lines)
 
 
+class FakeTime:
+    """The pool's clock: each poll's sleep moves it on by ``tick`` seconds, never waiting."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, _seconds: float) -> None:
+        self.now += self.tick
+
+
+class FakeRun:
+    """A run process that ends ``seconds`` after it started, by the fake clock."""
+
+    def __init__(self, clock: FakeTime, seconds: float, code: int) -> None:
+        self.clock, self.end, self.code = clock, clock.now + seconds, code
+
+    def poll(self) -> int | None:
+        return self.code if self.clock.now >= self.end else None
+
+    def wait(self) -> int:
+        return self.code
+
+
+def fake_pool(monkeypatch, runs: dict[str, tuple[float, int]], tick: float = 60.0):
+    """Runs of the given (seconds, exit code) instead of processes, on a fake clock."""
+    clock = FakeTime(tick)
+    monkeypatch.setattr(local_pool, "time", clock)
+    monkeypatch.setattr(
+        local_pool, "_start", lambda job, slot, env: FakeRun(clock, *runs[job.name])
+    )
+
+
+def finish_lines(lines: list[str]) -> list[str]:
+    return [line for line in lines if not line.startswith("started")]
+
+
+def test_the_eta_weights_runs_by_their_cost(monkeypatch, tmp_path):
+    """Two slots; A (cost 2) runs 1200 s, B, C (cost 1) 600 s, D (cost 2) 1200 s; the clock
+    moves 60 s a poll, so a freed slot starts its next run 60 s later. By hand:
+    at 600 B ends: 600 s per unit of cost; A (cost 2, 600 s in) has 600 s left; C (600 s)
+      goes in the free slot, then D (1200 s) where the first slot comes free (600): 1800 s.
+    at 1200 A ends: (600 + 1200) / (1 + 2) = 600 per unit; C (started at 660) has 60 s left,
+      D (1200 s) takes the free slot: 1200 s.
+    at 1260 D starts, C ends: D has its 1200 s ahead. At 2460 D ends: no ETA left to say."""
+    fake_pool(monkeypatch, {"A": (1200, 0), "B": (600, 0), "C": (600, 0), "D": (1200, 0)})
+    costs = {"A": 2.0, "B": 1.0, "C": 1.0, "D": 2.0}
+    jobs = [PoolJob(n, ["run", n], tmp_path / f"{n}.log", cost=c) for n, c in costs.items()]
+    lines: list[str] = []
+    assert run_pool(jobs, [Slot("0"), Slot("1")], say=lines.append).exit_code == 0
+    assert finish_lines(lines) == [
+        "finished  B after 10.0 min [1/4 ended, 0 failed, 1 running, eta 30m]",
+        "finished  A after 20.0 min [2/4 ended, 0 failed, 1 running, eta 20m]",
+        "finished  C after 10.0 min [3/4 ended, 0 failed, 1 running, eta 20m]",
+        "finished  D after 20.0 min [4/4 ended, 0 failed, 0 running]",
+    ]
+
+
+def test_the_eta_counts_runs_without_costs_and_waits_for_a_finished_one(monkeypatch, tmp_path):
+    """P fails at 120 s: nothing measured, ``eta ?``. R starts at 180. Q ends at 600: 600 s a
+    run (R's cost is unknown, so costs are not used); R, 420 s in, has 180 s left."""
+    fake_pool(monkeypatch, {"P": (120, 3), "Q": (600, 0), "R": (600, 0)})
+    costs = {"P": 5.0, "Q": 1.0, "R": None}
+    jobs = [PoolJob(n, ["run", n], tmp_path / f"{n}.log", cost=c) for n, c in costs.items()]
+    lines: list[str] = []
+    assert run_pool(jobs, [Slot(None, 1), Slot(None, 1)], say=lines.append).failed == ["P"]
+    assert finish_lines(lines) == [
+        f"FAILED (exit 3; see {tmp_path / 'P.log'}) P after 2.0 min "
+        "[1/3 ended, 1 failed, 1 running, eta ?]",
+        "finished  Q after 10.0 min [2/3 ended, 1 failed, 1 running, eta 3m]",
+        "finished  R after 10.0 min [3/3 ended, 1 failed, 0 running]",
+    ]
+
+
 # A pool in its own process, so the test can Ctrl-C it: job 0 stops at SIGINT, job 1 ignores
 # it and must be killed after the grace period.
 POOL = textwrap.dedent(
@@ -322,13 +398,13 @@ def test_ctrl_c_during_real_runs_leaves_them_resumable(tmp_path):
 
 
 @pytest.mark.slow  # make test-slow; kept out of make test's time budget
-def test_the_readmes_table2_wall_times_are_the_dry_runs(tmp_path, capsys, monkeypatch):
+def test_the_docs_table2_wall_times_are_the_dry_runs(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(dry_run, "GPU_BENCH", tmp_path / "absent.json")
     hours = {}
     for gpus in (1, 8):
         args = ["table2", "--dry-run", "--runs-dir", str(tmp_path), "--gpus", str(gpus)]
         assert reproduce.main(args) == 0
         hours[gpus] = wall_hours(capsys.readouterr().out)
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join((ROOT / "docs" / "tables.md").read_text().split())
     claim = f"about {round(hours[1])} hours on one GPU and about {round(hours[8])} hours on 8"
     assert claim in readme

@@ -8,6 +8,7 @@ import json
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -80,8 +81,11 @@ def test_the_watcher_reports_progress_and_fails_a_task_that_ended_without_a_resu
     outcome = watch(tasks, said, grace_s=0.5)
     assert outcome == {"5_0": True, "5_1": "CANCELLED"}
     assert 0.8 <= time.time() - started < 10  # the grace, then done: no waiting forever
-    assert said[0] == "slurm job 5: 2 runs submitted, 0 pending, 2 running, 0 finished, 0 failed"
+    assert said[0] == (
+        "slurm job 5: 2 runs submitted, 0 pending, 2 running, 0 finished, 0 failed, eta ?"
+    )
     assert said[-1] == "slurm job 5: 2 runs submitted, 0 pending, 0 running, 1 finished, 1 failed"
+    assert sum(line.startswith("slurm job 5") for line in said) == 3  # one per change of counts
     assert any("run failed: seed=1 (slurm task 5_1) ended (CANCELLED)" in line for line in said)
     assert not any("sacct" in line for line in said)
 
@@ -109,6 +113,118 @@ def test_a_requeue_is_reported_once_even_when_no_poll_saw_it_pending(fake_squeue
     assert watch({"9": ("seed=0", lambda: results["9"])}, said) == {"9": True}
     assert sum(line.startswith("requeued: seed=0 (slurm task 9)") for line in said) == 1
     assert said[-1].endswith("1 finished, 0 failed (1 requeued)")
+
+
+def at(hh: int, mm: int) -> float:
+    """10:30 on the day of the stand-in squeue's start times, as this machine's clock reads it
+    (squeue prints local time)."""
+    return datetime(2026, 1, 1, hh, mm).timestamp()
+
+
+def clocked_watcher(tasks, said, clock, **kwargs):
+    return slurm.SweepWatcher(tasks, say=said.append, clock=lambda: clock[0], **kwargs)
+
+
+@pytest.mark.parametrize(
+    "concurrency,wall_time,eta",
+    [
+        # 7_0 ran 10:00 -> 10:40, 40 min a run; 7_1 (from 10:10) has 10 min left; two slots
+        # (two were seen running): 7_2 10:40 -> 11:20, 7_3 10:50 -> 11:30: 50 min from 10:40
+        (None, None, "50m"),
+        (8, None, "50m"),  # a limit above what the sweep gets does not add slots
+        # a limit of one: 7_2 after 7_1 (10:50 -> 11:30), 7_3 after it (-> 12:10)
+        (1, None, "1h30m"),
+        # the run's own wall time, 30 min: 7_1 (30 min in) ends now, 7_2 and 7_3 take 30 min
+        (None, 1800.0, "30m"),
+    ],
+)
+def test_the_summary_estimates_the_time_left_from_finished_tasks(
+    fake_squeue, concurrency, wall_time, eta
+):
+    results: dict[str, bool | None] = {f"7_{i}": None for i in range(4)}
+    fake_squeue(
+        {
+            "7_0": ("RUNNING", "2026-01-01T10:00:00"),
+            "7_1": ("RUNNING", "2026-01-01T10:10:00"),
+            "7_2": ("PENDING", "N/A"),
+            "7_3": ("PENDING", "N/A"),
+        }
+    )
+    tasks = {task: (task, lambda task=task: results[task]) for task in results}
+    said: list[str] = []
+    clock = [at(10, 30)]
+    watcher = clocked_watcher(
+        tasks, said, clock, concurrency=concurrency, wall_time=wall_time and (lambda t: wall_time)
+    )
+    watcher._check_results()
+    watcher._check_squeue()
+    head = "slurm job 7: 4 runs submitted"
+    assert watcher.summary() == f"{head}, 2 pending, 2 running, 0 finished, 0 failed, eta ?"
+    clock[0] = at(10, 40)
+    results["7_0"] = True
+    watcher._check_results()
+    assert watcher.summary() == f"{head}, 2 pending, 1 running, 1 finished, 0 failed, eta {eta}"
+
+
+def test_the_estimate_counts_what_a_requeued_task_ran_before(fake_squeue):
+    """9_0 runs 10:00-10:30, is requeued (seen pending), runs again from 10:34 and finishes
+    at 10:50: 30 + 16 = 46 min. 9_1 runs from 10:00, restarts at 10:33 between two polls and
+    finishes at 10:50: 33 + 17 = 50 min. So 48 min a run; 9_2, 20 min in, has 28 min left."""
+    results: dict[str, bool | None] = {"9_0": None, "9_1": None, "9_2": None}
+    tasks = {task: (task, lambda task=task: results[task]) for task in results}
+    said: list[str] = []
+    clock = [at(10, 20)]
+    watcher = clocked_watcher(tasks, said, clock)
+    polls = [
+        (at(10, 20), {"9_0": "10:00", "9_1": "10:00", "9_2": None}),
+        (at(10, 30), {"9_0": None, "9_1": "10:00", "9_2": "10:30"}),
+        (at(10, 35), {"9_0": "10:34", "9_1": "10:33", "9_2": "10:30"}),
+    ]
+    for now, starts in polls:
+        clock[0] = now
+        fake_squeue(
+            {
+                task: ("RUNNING", f"2026-01-01T{start}:00") if start else ("PENDING", "N/A")
+                for task, start in starts.items()
+            }
+        )
+        watcher._check_squeue()
+    clock[0] = at(10, 50)
+    results["9_0"] = results["9_1"] = True
+    watcher._check_results()
+    assert watcher.summary() == (
+        "slurm job 9: 3 runs submitted, 0 pending, 1 running, 2 finished, 0 failed "
+        "(2 requeued), eta 28m"
+    )
+
+
+def test_a_new_line_comes_with_new_counts_not_with_a_new_eta(fake_squeue):
+    """The clock moves 7 s at each look, so the ETA changes at every poll; the lines do not."""
+    fake_squeue({"3_0": ("COMPLETED", "N/A"), "3_1": ("RUNNING", "N/A")})
+    looks = {"3_1": 0}
+
+    def outcome_3_1() -> bool | None:
+        looks["3_1"] += 1
+        return True if looks["3_1"] > 30 else None
+
+    def clock() -> float:
+        ticks[0] += 7.0
+        return ticks[0]
+
+    ticks = [at(10, 0)]
+    said: list[str] = []
+    watcher = slurm.SweepWatcher(
+        {"3_0": ("seed=0", lambda: True), "3_1": ("seed=1", outcome_3_1)},
+        say=said.append,
+        poll_s=0.001,
+        heartbeat_s=1e9,
+        wall_time=lambda task: 3000.0,
+        clock=clock,
+    )
+    assert watcher.run() == {"3_0": True, "3_1": True}
+    assert len(said) == 2, said
+    assert said[0].startswith("slurm job 3: 2 runs submitted, 0 pending, 1 running, 1 finished")
+    assert ", eta 50m" in said[0] and "eta" not in said[1]
 
 
 def test_registry_records_runs_and_alive_keeps_the_queued_ones(tmp_path, fake_squeue):
@@ -224,11 +340,11 @@ def test_reproduce_dry_run_shows_queued_runs(tmp_path, fake_squeue, capsys):
     assert json.loads(registry.read_text())["task"] == "8_1"
 
 
-def test_the_readme_shows_the_site_file_and_arguments_the_slurm_tests_use():
+def test_the_docs_show_the_site_file_and_arguments_the_slurm_tests_use():
     from helpers import SLURM_BASE, SLURM_EPOCHS
     from slurm_cluster import SITE_CONFIG
 
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "slurm.md").read_text()
     assert f"```yaml\n{SITE_CONFIG}```" in readme
     assert f'ARGS="{" ".join(SLURM_BASE)}"' in readme
     assert f"seed=0,1 $ARGS trainer.epochs={SLURM_EPOCHS} experiment_name=sweep" in readme
