@@ -18,7 +18,7 @@ JOBS ?=
 REPRODUCE = $(PY) scripts/reproduce.py --launcher $(LAUNCHER) $(if $(SEEDS),--seeds $(SEEDS)) \
 	$(if $(RUNS_PER_GPU),--runs-per-gpu $(RUNS_PER_GPU)) $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: help install lock test test-all test-slow test-slurm lint bench-data bench-optimizer bench-train bench-gpu gpu-check reproduce-mini albert-learns \
+.PHONY: help install lock data test test-all test-slow test-slurm lint bench-data bench-optimizer bench-train bench-gpu gpu-check reproduce-mini albert-learns \
 	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-ablation tables clean
 
 help:  ## list the targets
@@ -38,6 +38,15 @@ $(STAMP): pyproject.toml lib/pyproject.toml requirements.lock
 	@# the CPU AGR kernel, built once here so that no run pays for the build (about a minute)
 	$(PY) -c "import agr.regularizer as r; print('AGR CPU kernel:', 'built' if r.load_cpu_kernel() else 'not available, torch ops instead')"
 	touch $(STAMP)
+
+# Stage the paper's data sets and the Inception weights, verified, where the runs read them
+# (before a Slurm submission: compute nodes may have no network). NAMES="cifar100 tinyimagenet"
+# stages some; MIRROR=https://host/path or /shared/folder fetches from a site mirror.
+NAMES ?=
+MIRROR ?=
+DATA_DIR ?=
+data: install  ## stage the paper's data sets and Inception weights, checksums verified (NAMES=..., MIRROR=URL_OR_FOLDER, DATA_DIR=...)
+	$(PY) -m agr_suite.data_staging stage $(NAMES) $(if $(MIRROR),--mirror $(MIRROR)) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 test: install  ## run the default (fast) test suite offline
 	@$(OFFLINE) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

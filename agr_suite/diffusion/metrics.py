@@ -45,7 +45,9 @@ from agr_suite.core.errors import UserError
 
 __all__ = [
     "INCEPTION_FEATURE_NAMES",
+    "INCEPTION_WEIGHTS_BYTES",
     "INCEPTION_WEIGHTS_FILENAME",
+    "INCEPTION_WEIGHTS_SHA256",
     "INCEPTION_WEIGHTS_URL",
     "FeatureExtractor",
     "GenerationMetrics",
@@ -54,6 +56,7 @@ __all__ = [
     "feature_statistics",
     "frechet_distance",
     "inception_score",
+    "inception_weights_cache_path",
     "resolve_inception_weights",
 ]
 
@@ -134,6 +137,11 @@ class FeatureExtractor(Protocol):
 
 INCEPTION_WEIGHTS_URL = URL_INCEPTION_V3
 INCEPTION_WEIGHTS_FILENAME = URL_INCEPTION_V3.rsplit("/", 1)[1]
+# Upstream publishes the SHA-256's first 8 digits, in the file name (the torch.hub convention,
+# 6726825d); the full digest and the size are those that independent projects record for this
+# file and for pytorch-fid's identical pt_inception-2015-12-05-6726825d.pth.
+INCEPTION_WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+INCEPTION_WEIGHTS_BYTES = 95_628_359
 INCEPTION_FEATURE_NAMES = ("2048", "logits_unbiased")  # torch-fidelity's defaults for FID / IS
 INCEPTION_EXTRACTOR_NAME = "inception-v3-compat"
 CONFIG_KEY = "metrics.inception_weights"
@@ -144,7 +152,7 @@ class InceptionWeightsMissingError(UserError, FileNotFoundError):
     """torch-fidelity's Inception-v3 weights are neither staged locally nor downloadable."""
 
 
-def _hub_checkpoint_path() -> Path:
+def inception_weights_cache_path() -> Path:
     """Where ``torch.hub.load_state_dict_from_url`` (torch-fidelity's own loader) caches the
     weights: ``$TORCH_HOME/hub/checkpoints/<file>``."""
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILENAME
@@ -176,7 +184,7 @@ def _missing_message(looked: list[str], what: str, destination: Path | None = No
     stage = (
         f"copy it to {destination}, or set {staged} to where it is"
         if destination
-        else f"either put it at {_hub_checkpoint_path()} (torch.hub's cache, where "
+        else f"either put it at {inception_weights_cache_path()} (torch.hub's cache, where "
         f"torch-fidelity looks) or pass {staged}"
     )
     return (
@@ -203,7 +211,7 @@ def resolve_inception_weights(
             return path
         what = f"{CONFIG_KEY}={weights_path} is not an existing file"
         raise InceptionWeightsMissingError(_missing_message([str(path)], what, path))
-    cached = _hub_checkpoint_path()
+    cached = inception_weights_cache_path()
     if cached.is_file():
         return cached
     if allow_download is None:

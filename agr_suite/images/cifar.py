@@ -25,7 +25,18 @@ from agr_suite.images.augmentation import Augmentation
 from agr_suite.images.augmentation import train_transform as augmented
 from agr_suite.images.base import DatasetInfo, ImageDataset
 
-__all__ = ["DATASETS", "INFOS", "build", "data_sha256", "load", "train_transform", "test_transform"]
+__all__ = [
+    "ARCHIVE_BYTES",
+    "CLASSES",
+    "DATASETS",
+    "INFOS",
+    "LABELS",
+    "build",
+    "data_sha256",
+    "load",
+    "train_transform",
+    "test_transform",
+]
 
 HOMEPAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
@@ -51,9 +62,13 @@ INFOS = {
         test_size=10_000,
     ),
 }
-_CLASSES: dict[str, type[CIFAR10]] = {"cifar10": CIFAR10, "cifar100": CIFAR100}
-_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-_SIZES_MB = {"cifar10": 163, "cifar100": 161}
+# torchvision's classes hold each set's tarball URL, file name and MD5s (agr_suite.data_staging
+# reads them from here too).
+CLASSES: dict[str, type[CIFAR10]] = {"cifar10": CIFAR10, "cifar100": CIFAR100}
+LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+# Bytes of the official tarballs: the Content-Length www.cs.toronto.edu serves, which
+# torchvision's and Keras' download logs show (170498071/170498071, 169001437/169001437).
+ARCHIVE_BYTES = {"cifar10": 170_498_071, "cifar100": 169_001_437}
 
 
 def train_transform(info: DatasetInfo) -> T.Compose:
@@ -87,7 +102,7 @@ def _extract_placed_archive(cls: type[CIFAR10], root: Path) -> None:
 
 
 def _missing_message(name: str, root: Path, download: bool, error: BaseException) -> str:
-    cls = _CLASSES[name]
+    cls = CLASSES[name]
     missing = [f for f in _expected_files(cls) if not (root / f).is_file()]
     if missing:
         what = f"missing {', '.join(missing)}"
@@ -100,9 +115,10 @@ def _missing_message(name: str, root: Path, download: bool, error: BaseException
         what += f"; {cls.filename} there fails its MD5 check (partial download?)"
     failed = f" The download attempt ended in {type(error).__name__}: {error}." if download else ""
     return (
-        f"{_LABELS[name]} not found in {root}: {what}.{failed} To get it, run with "
+        f"{LABELS[name]} not found in {root}: {what}.{failed} To get it, run with "
         f"`dataset.download=true` on a machine with network access (it fetches {cls.url}, "
-        f"about {_SIZES_MB[name]} MB, into that folder), or put {cls.filename} (or the "
+        f"about {round(ARCHIVE_BYTES[name] / 2**20)} MB, into that folder), or put "
+        f"{cls.filename} (or the "
         f"{cls.base_folder}/ folder it extracts to) in {root} yourself (see {HOMEPAGE})."
     )
 
@@ -136,7 +152,7 @@ def load(
 ) -> tuple[Dataset, Dataset]:
     """(train, test) with the given transforms (PIL image -> tensor), reading (or downloading)
     ``data_dir/<name>``; :class:`DatasetMissingError` when absent."""
-    cls = _CLASSES[name]
+    cls = CLASSES[name]
     root = data_dir / name
     try:
         if not download:

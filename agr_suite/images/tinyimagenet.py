@@ -31,7 +31,13 @@ from agr_suite.images.augmentation import train_transform as augmented
 from agr_suite.images.base import DatasetInfo, ImageDataset
 
 __all__ = [
+    "FOLDER",
     "INFO",
+    "REQUIRED",
+    "URL",
+    "ZIP_BYTES",
+    "ZIP_MD5",
+    "ZIP_NAME",
     "build",
     "data_sha256",
     "reorganise_val",
@@ -42,9 +48,13 @@ __all__ = [
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 ZIP_NAME = "tiny-imagenet-200.zip"
 ZIP_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
+# cs231n publishes neither a size nor a checksum: the MD5 above is the one TinyImageNet readers
+# across projects pin, the size the zip's Content-Length as download logs show it
+# (248100043/248100043).
+ZIP_BYTES = 248_100_043
 FOLDER = "tiny-imagenet-200"
 MARKER = ".agr_val_reorganised"
-_REQUIRED = ("wnids.txt", "train", "val/val_annotations.txt")
+REQUIRED = ("wnids.txt", "train", "val/val_annotations.txt")
 
 # ImageNet's mean/std: TinyImageNet is an ImageNet subset and this is the common choice (its
 # own train statistics, about (0.480, 0.448, 0.398) / (0.277, 0.269, 0.282), differ by < 0.05).
@@ -88,15 +98,15 @@ class _WnidFolder(ImageFolder):
 
 
 def _missing(root: Path) -> list[str]:
-    return [f"{FOLDER}/{rel}" for rel in _REQUIRED if not (root / rel).exists()]
+    return [f"{FOLDER}/{rel}" for rel in REQUIRED if not (root / rel).exists()]
 
 
 def _message(data_dir: Path, what: str) -> str:
     return (
         f"TinyImageNet not found in {data_dir / FOLDER}: {what}. To get it, run with "
         f"`dataset.download=true` on a machine with network access (it fetches {URL}, about "
-        f"248 MB, into {data_dir} and extracts it), or put {ZIP_NAME} (or the {FOLDER}/ "
-        f"folder it extracts to) in {data_dir} yourself."
+        f"{ZIP_BYTES // 10**6} MB, into {data_dir} and extracts it), or put {ZIP_NAME} (or "
+        f"the {FOLDER}/ folder it extracts to) in {data_dir} yourself."
     )
 
 

@@ -1,6 +1,7 @@
-"""What ``scripts/reproduce.py --dry-run`` prints about a table: one line per run, the power
-plan, the estimated cost and, for a table costed in GPU-hours, the wall time on N GPUs x K
-runs per GPU."""
+"""What ``scripts/reproduce.py --dry-run`` prints about a table: one line per run, the data
+the runs read that is not staged (with the command that stages it), the power plan, the
+estimated cost and, for a table costed in GPU-hours, the wall time on N GPUs x K runs per
+GPU."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ GPU_BENCH = ROOT / "results" / "bench" / "gpu.json"
 
 def print_runs(spec: TableSpec, planned: list[PlannedRun], statuses: list[str]) -> None:
     """A header with the overrides every run shares, then one line per run: status, seed,
-    its own overrides, run folder."""
+    its own overrides, run folder; then the data lines (:func:`data_lines`)."""
     shared = set(planned[0].overrides).intersection(*(run.overrides for run in planned[1:]))
     common = [o for o in planned[0].overrides if o in shared and not o.startswith("seed=")]
     print(f"# {spec.name}, scale {spec.scale}: every run is python run.py {' '.join(common)}")
@@ -22,6 +23,25 @@ def print_runs(spec: TableSpec, planned: list[PlannedRun], statuses: list[str]) 
         where = str(run.folder) if run.folder else "(does not compose)"
         own = [o for o in run.overrides if o not in common and not o.startswith("seed=")]
         print(f"{status:9s} seed={run.seed} {' '.join(own)}  -> {where}")
+    for line in data_lines(planned):
+        print(line)
+
+
+def data_lines(planned: list[PlannedRun]) -> list[str]:
+    """What the runs read from outside the installed packages: the staged items, and each
+    missing one with the command that stages it (none for the embedded data sets)."""
+    from agr_suite.data_staging import stage_command
+    from agr_suite.launch.data_check import check_runs
+
+    lines = []
+    for need, absent in check_runs(planned):
+        present = [name for name in need.names if name not in absent]
+        if present:
+            lines.append(f"# data staged and verified: {', '.join(present)}")
+        for name, why in absent.items():
+            lines.append(f"# data MISSING: {name}: {why}")
+            lines.append(f"#   stage it: {stage_command([name], need.data_dir)}")
+    return lines
 
 
 def power_plan(spec: TableSpec) -> list[str]:

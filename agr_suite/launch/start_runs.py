@@ -1,6 +1,7 @@
 """Start the pending runs of ``scripts/reproduce.py``: each run its own ``run.py`` process in
 the local pool (GPUs, ``--jobs``), all of them in one Hydra multirun on the chosen launcher,
-or, without GPUs, ``--shards`` multiruns at once. Every run imports this checkout's code."""
+or, without GPUs, ``--shards`` multiruns at once. Every run imports this checkout's code.
+Before a Slurm submission the runs' data must be staged (agr_suite.launch.data_check)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from agr_suite.core.errors import USER_ERROR_EXIT_CODE
 from agr_suite.launch import local_pool
 from agr_suite.report.spec import CONFIGS, PlannedRun, quote_value
 
@@ -36,9 +38,15 @@ def describe(slots: list[local_pool.Slot]) -> str:
     return ", ".join(sorted({slot.describe() for slot in slots}))
 
 
-def in_pool(pending: list[PlannedRun], slots: list[local_pool.Slot], runs_dir: Path) -> int:
+def in_pool(
+    pending: list[PlannedRun],
+    slots: list[local_pool.Slot],
+    runs_dir: Path,
+    costs: list[float] | None = None,
+) -> int:
     """Each pending run as its own run.py process in the first free slot; its output in
-    launch.log in its run folder."""
+    launch.log in its run folder. ``costs`` (the spec's estimate per run) weight the pool's
+    remaining-time estimate."""
     jobs = [
         local_pool.PoolJob(
             name=str(run.folder.relative_to(runs_dir))
@@ -46,8 +54,9 @@ def in_pool(pending: list[PlannedRun], slots: list[local_pool.Slot], runs_dir: P
             else str(run.folder),
             command=run_py(*run.overrides),
             log=run.folder / "launch.log",
+            cost=costs[index] if costs else None,
         )
-        for run in pending
+        for index, run in enumerate(pending)
     ]
     print(f"launching {len(jobs)} runs, {len(slots)} at a time ({describe(slots)})", flush=True)
     result = local_pool.run_pool(jobs, slots, env=checkout_env())
@@ -96,7 +105,15 @@ def listing_stem(home: Path) -> Path:
 
 def in_multirun(pending: list[PlannedRun], launcher: str, home: Path) -> int:
     """One `run.py -m` process with every pending run (several tables at once, too); the
-    multirun's own files (the run list, submitit's logs) go under ``home``."""
+    multirun's own files (the run list, submitit's logs) go under ``home``. On Slurm, data
+    the runs read that is not staged is an error (exit 2) before anything is submitted."""
+    from agr_suite.launch import data_check
+
+    if launcher in data_check.SLURM_LAUNCHERS:
+        error = data_check.submission_error(pending)
+        if error is not None:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            return USER_ERROR_EXIT_CODE
     command = multirun_command(pending, launcher, listing_stem(home).with_suffix(".yaml"))
     print(f"launching {len(pending)} runs: {' '.join(command[2:])}", flush=True)
     return subprocess.run(command, env=checkout_env()).returncode
@@ -135,7 +152,8 @@ def in_shards(
         listing = stem.with_name(f"{stem.name}-shard{number}.yaml")
         command = multirun_command([pending[i] for i in group], "local", listing)
         name = f"shard {number} ({len(group)} runs)"
-        jobs.append(local_pool.PoolJob(name, command, log=listing.with_suffix(".log")))
+        cost = sum(costs[index] for index in group)
+        jobs.append(local_pool.PoolJob(name, command, log=listing.with_suffix(".log"), cost=cost))
     where = describe(slots)
     print(f"launching {len(pending)} runs in {len(jobs)} shards, one process each ({where})")
     for job in jobs:

@@ -24,7 +24,16 @@ from pathlib import Path
 from agr_suite.core.errors import DatasetMissingError
 from agr_suite.pretraining.text.corpus import Corpus, split_sentences
 
-__all__ = ["HUB_NAME", "SPLITS", "VARIANTS", "load_wikitext2", "parse_articles"]
+__all__ = [
+    "HUB_NAME",
+    "SPLITS",
+    "VARIANTS",
+    "ZIPS",
+    "ZIP_URLS",
+    "load_wikitext2",
+    "local_source",
+    "parse_articles",
+]
 
 HUB_NAME = "Salesforce/wikitext"
 SPLITS = ("train", "validation", "test")
@@ -34,6 +43,27 @@ VARIANTS = {
     "raw": ("wikitext-2-raw-v1", "wikitext-2-raw", "raw"),
     "tokens": ("wikitext-2-v1", "wikitext-2", "tokens"),
 }
+# The official zips, which extract to the classic files: variant -> (file, bytes, SHA-256).
+# Bytes and SHA-256 as Hugging Face datasets recorded them for these zips
+# (huggingface/datasets, datasets/wikitext/dataset_infos.json, download_checksums).
+ZIPS = {
+    "raw": (
+        "wikitext-2-raw-v1.zip",
+        4_721_645,
+        "ef7edb566e3e2b2d31b29c1fdb0c89a4cc683597484c3dc2517919c615435a11",
+    ),
+    "tokens": (
+        "wikitext-2-v1.zip",
+        4_475_746,
+        "92675f1d63015c1c8b51f1656a52d5bdbc33aafa60cc47a218a66e7ee817488c",
+    ),
+}
+# Where they are served, tried in order ({name}: the zip's file name): the author's site, then
+# the original Salesforce S3 bucket (which answers 403 nowadays).
+ZIP_URLS = (
+    "https://wikitext.smerity.com/{name}",
+    "https://s3.amazonaws.com/research.metamind.io/wikitext/{name}",
+)
 _TITLE = re.compile(r"= (?!=).*(?<!=) =")
 _HEADING = re.compile(r"(= )+.*( =)+")
 
@@ -75,6 +105,21 @@ def _hub_cache(data_dir: Path) -> Path:
 def _hub_cached(data_dir: Path, variant: str) -> bool:
     folder = _hub_cache(data_dir) / HUB_NAME.replace("/", "___") / VARIANTS[variant][0]
     return folder.is_dir() and any(folder.iterdir())
+
+
+def local_source(data_dir: str | Path, variant: str) -> str | None:
+    """Where :func:`load_wikitext2` reads ``variant`` from without network (the classic
+    files, the parquet snapshot or a filled datasets cache), or None when none has it."""
+    root = Path(data_dir).expanduser().resolve()
+    classic = _classic_files(root, variant)
+    if all(path.is_file() for path in classic.values()):
+        return str(classic["train"].parent)
+    parquet = _parquet_files(root, variant)
+    if all(parquet.values()):
+        return str(parquet["train"][0].parent)
+    if _hub_cached(root, variant):
+        return f"{_hub_cache(root)} ({HUB_NAME}, {VARIANTS[variant][0]})"
+    return None
 
 
 def _read_parquet(paths: list[Path]) -> list[str]:
