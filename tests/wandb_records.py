@@ -1,7 +1,7 @@
 """Read back what the real ``wandb`` package wrote for an offline run: the records of its
 ``run-<id>.wandb`` file (a LevelDB-style log of ``wandb_internal_pb2.Record`` messages after
 a 7-byte ``:W&B`` header, in 32 KiB blocks), summarized as the run, its config, its history
-rows and its exit code."""
+rows, its summary, its metric definitions, its artifacts and its exit code."""
 
 from __future__ import annotations
 
@@ -54,6 +54,11 @@ class OfflineRun:
     run: Any = None
     config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    # the summary as its records left it: a key with a dict value (a W&B Table's reference)
+    # is a nested dict
+    summary: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # name -> its last MetricRecord
+    artifacts: list[Any] = field(default_factory=list)  # ArtifactRecords, in logged order
     exit_code: int | None = None
 
 
@@ -84,6 +89,17 @@ def _read(folder: Path) -> OfflineRun:
             result.history.append(
                 {_key(item): json.loads(item.value_json) for item in record.history.item}
             )
+        elif kind == "summary":
+            for item in record.summary.update:
+                path = [item.key] if item.key else list(item.nested_key)
+                node = result.summary
+                for part in path[:-1]:
+                    node = node.setdefault(part, {})
+                node[path[-1]] = json.loads(item.value_json)
+        elif kind == "metric":
+            result.metrics[record.metric.name or record.metric.glob_name] = record.metric
+        elif kind == "artifact":
+            result.artifacts.append(record.artifact)
         elif kind == "exit":
             result.exit_code = record.exit.exit_code
     return result

@@ -8,9 +8,15 @@ import os
 import sys
 from argparse import Namespace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from agr_suite.core.errors import UserError
 from agr_suite.launch import dry_run, local_pool, slurm, start_runs
 from agr_suite.report.spec import PlannedRun, SpecError, TableSpec, load_spec, plan_runs
+
+if TYPE_CHECKING:
+    from agr_suite.core.config import LoggerConfig
+    from agr_suite.report.tables import Table
 
 
 def plan(args: Namespace) -> list[tuple[TableSpec, list[PlannedRun]]]:
@@ -120,9 +126,56 @@ def report(
     return [run for run, status in zip(planned, statuses) if status not in skip], bool(errors)
 
 
+def table_logger(planned: list[PlannedRun]) -> LoggerConfig | None:
+    """The logger settings of a table's runs (its first run that composes: the logger is the
+    same for all, e.g. ``-- logger=wandb``) when they log to W&B, else None."""
+    from agr_suite.core.config import compose
+
+    first = next((run for run in planned if run.folder is not None), None)
+    if first is None:
+        return None
+    settings = compose(first.overrides).logger
+    return settings if settings.name == "wandb" else None
+
+
+def wandb_tables(tables: list[tuple[TableSpec, list[PlannedRun]]]) -> list[LoggerConfig | None]:
+    """Each table's W&B settings (None: not logged), checked before any run starts: a W&B
+    that cannot log (online without a key) is a ConfigError, as for a run."""
+    settings = [table_logger(planned) for _, planned in tables]
+    if any(settings):
+        from agr_suite.engine.preflight import check_wandb
+
+        for chosen in settings:
+            if chosen is not None:
+                check_wandb(chosen)
+    return settings
+
+
+def log_to_wandb(
+    table: Table, paths: list[Path], settings: LoggerConfig, home: Path, planned: list[PlannedRun]
+) -> int:
+    """A written table into W&B (agr_suite.report.wandb_table); 1 when W&B fails (the table's
+    files stay written), else 0."""
+    from agr_suite.report.wandb_table import log_table
+
+    try:
+        run_id = log_table(table, paths, settings, home, planned)
+    except Exception as error:  # noqa: BLE001 - the tables are written; say why W&B has none
+        print(
+            f"error: {table.spec.name} is written but not logged to W&B: "
+            f"{type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"logged {table.spec.name} to W&B (job_type table, run {run_id})")
+    return 0
+
+
 def reproduce(args: Namespace) -> int:
     """Plan, report, start and aggregate; returns the exit status (2: a table or a cell that
-    cannot be used). ``args``: scripts/reproduce.py's, with the seeds parsed."""
+    cannot be used, or a W&B that cannot log). ``args``: scripts/reproduce.py's, with the
+    seeds parsed. Runs that log to W&B (``-- logger=wandb``) get each written table logged
+    too, as a W&B run of its own (agr_suite.report.wandb_table); a dry run logs nothing."""
     from agr_suite.report.outputs import write_outputs
     from agr_suite.report.tables import aggregate
 
@@ -145,17 +198,25 @@ def reproduce(args: Namespace) -> int:
         broken = broken or cell_errors
     if broken or args.dry_run:
         return 2 if broken else 0
+    try:
+        loggers = wandb_tables(tables)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if not pending:
         print("every run already completed; aggregating")
         code = 0
     elif slots is None:
         code = start_runs.in_multirun(pending, args.launcher, home)
     elif args.shards is None:
-        code = start_runs.in_pool(pending, slots, Path(args.runs_dir))
+        code = start_runs.in_pool(pending, slots, Path(args.runs_dir), costs)
     else:
         code = start_runs.in_shards(pending, costs, slots, home)
-    for spec, planned in tables:
+    for (spec, planned), settings in zip(tables, loggers):
         table = aggregate(spec, planned)
-        for path in write_outputs(table, Path(args.results_dir) / spec.results_subdir):
+        paths = write_outputs(table, Path(args.results_dir) / spec.results_subdir)
+        for path in paths:
             print(f"wrote {path}")
+        if settings is not None:
+            code = log_to_wandb(table, paths, settings, home, planned) or code
     return code

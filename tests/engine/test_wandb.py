@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import FAST, RUN_PY_RUNNERS, TINY_MODELS, resolved, run_folder_of, tree_digest
 from wandb_records import offline_runs
 
@@ -66,6 +67,16 @@ def test_wandb_environment_variables_run_offline_without_a_key(tmp_path, run):
     for key in ("top1_examples", "top1_pred_entropy", "top1_majority"):
         assert key not in logged
         assert logged[f"predictions/{key}"] == pytest.approx(epoch[key], rel=1e-12)
+    # On the epoch axis; the summary's final and best (one epoch: its values; several:
+    # tests/engine/test_wandb_keys.py); the config: config.yaml, the folder and its hash
+    assert run.metrics["top1"].step_metric == "epoch" and "epoch" in run.metrics
+    for key in ("top1", "loss", "train_loss"):
+        assert run.summary[f"final/{key}"] == run.summary[f"best/{key}"] == epoch[key]
+    config = {k: v for k, v in run.config.items() if k != "_wandb"}
+    folder = run_folder_of([*TINY, f"paths.runs={runs}"])
+    assert config.pop("run_folder") == str(folder.resolve())
+    assert config.pop("run_hash") == folder.parent.name.rsplit("-", 1)[1]
+    assert config == yaml.safe_load((folder / "config.yaml").read_text())
 
 
 def test_an_explicit_logger_mode_overrides_wandb_mode(tmp_path):
