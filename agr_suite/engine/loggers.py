@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from agr_suite.core.config import RunConfig, as_dict
+from agr_suite.core.durations import format_duration
 from agr_suite.core.run_identity import config_hash
 from agr_suite.engine import predictions
 from agr_suite.engine.run_folder import RunFolder
@@ -195,18 +196,6 @@ def log_epoch(
     )
 
 
-def format_duration(seconds: float) -> str:
-    """``42s``, ``3m12s``, ``5h07m``, ``2d03h`` (rounded down to the unit shown last)."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
 class RunEta:
     """The whole run's remaining time: its batches left (the rest of this epoch, then every
     later epoch) times the seconds per batch measured in this session.
@@ -260,7 +249,7 @@ class RunEta:
 
     def text(self) -> str:
         seconds = self.seconds_left()
-        return "?" if seconds is None else format_duration(seconds)
+        return format_duration(seconds)
 
 
 class Progress:

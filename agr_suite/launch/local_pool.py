@@ -28,7 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agr_suite.launch.eta import format_duration, remaining_seconds
+from agr_suite.core.durations import format_duration
+from agr_suite.launch.eta import remaining_seconds
 
 __all__ = ["PoolJob", "PoolResult", "Slot", "make_slots", "run_pool", "visible_gpus"]
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from agr_suite.launch.eta import format_duration, remaining_seconds
+from agr_suite.core.durations import format_duration
+from agr_suite.launch.eta import remaining_seconds
 
 # squeue states of a job that is not over yet (squeue(1), JOB STATE CODES)
 ALIVE = frozenset(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from agr_suite.launch.eta import format_duration, remaining_seconds
+from agr_suite.core.durations import format_duration
+from agr_suite.launch.eta import remaining_seconds
 
 
 def test_no_estimate_before_a_run_has_finished():
