@@ -5,7 +5,9 @@ folder is derived from the config (paths.runs/experiment_name/dataset-model-opti
 HASH of every setting that can change the run's numbers: agr_suite.core.run_identity), so a
 restarted or requeued job finds and resumes its own checkpoint, and a folder whose recorded
 config differs in such a setting is never skipped or resumed (exit 2 naming the settings).
-`python run.py --help` lists the config groups and their choices.
+Besides the run's own files, the folder keeps each invocation's overrides (invocations.yaml)
+and what it printed (run.log): agr_suite/engine/run_folder.py. `python run.py --help` lists
+the config groups and their choices.
 
 Exit codes: 0 done (or already completed), 2 bad input (a message, no traceback, nothing of
 an earlier run touched: core/errors.py), 1 a run that failed (results.json says why; a diverged
@@ -19,15 +21,13 @@ import sys
 import time
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from agr_suite.core.config import composition_error, load
-from agr_suite.core.errors import ConfigError, exit_on_user_error
-from agr_suite.core.run_identity import recorded_differences
-from agr_suite.engine import DivergedError, RunFolder, train
-from agr_suite.engine.preflight import preflight
-from agr_suite.registry import build_task
+# Importing the suite registers what composing configs/ needs (the schema, the run folder's
+# resolver, the help's group list); no Hydra plugin does. The engine and the tasks are imported
+# by main: --help, --cfg and a refused command line need only the config's modules.
+from agr_suite.core.config import composition_error
+from agr_suite.core.errors import exit_on_user_error
 
 
 def _is_main_process() -> bool:
@@ -36,9 +36,20 @@ def _is_main_process() -> bool:
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict | None:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from agr_suite.core.config import load
+    from agr_suite.core.errors import ConfigError
+    from agr_suite.core.run_identity import recorded_differences
+    from agr_suite.engine import DivergedError, RunFolder, train
+    from agr_suite.engine.preflight import preflight
+    from agr_suite.registry import build_task
+
     with exit_on_user_error():
         run_cfg = load(cfg)  # typed and checked: a bad value exits 2 naming its key
-        folder = RunFolder(HydraConfig.get().runtime.output_dir)
+        hydra_cfg = HydraConfig.get()
+        folder = RunFolder(hydra_cfg.runtime.output_dir)
         changed = recorded_differences(folder.config, run_cfg)
         if changed and not run_cfg.overwrite:
             raise ConfigError(another_config(folder.path, changed))
@@ -53,6 +64,11 @@ def main(cfg: DictConfig) -> dict | None:
         if _is_main_process():
             folder.path.mkdir(parents=True, exist_ok=True)
             folder.config.write_text(OmegaConf.to_yaml(OmegaConf.structured(run_cfg)))
+            # provenance: this invocation's overrides, after the earlier ones' (a resume)
+            folder.record_invocation(list(hydra_cfg.overrides.task))
+    # what the run prints goes to run.log too (rank 0's: the other ranks' is theirs alone)
+    command = " ".join(["python run.py", *hydra_cfg.overrides.task])
+    with folder.output_logged(command, enabled=_is_main_process()), exit_on_user_error():
         try:
             return train(run_cfg, folder.path, build_task)
         except DivergedError as error:

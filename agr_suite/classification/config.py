@@ -1,4 +1,4 @@
-"""The image classifiers' settings (``schema/model/resnet|vgg|vit|convnext``), with their
+"""The image classifiers' settings (``agr_suite_schema/model/resnet|vgg|vit|convnext``), with their
 checks and sources."""
 
 from __future__ import annotations

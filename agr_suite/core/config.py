@@ -1,8 +1,10 @@
 """The run config's one typed schema: every setting's type, default, check and source.
 
-Each config group has a dataclass here, registered with Hydra's ConfigStore (``schema`` and
-``schema/<group>/<kind>``). The YAML files under ``configs/`` start from these schemas
-(``defaults: [/schema/model/resnet@_here_]``) and only choose and override: a default is
+Each config group has a dataclass here, registered with Hydra's ConfigStore under the suite's
+own name (``agr_suite_schema`` and ``agr_suite_schema/<group>/<kind>``: :data:`SCHEMA`) when the
+suite is imported, never by a Hydra plugin, so other Hydra apps neither see nor pay for it. The
+YAML files under ``configs/`` start from these schemas
+(``defaults: [/agr_suite_schema/model/resnet@_here_]``) and only choose and override: a default is
 written here and nowhere else. Hydra checks types while it composes (``trainer.epochs=abc``
 names the key); :func:`validate` checks values (``trainer.epochs=0``); :func:`load` turns a
 composed config into a :class:`RunConfig` whose attributes the engine and the tasks read, so
@@ -31,8 +33,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-import agr
 from agr_suite.core.errors import ConfigError
+
+# ``agr`` (the library, hence torch) is imported by validate(), not here: this module registers
+# the schema that every composition of configs/ needs, `python run.py --help` included.
 
 __all__ = [
     "ConfigError",
@@ -429,18 +433,23 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "metrics": {},
 }
 """group -> kind -> schema: ``configs/<group>/<choice>.yaml`` starts from
-``/schema/<group>/<kind>``. The data set, model and metrics kinds register themselves from
-their families' ``config.py`` (which ``import agr_suite`` loads)."""
+``/agr_suite_schema/<group>/<kind>``. The data set, model and metrics kinds register themselves
+from their families' ``config.py`` (which ``import agr_suite`` loads)."""
+
+SCHEMA = "agr_suite_schema"
+"""The ConfigStore name of the run's schema (configs/config.yaml's first default) and the group
+above every kind's (``agr_suite_schema/<group>/<kind>``): the suite's own name, so that it
+cannot meet another app's configs, and hidden from ``python run.py --help``."""
 
 
 def register_schema(group: str, kind: str, schema: type) -> None:
     """Make ``schema`` the kind ``kind`` of ``group`` (``dataset``, ``model`` or ``metrics``),
-    for Hydra (``/schema/<group>/<kind>``) and for reading saved configs."""
+    for Hydra (``/agr_suite_schema/<group>/<kind>``) and for reading saved configs."""
     SCHEMAS[group][kind] = schema
-    ConfigStore.instance().store(group=f"schema/{group}", name=kind, node=schema)
+    ConfigStore.instance().store(group=f"{SCHEMA}/{group}", name=kind, node=schema)
 
 
-ConfigStore.instance().store(name="schema", node=RunConfig)
+ConfigStore.instance().store(name=SCHEMA, node=RunConfig)
 
 
 # --------------------------------------------------------------------------- checking
@@ -473,6 +482,8 @@ def validate(cfg: RunConfig | dict[str, Any]) -> None:
         if not ok:
             problems.append(f"  {key}={value!r}: must be {f.metadata['must_be']}")
     problems += _cross_field_problems(cfg)
+    import agr  # here, not at the top: see the imports
+
     try:
         agr.check_options(cfg.optimizer.name, **cfg.optimizer.library_options())
     except agr.optim.OptionError as error:
@@ -621,3 +632,65 @@ def composition_error(error: Exception) -> ConfigError:
             reason += " (each choice's settings: `python run.py --cfg job <choice>`)"
         message += f": {reason}"
     return ConfigError(f"{message}\n`python run.py --help` lists the choices")
+
+
+# ---------------------------------------------------------------- python run.py --help
+HIDDEN_GROUPS = ("hydra", SCHEMA, "local")
+"""Config groups ``python run.py --help`` does not list: Hydra's own (``--hydra-help`` lists
+them), the schema's, and ``local`` (site settings that ``launcher=slurm`` loads, not a choice).
+Nor does it list a group or choice whose name starts with ``_``: a fragment that other configs
+include and that is no run alone (``experiment/table2/mini/_common``)."""
+
+HELP_WIDTH = 100
+
+
+def config_groups() -> str:
+    """The config groups a user chooses from, each with its choices (a subfolder's choices as
+    ``folder/choice``, a line per folder), as Hydra's config loader finds them on the running
+    app's search path: ``${agr_suite.config_groups:}`` in ``hydra.help.template``
+    (configs/config.yaml), the groups section of ``python run.py --help``."""
+    import textwrap
+
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.object_type import ObjectType
+
+    if not GlobalHydra.instance().is_initialized():
+        return "(the config groups are listed by `python run.py --help`)"
+    loader = GlobalHydra.instance().config_loader()
+    # the loader's repository of the search path, listed as the loader lists it, without the
+    # copy of every source (ConfigStore included) that the loader makes for each listing
+    repository = getattr(loader, "repository", loader)
+
+    def folders(group: str, prefix: str = "") -> list[list[str]]:
+        """Per folder of ``group`` (itself first, then its subfolders depth first), its
+        choices, each ``prefix`` + the folder's path below ``group`` + its name."""
+        names = sorted(
+            n
+            for n in repository.get_group_options(group, ObjectType.CONFIG)
+            if not n.startswith("_")
+        )
+        found = [[prefix + name for name in names]] if names else []
+        for sub in sorted(repository.get_group_options(group, ObjectType.GROUP)):
+            if not sub.startswith("_"):
+                found += folders(f"{group}/{sub}", f"{prefix}{sub}/")
+        return found
+
+    lines = []
+    for group in sorted(repository.get_group_options("", ObjectType.GROUP)):
+        if group in HIDDEN_GROUPS or group.startswith("_"):
+            continue
+        indent = " " * (len(group) + 2)
+        for i, choices in enumerate(folders(group)):
+            lines += textwrap.wrap(
+                ", ".join(choices),
+                HELP_WIDTH,
+                initial_indent=f"{group}: " if i == 0 else indent,
+                subsequent_indent=indent,
+                break_on_hyphens=False,
+            )
+    # Hydra substitutes $NAME placeholders in the template after this text is in it
+    return "\n".join(lines).replace("$", "$$")
+
+
+if not OmegaConf.has_resolver("agr_suite.config_groups"):
+    OmegaConf.register_new_resolver("agr_suite.config_groups", config_groups)

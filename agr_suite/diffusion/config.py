@@ -1,5 +1,6 @@
-"""Table 1's settings: the DDPM UNet and its diffusion process (``schema/model/unet``) and
-how samples are drawn and scored (``schema/metrics/generation``), with checks and sources."""
+"""Table 1's settings: the DDPM UNet and its diffusion process
+(``agr_suite_schema/model/unet``) and how samples are drawn and scored
+(``agr_suite_schema/metrics/generation``), with checks and sources."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The image data sets' settings (``dataset=cifar10|cifar100|tinyimagenet|digits``), their
-checks and sources: the schema ``schema/dataset/image``."""
+checks and sources: the schema ``agr_suite_schema/dataset/image``."""
 
 from __future__ import annotations
 

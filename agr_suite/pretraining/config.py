@@ -1,5 +1,5 @@
-"""Table 3's settings: the sentence-pair data (``schema/dataset/text``) and ALBERT
-(``schema/model/albert``), with their checks and sources."""
+"""Table 3's settings: the sentence-pair data (``agr_suite_schema/dataset/text``) and ALBERT
+(``agr_suite_schema/model/albert``), with their checks and sources."""
 
 from __future__ import annotations
 

@@ -13,7 +13,9 @@ batch, and a run that calls ``sys.exit`` (run.py does, for a diverged run) ends 
 
 (Hydra loads plugins only from the ``hydra_plugins`` package, hence this location. It
 executes plugin modules without registering them in sys.modules, so the dataclasses below
-cannot use ``from __future__ import annotations``: their string annotations would not resolve.)
+cannot use ``from __future__ import annotations``: their string annotations would not resolve.
+It imports every plugin module whenever any Hydra app starts, the suite's or not: this one
+imports Hydra, OmegaConf and PyYAML only, tests/plugins/test_plugin_isolation.py checks.)
 """
 
 import functools

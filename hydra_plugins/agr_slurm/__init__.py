@@ -5,8 +5,9 @@ one array job, the same requeue on preemption and time-out), then waits with
 ``agr_suite.launch.slurm.SweepWatcher`` (squeue and result files, not sacct: see there why).
 Each submitted task is recorded in ``submitted.jsonl`` beside submitit's job folders, so
 launching the same sweep again while some of its runs are still queued or running waits for
-their tasks and submits only the others. (Hydra loads this module when it scans
-``hydra_plugins``; keep its imports light.)
+their tasks and submits only the others. (Hydra imports this module whenever any Hydra app
+starts, when it scans ``hydra_plugins``: submitit and the suite are imported by the methods
+that use them, tests/plugins/test_plugin_isolation.py checks.)
 """
 
 import logging

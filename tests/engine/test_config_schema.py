@@ -19,9 +19,9 @@ GROUPS = ("dataset", "model", "optimizer", "scheduler", "trainer", "logger", "pa
 
 def _schema_of(group: str, raw: dict) -> type:
     """The dataclass a group's YAML file merges into: the kind its defaults list names
-    (/schema/<group>/<kind>@_here_), else the group's one schema."""
+    (/agr_suite_schema/<group>/<kind>@_here_), else the group's one schema."""
     for entry in raw.get("defaults", []):
-        if isinstance(entry, str) and entry.startswith(f"/schema/{group}/"):
+        if isinstance(entry, str) and entry.startswith(f"/{schema.SCHEMA}/{group}/"):
             return schema.SCHEMAS[group][entry.split("/")[3].split("@")[0]]
     (only,) = schema.SCHEMAS[group].values()
     return only

@@ -69,7 +69,8 @@ def extended(tmp_path, monkeypatch):
     (tmp_path / "configs" / "dataset").mkdir()
     (tmp_path / "configs" / "optimizer" / "rmsprop_agr.yaml").write_text("name: rmsprop_agr\n")
     (tmp_path / "configs" / "dataset" / "stripes.yaml").write_text(
-        "defaults:\n  - /schema/dataset/image@_here_\n  - _self_\nname: stripes\ndownload: false\n"
+        "defaults:\n  - /agr_suite_schema/dataset/image@_here_\n  - _self_\n"
+        "name: stripes\ndownload: false\n"
     )
     return [f"hydra.searchpath=[file://{tmp_path / 'configs'}]"]
 

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+import yaml
 from helpers import (
     CONFIGS,
     FAST,
@@ -313,6 +314,15 @@ def test_two_process_ddp_run_evaluates_every_example_once(tmp_path):
     folder = run_folder_of(args)
     results = json.loads((folder / "results.json").read_text())
     assert results["environment"]["world_size"] == 2
+    # rank 0 alone writes the provenance: one invocation, one log, no file per rank
+    files = sorted(p.name for p in folder.iterdir() if p.is_file())
+    assert files == sorted(
+        ["config.yaml", "history.jsonl", "invocations.yaml", "results.json", "run.log"]
+    )
+    assert len(yaml.safe_load((folder / "invocations.yaml").read_text())) == 1
+    log = (folder / "run.log").read_text().splitlines()
+    assert sum(line.startswith("--- ") for line in log) == 1
+    assert sum(line.startswith("epoch 1/1 ") for line in log) == 1  # rank 0's epoch line
     # Rank 0 alone, over the whole test set, with the trained weights.
     cfg = resolved([*args])
     parts = build_task(cfg)
