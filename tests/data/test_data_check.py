@@ -95,7 +95,9 @@ def test_the_dry_run_of_table2_names_both_image_sets(empty_places, tmp_path, cap
         assert f"#   stage it: {STAGE} {name} --data-dir {data}\n" in out
 
 
-@pytest.mark.parametrize("table", ["table1", "table3", "ablation_agr"])
+@pytest.mark.parametrize(
+    "table", ["table1", "table3", pytest.param("ablation_agr", marks=pytest.mark.slow)]
+)
 def test_the_dry_run_of_a_mini_table_has_nothing_to_stage(empty_places, tmp_path, capsys, table):
     args = [table, "--scale", "mini", "--dry-run", "--runs-dir", str(tmp_path / "runs")]
     assert reproduce.main(args) == 0

@@ -200,11 +200,20 @@ def hydra_configs():
     return initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3")
 
 
+# every paper cell, and the two largest mini specs, in make test-slow (make test's time budget)
+SLOW_MINI = {"table2", "ablation_agr"}
+
+
 @pytest.mark.parametrize(
-    "scale",
-    [pytest.param("paper", marks=pytest.mark.slow), "mini"],  # paper: make test-slow
+    "table, scale",
+    [
+        pytest.param(table, scale, marks=pytest.mark.slow)
+        if scale == "paper" or table in SLOW_MINI
+        else (table, scale)
+        for scale in ("paper", "mini")
+        for table in TABLES
+    ],
 )
-@pytest.mark.parametrize("table", TABLES)
 def test_a_cell_is_its_preset_and_its_arm(tmp_path, table, scale):
     spec = load_spec(table, scale)
     planned = {(run.group, run.seed): run for run in plan_runs(spec, tmp_path)}
