@@ -133,3 +133,74 @@ def test_another_hydra_app_neither_sees_nor_pays_for_the_suite(tmp_path):
         with_suite,
         hidden,
     )
+
+
+def _fresh_venv_with_this_environments_packages(folder: Path) -> Path:
+    """A new venv (no pip of its own) whose path holds this environment's site-packages as a
+    plain folder: every distribution is importable there, but the suite's editable install,
+    which a .pth hook of that folder makes, is not: the state before `pip install` of the
+    suite."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    ours = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+    Path(purelib, "this-environment.pth").write_text(f"{ours}\n")
+    return python
+
+
+def _run_app_with(python: Path, folder: Path, *args: str) -> tuple[float, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HIDE_SUITE_PLUGINS")}
+    start = time.perf_counter()
+    result = subprocess.run(
+        [python, "app.py", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return time.perf_counter() - start, result.stdout
+
+
+@pytest.mark.slow  # make test-slow: a venv, a pip install and Hydra apps in subprocesses
+def test_pip_installing_the_suite_into_a_fresh_venv_leaves_another_app_unchanged(tmp_path):
+    """What a user does: `pip install` the suite into an environment that has another Hydra
+    app. Before and after, that app's --help is the same text, its start-up imports nothing
+    heavy, and its start-up time stays within 1.5x + 0.5 s (medians of 3)."""
+    app = tmp_path / "app"
+    app.mkdir()
+    _write_app(app)
+    python = _fresh_venv_with_this_environments_packages(tmp_path / "venv")
+
+    _, help_before = _run_app_with(python, app, "--help")
+    before = [_run_app_with(python, app)[0] for _ in range(3)]
+    _, plain = _run_app_with(python, app)
+    assert not any(m.startswith(("hydra_plugins.agr_", "agr_suite")) for m in _modules(plain))
+
+    install = subprocess.run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-e",
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert install.returncode == 0, install.stderr
+
+    _, help_after = _run_app_with(python, app, "--help")
+    assert help_after == help_before
+    _, plain = _run_app_with(python, app)
+    modules = _modules(plain)
+    assert {"hydra_plugins.agr_run_list", "hydra_plugins.agr_slurm"} <= modules  # installed
+    assert sorted(m for m in modules if m.split(".")[0] in HEAVY) == []
+    after = [_run_app_with(python, app)[0] for _ in range(3)]
+    assert statistics.median(after) <= 1.5 * statistics.median(before) + 0.5, (after, before)
