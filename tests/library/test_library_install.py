@@ -157,8 +157,8 @@ def check_probe(report: dict, installed: Path) -> None:
 
 
 def check_requires(requires: list[str]) -> None:
-    """Requires-Dist: torch (>=2.4) and nothing else outside the extras (adan: timm,
-    kernel: ninja)."""
+    """Requires-Dist: torch (>=2.14, the tested series) and nothing else outside the extras
+    (adan: timm, kernel: ninja)."""
     plain, extras = [], {}
     for requirement in map(Requirement, requires):
         marker = str(requirement.marker or "")
@@ -167,7 +167,7 @@ def check_requires(requires: list[str]) -> None:
             extras.setdefault(extra, set()).add(requirement.name)
         else:
             plain.append((requirement.name, str(requirement.specifier), marker))
-    assert plain == [("torch", ">=2.4", "")], requires
+    assert plain == [("torch", ">=2.14", "")], requires
     assert extras == {"adan": {"timm"}, "kernel": {"ninja"}}, requires
 
 
