@@ -141,13 +141,12 @@ def table_logger(planned: list[PlannedRun]) -> LoggerConfig | None:
 def wandb_tables(tables: list[tuple[TableSpec, list[PlannedRun]]]) -> list[LoggerConfig | None]:
     """Each table's W&B settings (None: not logged), checked before any run starts: a W&B
     that cannot log (online without a key) is a ConfigError, as for a run."""
-    settings = [table_logger(planned) for _, planned in tables]
-    if any(settings):
-        from agr_suite.engine.preflight import check_wandb
+    from agr_suite.engine.preflight import check_wandb
 
-        for chosen in settings:
-            if chosen is not None:
-                check_wandb(chosen)
+    settings = [table_logger(planned) for _, planned in tables]
+    for chosen in settings:
+        if chosen is not None:
+            check_wandb(chosen)
     return settings
 
 
