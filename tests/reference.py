@@ -1,5 +1,7 @@
 """References written out from their definitions, independently of the code under test: AGR
-(arXiv 2407.16944, not the ``agr`` package) and the argmax predictions' statistics (numpy and
+(arXiv 2407.16944, not the ``agr`` package), gradient centralization (Yong et al. 2020,
+arXiv 2004.01461) and adaptive gradient clipping (Brock et al. 2021, arXiv 2102.06171),
+and the argmax predictions' statistics (numpy and
 scipy, not agr_suite.engine.predictions)."""
 
 import numpy as np
@@ -33,6 +35,34 @@ def dosed_reference(g: torch.Tensor, strength: float) -> torch.Tensor:
         return g.clone()
     factor = torch.pow(1 - work.abs() / total, strength)
     return (work * factor).to(g.dtype)
+
+
+def gc_reference(g: torch.Tensor, conv_only: bool = False) -> torch.Tensor:
+    """Gradient centralization in float64, out of place: each output unit (index 0) of a
+    tensor with more than one dimension (conv_only: more than three) minus its own mean."""
+    if g.dim() <= (3 if conv_only else 1):
+        return g.clone()
+    rows = g.double().reshape(g.shape[0], -1)
+    centred = torch.stack([row - sum(row.tolist()) / row.numel() for row in rows])
+    return centred.reshape(g.shape).to(g.dtype)
+
+
+def agc_reference(
+    g: torch.Tensor, w: torch.Tensor, clipping: float = 0.01, eps: float = 1e-3
+) -> torch.Tensor:
+    """Unit-wise adaptive gradient clipping in float64, out of place: for each output unit i
+    (a row of dims 1..; a vector or scalar is one unit), if ||G_i|| > clipping *
+    max(||W_i||, eps), G_i is scaled to that norm (||G_i|| floored at 1e-6)."""
+    units = g.double().reshape(1 if g.dim() <= 1 else g.shape[0], -1)
+    weights = w.double().reshape(units.shape)
+    out = []
+    for grad_row, weight_row in zip(units, weights):
+        grad_norm = sum(v * v for v in grad_row.tolist()) ** 0.5
+        max_norm = clipping * max(sum(v * v for v in weight_row.tolist()) ** 0.5, eps)
+        if grad_norm > max_norm:
+            grad_row = grad_row * (max_norm / max(grad_norm, 1e-6))
+        out.append(grad_row)
+    return torch.stack(out).reshape(g.shape).to(g.dtype)
 
 
 def prediction_statistics_reference(metric: str, predicted, true, num_classes: int) -> dict:

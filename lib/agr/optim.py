@@ -1,9 +1,12 @@
-"""The optimizer registry behind the configs: AdamW, Adan and SGD, each with and without AGR.
+"""The optimizer registry behind the configs: AdamW, Adan and SGD, each bare, with AGR, or
+with one of AGR's neighbours (gradient centralization, adaptive gradient clipping).
 
 ``build_optimizer("adamw_agr", model, lr=1e-3)`` returns a plain ``torch.optim.AdamW``
-with AGR attached as a step pre-hook (``agr.handle_of(optimizer)`` gives the handle).
+with AGR attached as a step pre-hook (``agr.handle_of(optimizer)`` gives the handle);
+``adamw_gc`` and ``adamw_agc`` attach GC and AGC the same way (:mod:`agr.transforms`).
 Every name takes the same keyword arguments, so a config switches optimizers by name
-alone; the AGR arguments do nothing without AGR, ``no_prox`` only applies to Adan and
+alone; a transform's arguments do nothing without it (``agr_scope`` and ``agr_until_step``
+apply to whichever transform is attached), ``no_prox`` only applies to Adan and
 ``momentum`` only to SGD (SGD has no betas or eps: leave them None).
 """
 
@@ -15,7 +18,9 @@ from typing import Any
 
 import torch
 
-from .regularizer import SCOPES, _check_strength, attach
+from .hook import attach
+from .regularizer import SCOPES, _check_strength
+from .transforms import AGC, AGR, GC, TRANSFORMS
 
 __all__ = [
     "FAMILIES",
@@ -89,13 +94,39 @@ FAMILIES = {
         _fused_on_cpu_and_cuda,
     ),
 }
-"""The optimizer families, each built bare (``adamw``) or with AGR (``adamw_agr``); a new
-family is one entry here (and, in the suite, its ``configs/optimizer/*.yaml``)."""
+"""The optimizer families, each built bare (``adamw``) or with a gradient transform
+(``adamw_agr``, ``adamw_gc``, ``adamw_agc``); a new family is one entry here (and, in the
+suite, its ``configs/optimizer/*.yaml``)."""
+
+SUFFIXES = tuple(f"_{name}" for name in TRANSFORMS)
+"""The optimizer name's suffix for each transform of :data:`agr.TRANSFORMS`."""
 
 
 def optimizer_names() -> list[str]:
-    """Every name :func:`build_optimizer` takes: each family, bare and with ``_agr``."""
-    return [f"{family}{agr}" for family in FAMILIES for agr in ("", "_agr")]
+    """Every name :func:`build_optimizer` takes: each family bare and with each transform."""
+    return [f"{family}{suffix}" for family in FAMILIES for suffix in ("", *SUFFIXES)]
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """(family, transform name or None): ``adamw_gc`` -> (``adamw``, ``gc``)."""
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return name.removesuffix(suffix), suffix[1:]
+    return name, None
+
+
+def final_linear_names(model: torch.nn.Module) -> list[str]:
+    """The parameter names of a model's final linear layer: its classifier (timm's
+    ``get_classifier()``) when it has one, else its last ``nn.Linear`` in module order;
+    [] when it has neither."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if not isinstance(head, torch.nn.Module) or not any(True for _ in head.parameters()):
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        head = linears[-1] if linears else None
+    if head is None:
+        return []
+    ids = {id(p) for p in head.parameters()}
+    return [name for name, param in model.named_parameters() if id(param) in ids]
 
 
 def build_optimizer(
@@ -113,13 +144,17 @@ def build_optimizer(
     agr_strength: float = 1.0,
     agr_permuted: bool = False,
     agr_seed: int = 0,
+    gc_conv_only: bool = False,
+    agc_clipping: float = 0.01,
+    agc_eps: float = 1e-3,
+    agc_skip_final_linear: bool = True,
     impl: str = "auto",
     decay_bias_and_norm: bool = True,
 ) -> torch.optim.Optimizer:
     """Build a registered optimizer.
 
     Args:
-        name: ``adamw``, ``adan`` or ``sgd``, each also with ``_agr``.
+        name: ``adamw``, ``adan`` or ``sgd``, each also with ``_agr``, ``_gc`` or ``_agc``.
         params_or_model: a model (its parameter names label the AGR diagnostics), an
             iterable of parameters, or a list of parameter-group dicts.
         lr, weight_decay, betas, eps: None takes the family default (AdamW: 1e-3, 1e-2,
@@ -128,12 +163,19 @@ def build_optimizer(
         no_prox: Adan's weight-decay form: False (None) = proximal (the Adan paper's
             results), True = decoupled as in AdamW; must be None for the others.
         momentum: SGD's heavy-ball momentum (None: 0.9); must be None for AdamW and Adan.
-        agr_scope: ``all`` (every parameter with a gradient: the authors' code, the
-            default) or ``weights`` (tensors with ndim >= 2: the paper text).
-        agr_until_step: AGR applies on optimizer steps 1..N and not after (None: always).
+        agr_scope: the tensors the transform sees: ``all`` (every parameter with a
+            gradient: the authors' AGR code, the default) or ``weights`` (tensors with
+            ndim >= 2: the AGR paper's text).
+        agr_until_step: the transform applies on optimizer steps 1..N and not after (None:
+            always).
         agr_strength, agr_permuted, agr_seed: the ablation controls of ``agr.attach``
             (``strength``, ``permuted``, ``seed``): the dose k, ``g <- g * (1 - alpha)**k``,
             and the null matched to it on removed L1 mass per tensor; 1, False: AGR itself.
+        gc_conv_only: GC on tensors with more than three dimensions only (the GC paper's
+            conv-only form); False: every tensor with more than one (conv and FC).
+        agc_clipping, agc_eps: AGC's lambda and epsilon (the NFNet code's 0.01 and 1e-3).
+        agc_skip_final_linear: AGC leaves the model's final linear layer alone, as the
+            NFNet paper does (needs the model, to find that layer: :func:`final_linear_names`).
         impl: ``fused``, ``foreach`` or ``loop`` (Adan has no fused kernel); ``auto``
             takes the fastest for the parameters' device: AdamW fused on CPU and CUDA,
             Adan foreach on CUDA and loop on CPU.
@@ -144,27 +186,57 @@ def build_optimizer(
     options = dict(lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)
     options.update(no_prox=no_prox, momentum=momentum)
     family, kwargs = _checked(name, options, impl, agr_scope, agr_until_step, decay_bias_and_norm)
+    transform = _transform(
+        name,
+        dict(strength=agr_strength, permuted=agr_permuted, seed=agr_seed),
+        dict(conv_only=gc_conv_only),
+        dict(clipping=agc_clipping, eps=agc_eps),
+    )
     groups = param_groups(params_or_model, decay_bias_and_norm)
     chosen = family.fastest_impl(_device_of(groups).type) if impl == "auto" else impl
     if "fused" in family.impls:
         kwargs["fused"] = chosen == "fused"
     if chosen != "fused":
         kwargs["foreach"] = chosen == "foreach"
-    names = params_or_model if isinstance(params_or_model, torch.nn.Module) else None
-    # The AGR arm is the very optimizer of the baseline with the hook in front of its step,
-    # so a pair differs by AGR alone (with AGR a no-op, the two are identical bit for bit).
+    model = params_or_model if isinstance(params_or_model, torch.nn.Module) else None
+    exclude = []
+    if isinstance(transform, AGC) and agc_skip_final_linear:
+        if model is None:
+            raise OptionError(
+                "agc_skip_final_linear",
+                f"{name}: agc_skip_final_linear needs the model (to find its final linear "
+                "layer); pass the model, or agc_skip_final_linear=False",
+            )
+        exclude = final_linear_names(model)
+    # A transform's arm is the very optimizer of the baseline with the hook in front of its
+    # step, so a pair differs by the transform alone (with it a no-op, the two are identical
+    # bit for bit).
     optimizer = family.load()(groups, **kwargs)
-    if name.endswith("_agr"):
+    if transform is not None:
         attach(
             optimizer,
+            transform=transform,
             scope=agr_scope,
             until_step=agr_until_step,
-            names=names,
-            strength=agr_strength,
-            permuted=agr_permuted,
-            seed=agr_seed,
+            names=model,
+            exclude=exclude,
         )
     return optimizer
+
+
+def _transform(name: str, agr_options: dict, gc_options: dict, agc_options: dict):
+    """The transform ``name`` attaches, built from its options (None for a bare family)."""
+    _, which = split_name(name)
+    if which is None:
+        return None
+    options = {"agr": agr_options, "gc": gc_options, "agc": agc_options}[which]
+    try:
+        return {"agr": AGR, "gc": GC, "agc": AGC}[which](**options)
+    except ValueError as error:
+        key = {"agr": "agr_strength", "gc": "gc_conv_only", "agc": "agc_clipping"}[which]
+        if "eps" in str(error):
+            key = "agc_eps"
+        raise OptionError(key, f"{name}: {error}") from None
 
 
 class OptionError(ValueError):
@@ -187,13 +259,20 @@ def check_options(name: str, **options: Any) -> None:
         raise OptionError("agr_strength", str(error)) from None
     for key in ("agr_permuted", "agr_seed"):  # any value will do
         options.pop(key, None)
+    if not isinstance(options.pop("agc_skip_final_linear", True), bool):
+        raise OptionError("agc_skip_final_linear", f"{name}: must be True or False")
+    gc_options = dict(conv_only=options.pop("gc_conv_only", False))
+    agc_options = dict(clipping=options.pop("agc_clipping", 0.01), eps=options.pop("agc_eps", 1e-3))
     _checked(name, options, impl, scope, until, decay_bias_and_norm)
+    family = split_name(name)[0]  # every arm checks every transform's options
+    _transform(f"{family}_gc", {}, gc_options, {})
+    _transform(f"{family}_agc", {}, {}, agc_options)
 
 
 def _checked(name, options, impl, agr_scope, agr_until_step, decay_bias_and_norm):
     """(family, the class's keyword arguments without impl flags): the given options over the
     family's defaults, each checked."""
-    family = FAMILIES.get(name.removesuffix("_agr"))
+    family = FAMILIES.get(split_name(name)[0])
     if family is None:
         names = ", ".join(optimizer_names())
         raise OptionError("name", f"unknown optimizer {name!r}; choose one of {names}")

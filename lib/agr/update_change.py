@@ -40,7 +40,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from .regularizer import AGRHandle, AGRStats
+from .hook import AGRHandle, AGRStats
 
 KINDS = ("conv_linear", "norm", "bias", "embedding", "other")
 """Parameter kinds the summaries are grouped by: conv/linear weights (ndim >= 2), norm

@@ -1,8 +1,9 @@
-"""AGR inside real training loops: GradScaler, gradient accumulation, DDP and closures.
+"""AGR and its neighbours (GC, AGC) inside real training loops: GradScaler, gradient
+accumulation, DDP and closures.
 
 Every check compares an optimizer built by ``agr.build_optimizer`` (or hooked by ``agr.attach``)
-against a reference: the same optimizer without AGR, stepped after the AGR formula (written out
-below) has been applied once to each gradient tensor.
+against a reference: the same optimizer without the transform, stepped after the transform's
+formula (tests/reference.py) has been applied once to each gradient tensor.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from reference import agr_reference
+from reference import agc_reference, agr_reference, gc_reference
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -34,10 +35,30 @@ CONFIGS = {
 }
 
 
-def regularize_grads_by_formula(model: nn.Module, scope: str = "all") -> None:
+TRANSFORMS = ("agr", "gc", "agc")
+# AGC on every layer here (build_optimizer skips the final linear one by default)
+TRANSFORM_HP = {"agr": {}, "gc": {}, "agc": {"agc_skip_final_linear": False}}
+
+
+def arm(name: str, transform: str) -> str:
+    """``adamw_agr`` -> ``adamw_<transform>``."""
+    return name.removesuffix("_agr") + f"_{transform}"
+
+
+def formula(grad: torch.Tensor, param: torch.Tensor, scope: str, transform: str) -> torch.Tensor:
+    if transform == "agr":
+        return agr_reference(grad, scope)
+    if scope == "weights" and grad.dim() < 2:
+        return grad.clone()
+    return gc_reference(grad) if transform == "gc" else agc_reference(grad, param.detach())
+
+
+def regularize_grads_by_formula(
+    model: nn.Module, scope: str = "all", transform: str = "agr"
+) -> None:
     for p in model.parameters():
         if p.grad is not None:
-            p.grad.copy_(agr_reference(p.grad, scope))
+            p.grad.copy_(formula(p.grad, p, scope, transform))
 
 
 def make_model(seed: int = 0) -> nn.Module:
@@ -70,15 +91,17 @@ def max_param_diff(a: nn.Module, b: nn.Module) -> float:
     return max((pa - pb).abs().max().item() for pa, pb in zip(a.parameters(), b.parameters()))
 
 
-def run_reference(ref_name: str, hp: dict, steps: int, scope: str = "all") -> nn.Module:
-    """Plain fp32 steps of the reference optimizer on formula-regularized gradients."""
+def run_reference(
+    ref_name: str, hp: dict, steps: int, scope: str = "all", transform: str = "agr"
+) -> nn.Module:
+    """Plain fp32 steps of the reference optimizer on formula-transformed gradients."""
     model = make_model()
     opt = agr.build_optimizer(ref_name, model, **hp)
     for step in range(steps):
         x, y = make_batch(step)
         opt.zero_grad(set_to_none=True)
         loss_fn(model, x, y).backward()
-        regularize_grads_by_formula(model, scope)
+        regularize_grads_by_formula(model, scope, transform)
         opt.step()
     return model
 
@@ -88,13 +111,14 @@ def run_reference(ref_name: str, hp: dict, steps: int, scope: str = "all") -> nn
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("transform", TRANSFORMS)
 @pytest.mark.parametrize("config", ["adamw-fused", "adamw-foreach", "adamw-loop", "adan"])
-def test_grad_scaler_matches_unscaled_fp32(config):
+def test_grad_scaler_matches_unscaled_fp32(config, transform):
     agr_name, ref_name, hp = CONFIGS[config]
-    steps = 5
+    agr_name, steps = arm(agr_name, transform), 5
 
     plain = make_model()
-    plain_opt = agr.build_optimizer(agr_name, plain, **hp)
+    plain_opt = agr.build_optimizer(agr_name, plain, **hp, **TRANSFORM_HP[transform])
     for step in range(steps):
         x, y = make_batch(step)
         plain_opt.zero_grad(set_to_none=True)
@@ -102,7 +126,7 @@ def test_grad_scaler_matches_unscaled_fp32(config):
         plain_opt.step()
 
     scaled = make_model()
-    scaled_opt = agr.build_optimizer(agr_name, scaled, **hp)
+    scaled_opt = agr.build_optimizer(agr_name, scaled, **hp, **TRANSFORM_HP[transform])
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**20)
     for step in range(steps):
         x, y = make_batch(step)
@@ -113,9 +137,10 @@ def test_grad_scaler_matches_unscaled_fp32(config):
     assert scaler.get_scale() == 2.0**20  # no step was skipped for inf/nan
 
     assert_params_close(scaled, plain, rtol=1e-5, atol=1e-7)
-    # and both are AGR: the same as the reference optimizer on formula-regularized gradients
-    assert_params_close(plain, run_reference(ref_name, hp, steps), rtol=1e-5, atol=1e-7)
-    # AGR made a difference here (otherwise the comparisons above prove nothing)
+    # and both are the transform: the reference optimizer on formula-transformed gradients
+    reference = run_reference(ref_name, hp, steps, transform=transform)
+    assert_params_close(plain, reference, rtol=1e-5, atol=1e-7)
+    # the transform made a difference here (otherwise the comparisons above prove nothing)
     no_agr = make_model()
     no_agr_opt = agr.build_optimizer(ref_name, no_agr, **hp)
     for step in range(steps):
@@ -132,21 +157,26 @@ def test_grad_scaler_matches_unscaled_fp32(config):
 
 
 @pytest.mark.parametrize(
-    "config,scope",
+    "config,scope,transform",
     [
-        ("adamw-foreach", None),
-        ("adamw-fused", None),
-        ("adamw-foreach", "all"),
-        ("adan", None),
+        ("adamw-foreach", None, "agr"),
+        ("adamw-fused", None, "agr"),
+        ("adamw-foreach", "all", "agr"),
+        ("adan", None, "agr"),
+        ("adamw-fused", None, "gc"),
+        ("adamw-fused", None, "agc"),
+        ("adan", "weights", "agc"),
     ],
 )
-def test_gradient_accumulation_applies_once_per_step(config, scope):
+def test_gradient_accumulation_applies_once_per_step(config, scope, transform):
     agr_name, ref_name, hp = CONFIGS[config]
     ref_scope = scope or "all"
     micro, steps = 4, 2
 
     model = make_model()
-    opt = agr.build_optimizer(agr_name, model, **agr_hparams(hp, scope))
+    opt = agr.build_optimizer(
+        arm(agr_name, transform), model, **agr_hparams(hp, scope), **TRANSFORM_HP[transform]
+    )
     once = make_model()  # formula applied once, to the summed gradient
     once_opt = agr.build_optimizer(ref_name, once, **hp)
     per_micro = make_model()  # formula applied to each micro-batch gradient (wrong)
@@ -165,7 +195,8 @@ def test_gradient_accumulation_applies_once_per_step(config, scope):
         for xm, ym in zip(xs, ys):
             (loss_fn(once, xm, ym) / micro).backward()
         summed = [p.grad.clone() for p in once.parameters()]
-        regularize_grads_by_formula(once, ref_scope)
+        weights = [p.detach().clone() for p in once.parameters()]
+        regularize_grads_by_formula(once, ref_scope, transform)
         once_opt.step()
 
         per_micro_opt.zero_grad(set_to_none=True)
@@ -174,23 +205,25 @@ def test_gradient_accumulation_applies_once_per_step(config, scope):
             per_micro.zero_grad(set_to_none=True)
             (loss_fn(per_micro, xm, ym) / micro).backward()
             for a, p in zip(acc, per_micro.parameters()):
-                a.add_(agr_reference(p.grad, ref_scope))
+                a.add_(formula(p.grad, p, ref_scope, transform))
         for a, p in zip(acc, per_micro.parameters()):
             p.grad = a
         per_micro_opt.step()
 
         if step == 0:
-            # AGR ran in place on p.grad: after the step it holds AGR(summed gradient)
-            for p, g in zip(model.parameters(), summed):
-                torch.testing.assert_close(p.grad, agr_reference(g, ref_scope))
-            # the two ways of applying the formula really differ on this data
-            assert any(
+            # the transform ran in place on p.grad: after the step it holds T(summed gradient)
+            for p, g, w in zip(model.parameters(), summed, weights):
+                torch.testing.assert_close(p.grad, formula(g, w, ref_scope, transform))
+            # the two ways of applying the formula really differ on this data (GC is linear,
+            # so for GC they agree: the once-per-step check above is what counts)
+            assert transform == "gc" or any(
                 not torch.allclose(a, p.grad, rtol=1e-4, atol=1e-7)
                 for a, p in zip(acc, model.parameters())
             )
 
     assert_params_close(model, once, rtol=1e-5, atol=1e-7)
-    assert max_param_diff(model, per_micro) > 1e-5
+    if transform != "gc":
+        assert max_param_diff(model, per_micro) > 1e-5
 
 
 def test_gradient_accumulation_attach_counts_optimizer_steps():
@@ -234,7 +267,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str, transform: str) -> None:
     torch.set_num_threads(1)
     if os.path.exists("/sys/class/net/lo"):
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
@@ -244,7 +277,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     try:
         model = make_model()
         ddp = DDP(model)
-        opt = agr.build_optimizer("adamw_agr", ddp, **DDP_HP)
+        opt = agr.build_optimizer(f"adamw_{transform}", ddp, **DDP_HP, **TRANSFORM_HP[transform])
         for step in range(DDP_STEPS):
             x, y = make_batch(step, n=DDP_BATCH)
             xr, yr = x.chunk(world_size)[rank], y.chunk(world_size)[rank]
@@ -261,21 +294,22 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_ddp_two_processes_match_single_process(tmp_path):
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_ddp_two_processes_match_single_process(tmp_path, transform):
     # Build/load the CPU kernel here first, so that the workers only load it.
     agr.regularize_([torch.randn(2, 2)])
 
     world_size = 2
     mp.spawn(
         _ddp_worker,
-        args=(world_size, _free_port(), str(tmp_path)),
+        args=(world_size, _free_port(), str(tmp_path), transform),
         nprocs=world_size,
         join=True,
     )
     states = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world_size)]
 
     single = make_model()
-    opt = agr.build_optimizer("adamw_agr", single, **DDP_HP)
+    opt = agr.build_optimizer(f"adamw_{transform}", single, **DDP_HP, **TRANSFORM_HP[transform])
     for step in range(DDP_STEPS):
         x, y = make_batch(step, n=DDP_BATCH)
         opt.zero_grad(set_to_none=True)
@@ -295,7 +329,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
         x, y = make_batch(step, n=DDP_BATCH)
         ref_opt.zero_grad(set_to_none=True)
         loss_fn(ref, x, y).backward()
-        regularize_grads_by_formula(ref)
+        regularize_grads_by_formula(ref, transform=transform)
         ref_opt.step()
     assert_params_close(single, ref, rtol=1e-5, atol=1e-7)
 

@@ -99,3 +99,45 @@ def test_fp16_grad_scaler_on_cuda_matches_fp32():
         ref_opt.step()
     for a, b in zip(ours.parameters(), ref.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=5e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_gc_and_agc_match_their_formulas_on_cuda(dtype):
+    from reference import agc_reference, gc_reference
+
+    shapes = [(64, 3, 3, 3), (1000, 37), (5,), (1, 1), ()]
+    weights = [torch.randn(s, device="cuda").to(dtype) for s in shapes]
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype != torch.bfloat16 else dict(rtol=1e-2, atol=1e-2)
+    grads = [0.05 * torch.randn(s, device="cuda").to(dtype) for s in shapes]
+    for transform, reference in ((agr.GC(), None), (agr.AGC(), agc_reference)):
+        work = [g.clone() for g in grads]
+        expected = [
+            gc_reference(g.cpu()) if reference is None else reference(g.cpu(), w.cpu())
+            for g, w in zip(grads, weights)
+        ]
+        transform.transform_(work, weights, step=1, want_stats=False)
+        for got, want in zip(work, expected):
+            torch.testing.assert_close(got.cpu().float(), want.float(), **tol)
+
+
+@pytest.mark.parametrize("name", ["adamw_gc", "adamw_agc"])
+def test_gc_and_agc_arms_under_fused_grad_scaler_on_cuda(name):
+    """fp16 autocast + GradScaler with fused AdamW: the transform sees unscaled gradients
+    (AGC is not scale-invariant), so the run matches the same arm in fp32 closely."""
+    x = torch.randn(16, 3, 8, 8, device="cuda")
+    y = torch.randint(0, 10, (16,), device="cuda")
+    runs = []
+    for amp in (False, True):
+        model = _model(0)
+        opt = agr.build_optimizer(name, model, lr=1e-3, impl="fused", agc_skip_final_linear=False)
+        scaler = torch.amp.GradScaler("cuda", init_scale=2.0**12, enabled=amp)
+        for _ in range(10):
+            opt.zero_grad()
+            with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        runs.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, rtol=5e-2, atol=5e-3)
