@@ -19,7 +19,7 @@ REPRODUCE = $(PY) scripts/reproduce.py --launcher $(LAUNCHER) $(if $(SEEDS),--se
 	$(if $(RUNS_PER_GPU),--runs-per-gpu $(RUNS_PER_GPU)) $(if $(JOBS),--jobs $(JOBS))
 
 .PHONY: help install lock data test test-all test-slow test-slurm lint bench-data bench-optimizer bench-train bench-gpu gpu-check reproduce-mini albert-learns \
-	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-ablation tables clean
+	reproduce-table1 reproduce-table2 reproduce-table3 reproduce-ablation reproduce-neighbours tables clean
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -114,6 +114,9 @@ reproduce-table3: install  ## Table 3 (ALBERT on WikiText-2 vs weight decay) at 
 
 reproduce-ablation: install  ## AGR's dose-response, mass-matched null, a positive control, SGD, scope and suspension (ResNet-18, CIFAR-100); SCALE=mini: digits, 16 min on 2 cores
 	$(if $(filter mini,$(SCALE)),$(OFFLINE) )$(REPRODUCE) ablation_agr --scale $(SCALE) $(if $(filter mini,$(SCALE)),$(MINI_LAUNCH))
+
+reproduce-neighbours: install  ## AGR against gradient centralization and adaptive gradient clipping (AdamW; ResNet-18 and ViT, CIFAR-100); SCALE=mini: digits, 10 min on 2 cores
+	$(if $(filter mini,$(SCALE)),$(OFFLINE) )$(REPRODUCE) neighbours --scale $(SCALE) $(if $(filter mini,$(SCALE)),$(MINI_LAUNCH))
 
 tables: install  ## make the tables from finished runs only (SCALE=paper|mini), launching nothing
 	$(PY) scripts/make_table.py --scale $(SCALE)

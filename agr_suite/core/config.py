@@ -276,6 +276,30 @@ class OptimizerConfig:
     agr_permuted: bool = setting(
         False, source="[code: AGR.py] AGR's own per-element dampings; the permuted null is ours"
     )
+    # AGR's neighbours (optimizer=<family>_gc / <family>_agc; agr.transforms): GC on tensors
+    # with more than one dimension, or (true) more than three (conv weights only)
+    gc_conv_only: bool = setting(
+        False,
+        source="[paper: Yong et al. 2020, arXiv 2004.01461; code: Yonghongwei/"
+        "Gradient-Centralization, Centralization.py] conv and FC weights (gc_conv_only=False)",
+    )
+    # AGC's lambda and epsilon: G_i <- G_i * lambda * max(||W_i||, eps) / ||G_i|| per output unit
+    # where that factor is below 1
+    agc_clipping: float = _check(
+        (lambda v: _number(v) and 0 < v < float("inf"), "a finite number > 0"),
+        0.01,
+        "[code: deepmind-research nfnets/optim.py, SGD_AGC] clipping=0.01 (timm's default too)",
+    )
+    agc_eps: float = _check(
+        (lambda v: _number(v) and 0 < v < float("inf"), "a finite number > 0"),
+        1.0e-3,
+        "[code: deepmind-research nfnets/optim.py, SGD_AGC] eps=1e-3 (timm's default too)",
+    )
+    agc_skip_final_linear: bool = setting(
+        True,
+        source="[paper: Brock et al. 2021, arXiv 2102.06171, Sec. 4.1, as recalled: not read "
+        "here] the final linear layer is not clipped; false clips every layer as timm does",
+    )
 
     def library_options(self) -> dict[str, Any]:
         """The settings ``agr.build_optimizer`` takes as they are (all but name and

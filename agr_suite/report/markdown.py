@@ -452,6 +452,26 @@ UPDATE_CHANGE_TEXT = (
     "measured, not rounded (results.json `agr.update_change`); the median over a kind's "
     "tensors, averaged over steps and then over runs."
 )
+NEIGHBOURS_TEXT = (
+    "The GC and AGC arms report the same two numbers for their own transform: the share of "
+    "the gradients' L1 mass it changed, sum|g − T(g)| / sum|g| (for AGR, the mass it "
+    "removed), and ||u_T − u|| / ||u||. GC changes a unit's gradient by its mean, so a layer "
+    "fed by a LayerNorm (whose outputs have zero mean) changes by rounding only; AGC changes "
+    "only the units it clips."
+)
+
+
+def _neighbour_arms(table: Table) -> bool:
+    """Whether a column of the table runs a transform other than AGR (GC, AGC)."""
+    from agr.optim import split_name
+
+    names = [
+        o.split("=", 1)[1]
+        for c in table.spec.columns
+        for o in c.overrides
+        if o.startswith("optimizer=")
+    ]
+    return any(split_name(name)[1] not in (None, "agr") for name in names)
 
 
 def _agr_section(table: Table) -> list[str]:
@@ -471,12 +491,15 @@ def _agr_section(table: Table) -> list[str]:
         label = _group_label(table.spec, group)
         removed_body.append([label, f"{s.mean:.3g}{spread} ({s.n})", *_kind_means(by_kind)])
         change_body.append([label, *_kind_means(changes)])
+    neighbours = _neighbour_arms(table)
+    title = "## Gradient-transform diagnostics" if neighbours else "## AGR diagnostics"
     if not removed_body:
-        return ["## AGR diagnostics", "", "No completed run with AGR diagnostics."]
+        return [title, "", "No completed run with AGR diagnostics."]
     removed_header = ["runs", "removed fraction", *[f"removed: {k}" for k in KINDS]]
     change_header = ["runs", *[f"update change: {k}" for k in KINDS]]
     return [
-        "## AGR diagnostics", "", REMOVED_TEXT, "", *_table_lines(removed_header, removed_body),
+        title, "", REMOVED_TEXT, *(["", NEIGHBOURS_TEXT] if neighbours else []), "",
+        *_table_lines(removed_header, removed_body),
         "", UPDATE_CHANGE_TEXT, "", *_table_lines(change_header, change_body),
     ]  # fmt: skip
 

@@ -5,10 +5,10 @@ AGR; one is the baseline, and every other column gets a paired difference agains
 are the settings (data set and model, weight decay, or an evaluation epoch). A setting is a
 Hydra preset under configs/experiment/ (`# @package _global_`) that the row, or the scale
 for all its rows, chooses with `experiment=<preset>`; a column adds its arm (`optimizer=...`).
-A cell's runs are the Hydra overrides of its scale, row and column (later ones win per key)
-plus ``seed=N`` for each seed, so one cell is `python run.py experiment=<preset> <arm>
-seed=N`. Cells with the same overrides share their runs (Table 1's rows are epochs of the
-same runs).
+A cell's runs are the Hydra overrides of its scale, row and column, then the row's own
+``column_overrides`` for that column (later ones win per key), plus ``seed=N`` for each seed,
+so one cell is `python run.py experiment=<preset> <arm> seed=N`. Cells with the same overrides
+share their runs (Table 1's rows are epochs of the same runs).
 
 The format, with every key (see tables/table2.yaml for a full example; any other key is
 refused)::
@@ -77,6 +77,8 @@ refused)::
             cost: 0.8        # per run, in the scale's unit (default cost.per_run)
             paper: {AdamW(AGR): {top1: <value>}}  # column -> metric; absent: not published
             targets: {top1: 70.0}  # optional: this row's time-to-target targets
+            column_overrides: {AdamW lr/2: [optimizer.lr=5.0e-4]}  # optional: added to a
+                             # column in this row only (e.g. a learning rate the row sets)
 """
 
 from __future__ import annotations
@@ -180,6 +182,8 @@ class Row:
     cost: float | None = None
     paper: dict[str, dict[str, float | None]] = field(default_factory=dict, hash=False)
     targets: dict[str, float] = field(default_factory=dict, hash=False)
+    # column -> overrides added to that column in this row only (after the column's own)
+    column_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
 
     def paper_value(self, column: str, metric: str) -> float | None:
         return (self.paper.get(column) or {}).get(metric)
@@ -365,7 +369,7 @@ SCALE_KEYS = (
     "columns", "column_overrides", "notes", "rows",
 )  # fmt: skip
 COST_KEYS = ("unit", "per_run", "per_launch")
-ROW_KEYS = ("name", "overrides", "epoch", "cost", "paper", "targets")
+ROW_KEYS = ("name", "overrides", "epoch", "cost", "paper", "targets", "column_overrides")
 
 
 def _invalid(where: str, message: str) -> SpecError:
@@ -593,6 +597,10 @@ def _row(item: Any, where: str, metrics: list[Metric], columns: list[str]) -> Ro
         if metric.time_to_target:
             target = targets.get(metric.source, metric.target)
             _require(target is not None, where, f"no time-to-target target for {metric.source}")
+    by_column = item.get("column_overrides") or {}
+    _require(isinstance(by_column, dict), f"{where}.column_overrides", "a column -> list mapping")
+    unknown = set(by_column) - set(columns)
+    _require(not unknown, f"{where}.column_overrides", f"no column {sorted(unknown)}")
     return Row(
         name=str(item["name"]),
         overrides=_overrides(item.get("overrides"), where),
@@ -600,6 +608,10 @@ def _row(item: Any, where: str, metrics: list[Metric], columns: list[str]) -> Ro
         cost=_number(item.get("cost"), f"{where}.cost"),
         paper=paper,
         targets={k: _number(v, f"{where}.targets.{k}") for k, v in targets.items()},
+        column_overrides={
+            column: _overrides(value, f"{where}.column_overrides.{column}")
+            for column, value in by_column.items()
+        },
     )
 
 
@@ -703,7 +715,11 @@ def _expand(spec: TableSpec, extra: tuple[str, ...]) -> None:
     for row in spec.rows:
         for column in spec.columns:
             overrides = merge_overrides(
-                spec.scale_overrides, row.overrides, column.overrides, extra
+                spec.scale_overrides,
+                row.overrides,
+                column.overrides,
+                row.column_overrides.get(column.name, ()),
+                extra,
             )
             if overrides not in index:
                 index[overrides] = len(index)

@@ -213,7 +213,7 @@ def test_the_margin_its_history_the_endpoint_and_the_plan_are_printed(tmp_path):
             load_spec(str(tmp_path / "bad.yaml"))
 
 
-@pytest.mark.parametrize("table", ["table1", "table2", "table3", "ablation_agr"])
+@pytest.mark.parametrize("table", ["table1", "table2", "table3", "ablation_agr", "neighbours"])
 def test_every_table_declares_its_primary_endpoint(table):
     for scale in ("paper", "mini"):
         spec = load_spec(table, scale)

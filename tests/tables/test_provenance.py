@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from agr_suite.core.config import compose  # noqa: E402
 
 PRESETS = ROOT / "configs" / "experiment"
-TABLES = ("table1", "table2", "table3", "ablation_agr")
+TABLES = ("table1", "table2", "table3", "ablation_agr", "neighbours")
 EXEMPT = {"experiment_name", "folder_hash"}  # name the run folder only
 
 # Schema fields that choose where and how fast a run goes, or how it is logged, but not what

@@ -21,14 +21,15 @@ sys.path.insert(0, str(ROOT))
 from agr_suite.launch import start_runs  # noqa: E402
 from scripts import reproduce  # noqa: E402
 
-TABLES = ["table1", "table2", "table3", "ablation_agr"]
+TABLES = ["table1", "table2", "table3", "ablation_agr", "neighbours"]
 
 
 def expected_runs(table: str, scale: str, runs_dir: Path) -> set[tuple[int, frozenset]]:
     """The runs a spec asks for, expanded by hand from the YAML: for each row and column
     (the scale's own lists where it has them) and seed, the scale's, row's and column's
-    overrides, a later one replacing an earlier one of the same key (a row's batch size
-    replaces the scale's); cells with the same overrides are the same runs."""
+    overrides, then the row's own for that column, a later one replacing an earlier one of
+    the same key (a row's batch size replaces the scale's); cells with the same overrides
+    are the same runs."""
     raw = yaml.safe_load((ROOT / "tables" / f"{table}.yaml").read_text())
     scaled = raw["scales"][scale]
     rows = scaled["rows"]
@@ -45,6 +46,7 @@ def expected_runs(table: str, scale: str, runs_dir: Path) -> set[tuple[int, froz
                 *row.get("overrides", []),
                 *column.get("overrides", []),
                 *extra.get(column["name"], []),
+                *row.get("column_overrides", {}).get(column["name"], []),
             ]
             by_key = {}
             for override in overrides:
@@ -190,6 +192,19 @@ def test_a_cell_that_does_not_compose_names_the_spec_and_the_cell(tmp_path, caps
     assert str(spec) in err and "digits / VGG-11 (width 16)" in err
     assert "vgg99" in err
     assert not (tmp_path / "r").exists()  # nothing launched
+
+
+def test_a_rows_overrides_for_an_unknown_column_are_refused(tmp_path, capsys):
+    spec = tmp_path / "typo.yaml"
+    spec.write_text(
+        (ROOT / "tables" / "neighbours.yaml")
+        .read_text()
+        .replace("AdamW lr/2: [optimizer.lr=5.0e-4]  # half the preset's", "AdamW lr/3: [x=1]  #")
+    )
+    code = reproduce.main([str(spec), "--scale", "mini", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "scales.mini.rows[1].column_overrides" in err and "AdamW lr/3" in err
 
 
 TINY_SPEC = """
@@ -388,7 +403,7 @@ def test_a_power_plan_is_computed_not_written_and_needs_its_reason(tmp_path, cap
     assert "go together" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("table", ["table1", "table2", "table3", "ablation_agr"])
+@pytest.mark.parametrize("table", TABLES)
 def test_every_paper_scale_margin_has_a_power_plan(table):
     """Every paper-scale margin has an assumed sd with its reason; its seeds are planned at
     alpha/m for the m comparisons of its Holm family (the primary endpoint's own)."""
@@ -418,7 +433,7 @@ def test_the_docs_power_plan_and_run_count_are_the_specs():
 
     readme = (ROOT / "docs" / "tables.md").read_text()
     total = 0
-    for table in ("table1", "table2", "table3", "ablation_agr"):
+    for table in ("table1", "table2", "table3", "ablation_agr", "neighbours"):
         spec = load_spec(table, "paper")
         total += len(spec.groups) * len(spec.seeds)
         runs3, cost3 = len(spec.groups) * 3, 3 * sum(g.cost for g in spec.groups)

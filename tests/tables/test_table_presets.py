@@ -24,7 +24,7 @@ from agr_suite.report.spec import load_spec, plan_runs  # noqa: E402
 
 SPECS = ROOT / "tables"
 PRESETS = ROOT / "configs" / "experiment"
-TABLES = ["table1", "table2", "table3", "ablation_agr"]
+TABLES = ["table1", "table2", "table3", "ablation_agr", "neighbours"]
 
 # The run folders (below paths.runs, without the seed level) of every table, as they were
 # before the settings moved into presets: what results/ was made from.
@@ -62,6 +62,30 @@ FOLDERS = {
     },
     ("ablation_agr", "paper"): set(ABLATION_ARMS.format(*["cifar100"] * 11).split()),
     ("ablation_agr", "mini"): {f"mini/{f}" for f in ABLATION_ARMS.format(*["digits"] * 11).split()},
+    # Table 2's AdamW and AdamW(AGR) runs of two rows, the GC and AGC arms beside them, and
+    # the positive control in its own folder
+    ("neighbours", "paper"): {
+        f"{e}/cifar100-{m}-{o}"
+        for m in ("resnet18", "vit")
+        for e, o in [
+            ("table2", "adamw"),
+            ("table2", "adamw_agr"),
+            ("table2", "adamw_gc"),
+            ("table2", "adamw_agc"),
+            ("neighbours-lr-half", "adamw"),
+        ]
+    },  # fmt: skip
+    ("neighbours", "mini"): {
+        f"mini/{e}/digits-{m}-{o}"
+        for m in ("resnet18", "vit")
+        for e, o in [
+            ("table2", "adamw"),
+            ("table2", "adamw_agr"),
+            ("table2", "adamw_gc"),
+            ("table2", "adamw_agc"),
+            ("neighbours-lr-half", "adamw"),
+        ]
+    },  # fmt: skip
 }
 
 
@@ -168,8 +192,8 @@ SPEC_OVERRIDES = {
 
 def raw_cells(table: str, scale: str):
     """(row name, column name, preset, arm overrides) for every cell, read from the YAML: the
-    scale's and row's overrides (which may only choose a preset), then the column's and the
-    scale's additions to that column (the arm)."""
+    scale's and row's overrides (which may only choose a preset), then the column's, the
+    scale's and the row's additions to that column (the arm)."""
     raw = yaml.safe_load((SPECS / f"{table}.yaml").read_text())
     scaled = raw["scales"][scale]
     rows = scaled["rows"] if "rows" in scaled else raw["rows"]
@@ -177,6 +201,7 @@ def raw_cells(table: str, scale: str):
     added = scaled["column_overrides"] if "column_overrides" in scaled else {}
     for row in rows:
         setting = [*scaled.get("overrides", []), *row.get("overrides", [])]
+        by_column = row.get("column_overrides", {})
         presets = [o.split("=", 1)[1] for o in setting if o.startswith("experiment=")]
         assert len(presets) == 1 and len(setting) == 1, (
             f"{table} {scale} {row['name']}: a row (with its scale) chooses one preset and "
@@ -184,7 +209,11 @@ def raw_cells(table: str, scale: str):
         )
         for column in raw["columns"]:
             if column["name"] in keep:
-                arm = [*column["overrides"], *added.get(column["name"], [])]
+                arm = [
+                    *column["overrides"],
+                    *added.get(column["name"], []),
+                    *by_column.get(column["name"], []),
+                ]
                 assert not any(o.startswith("experiment=") for o in arm)
                 yield row["name"], column["name"], presets[0], arm
 
@@ -201,7 +230,7 @@ def hydra_configs():
 
 
 # every paper cell, and the two largest mini specs, in make test-slow (make test's time budget)
-SLOW_MINI = {"table2", "ablation_agr"}
+SLOW_MINI = {"table2", "ablation_agr", "neighbours"}
 
 
 @pytest.mark.parametrize(
