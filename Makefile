@@ -115,7 +115,7 @@ reproduce-table3: install  ## Table 3 (ALBERT on WikiText-2 vs weight decay) at 
 reproduce-ablation: install  ## AGR's dose-response, mass-matched null, a positive control, SGD, scope and suspension (ResNet-18, CIFAR-100); SCALE=mini: digits, 16 min on 2 cores
 	$(if $(filter mini,$(SCALE)),$(OFFLINE) )$(REPRODUCE) ablation_agr --scale $(SCALE) $(if $(filter mini,$(SCALE)),$(MINI_LAUNCH))
 
-reproduce-neighbours: install  ## AGR against gradient centralization and adaptive gradient clipping (AdamW; ResNet-18 and ViT, CIFAR-100); SCALE=mini: digits, 10 min on 2 cores
+reproduce-neighbours: install  ## AGR against gradient centralization and adaptive gradient clipping (AdamW; ResNet-18 and ViT, CIFAR-100); SCALE=mini: digits, 50 runs (7 min on 2 idle Zen 4 cores; 30 runs after reproduce-mini)
 	$(if $(filter mini,$(SCALE)),$(OFFLINE) )$(REPRODUCE) neighbours --scale $(SCALE) $(if $(filter mini,$(SCALE)),$(MINI_LAUNCH))
 
 tables: install  ## make the tables from finished runs only (SCALE=paper|mini), launching nothing

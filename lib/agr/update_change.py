@@ -1,5 +1,5 @@
-"""How much AGR changes the optimizer's update, measured where it acts, and how much gradient
-mass it removes, by parameter kind.
+"""How much AGR (or whichever transform is attached: GC, AGC, ...) changes the optimizer's
+update, measured where it acts, and how much gradient mass it removes, by parameter kind.
 
 For Adam-type optimizers a per-tensor constant factor cancels in m / sqrt(v), so AGR's
 factor (1 - |g| / sum|g|), which differs from 1 by about 1/size, changes the update far less
