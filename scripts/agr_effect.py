@@ -1,11 +1,12 @@
-"""AGR's effect per parameter tensor at a run's checkpoint.
+"""AGR's effect (or that of the run's GC or AGC) per parameter tensor at a run's checkpoint.
 
     scripts/agr_effect.py RUN_DIR [--checkpoint last|best] [--batches 1]
 
 Rebuilds the run's task and optimizer from RUN_DIR/config.yaml, loads the checkpoint (weights
 and optimizer state), takes the gradient of the next training batch(es), and prints for every
 parameter tensor: its kind, size, the share of its gradient's L1 mass AGR removes (AGR as the
-run's config sets it, dose and null included: the handle's statistics) and the relative
+run's config sets it, dose and null included: the handle's statistics; a GC or AGC run's own
+transform; AGR for a baseline run) and the relative
 change AGR makes to the optimizer's update, ||u_AGR - u|| / ||u||, from the same state
 (agr.update_change.measure, in float64), at the config's learning rate (a schedule may have
 decayed it to 0 by the checkpoint). Nothing is written.
@@ -55,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     state = checkpoint.load(ckpt, map_location="cpu")
     model.load_state_dict(state["model"])
     name = cfg.optimizer.name
-    name = name if name.endswith("_agr") else f"{name}_agr"  # measure AGR on a baseline run too
+    family, transform = agr.optim.split_name(name)
+    name = name if transform else f"{family}_agr"  # a baseline run: measure AGR on it
+
     world_size = 1  # the run's, for a scaled lr (optimizer.lr_scale_batch)
     results = args.run_dir / "results.json"
     if results.is_file():

@@ -24,6 +24,9 @@ __all__ = ["AGRHandle", "AGRStats", "FrozenParameterWarning", "attach", "handle_
 GROUP_SWITCH = "grad_transform"
 """A parameter group with ``grad_transform: False`` is left out of the transform."""
 
+AGR_DEFAULTS = {"strength": 1.0, "permuted": False, "seed": 0, "backend": "auto"}
+"""attach()'s AGR-only options at their defaults (another transform refuses any other value)."""
+
 
 class FrozenParameterWarning(UserWarning):
     """A transform attached to an optimizer would zero some parameter's gradient on every
@@ -388,9 +391,6 @@ def attach(
     _warn_frozen(handle, optimizer)
     optimizer._agr_handle = handle
     return handle
-
-
-AGR_DEFAULTS = {"strength": 1.0, "permuted": False, "seed": 0, "backend": "auto"}
 
 
 def _warn_frozen(handle: AGRHandle, optimizer: torch.optim.Optimizer) -> None:

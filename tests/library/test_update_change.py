@@ -259,7 +259,8 @@ def test_measuring_on_every_step_leaves_the_run_bit_for_bit_unchanged(
     assert ends[1000][0]["agr"]["removed_fraction_by_kind"] == {}
 
 
-def test_agr_effect_script_prints_a_row_per_tensor(tmp_path, capsys):
+def agr_effect_of(tmp_path, optimizer):
+    """The agr_effect script (as a module) and a one-epoch digits run of ``optimizer``."""
     import importlib.util
 
     from agr_suite.report.spec import ROOT
@@ -276,13 +277,19 @@ def test_agr_effect_script_prints_a_row_per_tensor(tmp_path, capsys):
         "trainer.epochs=1",
         "trainer.limit_batches=2",
         "trainer.batch_size=16",
-        "optimizer=adamw",  # a baseline run: the script measures AGR on its state anyway
+        f"optimizer={optimizer}",
     ]
     cfg = compose_run_config(overrides)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     train(cfg, run_dir, build_task)
+    return script, run_dir
+
+
+def test_agr_effect_script_prints_a_row_per_tensor(tmp_path, capsys):
+    # a baseline run: the script measures AGR on its state anyway
+    script, run_dir = agr_effect_of(tmp_path, "adamw")
     assert script.main([str(run_dir)]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
@@ -292,3 +299,15 @@ def test_agr_effect_script_prints_a_row_per_tensor(tmp_path, capsys):
     assert len(rows) - 1 == len(saved["optimizer"]["state"])  # one row per trained tensor
     assert all(float(row.split(" | ")[-1].rstrip(" |")) > 0 for row in rows[1:])
     assert script.main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_agr_effect_script_measures_a_gc_runs_own_transform(tmp_path, capsys):
+    """GC changes conv weights and leaves 1-D tensors alone (AGR would change those too)."""
+    script, run_dir = agr_effect_of(tmp_path, "adamw_gc")
+    assert script.main([str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert next(line for line in out.splitlines() if line.startswith("# ")).endswith(", adamw_gc")
+    rows = [line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| ")]
+    removed = {name: float(fraction) for name, kind, size, fraction, change in rows[1:]}
+    assert removed["stem.1.bias"] == 0 and removed["stem.1.weight"] == 0
+    assert removed["stem.0.weight"] > 0
