@@ -84,8 +84,12 @@ def regularize_(
     scope: str = "all",
     backend: str = "auto",
     strength: float = 1.0,
+    transform: Any = "agr",
+    params: Iterable[torch.Tensor] | None = None,
+    **options: Any,
 ) -> None:
-    """Apply AGR in place to each gradient tensor in ``tensors``.
+    """Apply AGR (or another gradient transform) in place to each gradient tensor in
+    ``tensors``.
 
     A tensor whose sum(|g|) is zero is left unchanged. fp16/bf16 tensors are summed and
     rescaled in float32. With ``scope="all"`` (the default, the authors' code) every tensor
@@ -93,6 +97,11 @@ def regularize_(
     ``scope="weights"`` tensors with fewer than two dimensions are left unchanged.
     ``strength`` k != 1 applies the dose ``g <- g * (1 - alpha)**k`` (a dose-response
     control; k = 0 changes nothing).
+
+    ``transform`` takes what :func:`agr.attach` takes (``"gc"``, ``"agc"`` with their
+    ``options``, a :class:`agr.GradientTransform`, a callable); ``params`` are the parameters
+    the gradients belong to, in the same order, which AGC (and a callable that reads them)
+    needs.
     """
     _check_choice("scope", scope, SCOPES)
     _check_choice("backend", backend, BACKENDS)
@@ -100,8 +109,24 @@ def regularize_(
     tensors = list(tensors)
     for index, tensor in enumerate(tensors):
         _check_tensor(tensor, f"tensor {index}")
-    in_scope = [t for t in tensors if _in_scope(t, scope)]
-    _apply(in_scope, backend, want_stats=False, variant=Variant(strength=float(strength)))
+    if transform == "agr" and params is None and not options:
+        in_scope = [t for t in tensors if _in_scope(t, scope)]
+        _apply(in_scope, backend, want_stats=False, variant=Variant(strength=float(strength)))
+        return
+    from .transforms import AGC, make_transform  # transforms imports this module
+
+    agr_options = {"strength": strength, "backend": backend} if transform == "agr" else {}
+    if transform != "agr" and (strength != 1.0 or backend != "auto"):
+        raise ValueError(f"strength and backend are AGR's options; transform={transform!r}")
+    chosen = make_transform(transform, **agr_options, **options)
+    params = tensors if params is None else list(params)
+    if len(params) != len(tensors) or isinstance(chosen, AGC) and params is tensors:
+        raise ValueError(
+            "regularize_: give params=, the parameters of the gradients in the same order "
+            f"({len(tensors)} gradients{'' if params is tensors else f', {len(params)} params'})"
+        )
+    pairs = [(g, p) for g, p in zip(tensors, params) if _in_scope(g, scope)]
+    chosen.transform_([g for g, _ in pairs], [p for _, p in pairs], step=0, want_stats=False)
 
 
 def _check_strength(strength: Any) -> None:

@@ -432,3 +432,27 @@ def test_check_options_refuses_bad_transform_options_for_every_arm(key, value):
         with pytest.raises(agr.optim.OptionError) as caught:
             agr.check_options(name, **{key: value})
         assert caught.value.key == key
+
+
+# --------------------------------------------------------------------------- the functional path
+
+
+def test_regularize_takes_any_transform():
+    grads = tensors(SHAPES, seed=7)
+    weights = tensors(SHAPES, seed=8)
+    gc, agc = [g.clone() for g in grads], [0.05 * g for g in grads]
+    want_gc = [gc_reference(g) for g in gc]
+    want_agc = [agc_reference(g, w) for g, w in zip(agc, weights)]
+    agr.regularize_(gc, transform="gc")
+    agr.regularize_(agc, transform="agc", params=weights)
+    for got, want in zip(gc + agc, want_gc + want_agc):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_regularize_with_agc_needs_the_parameters():
+    with pytest.raises(ValueError, match="give params="):
+        agr.regularize_(tensors(SHAPES), transform="agc")
+    with pytest.raises(ValueError, match="give params=.*5 gradients, 1 params"):
+        agr.regularize_(tensors(SHAPES), transform="agc", params=tensors([(2,)]))
+    with pytest.raises(ValueError, match="strength and backend are AGR's options"):
+        agr.regularize_(tensors(SHAPES), transform="gc", strength=2.0)
