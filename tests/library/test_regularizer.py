@@ -264,6 +264,28 @@ def test_one_element_tensors(backend, dtype):
     assert torch.equal(g.abs(), torch.zeros((1, 1), dtype=dtype))
 
 
+@pytest.mark.parametrize("backend", [*BACKENDS, "kernel"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_element_holding_all_the_mass_becomes_exactly_zero(backend, dtype):
+    """alpha = |g| / sum|g| = 1 exactly for a one-element tensor, or a tensor's only nonzero
+    element, so g - alpha*g is 0: also for values whose reciprocal does not round-trip
+    (about one float32 in seven has |x| * (1/|x|) != 1, e.g. 0.36159506), which an
+    Adam-type step would otherwise turn from a 1e-7 * g residue into a full-size update."""
+    if backend == "kernel" and not agr.regularizer.load_cpu_kernel():
+        pytest.skip("no CPU kernel here")
+    values = torch.randn(500, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    values = values.to(dtype)
+    reciprocal = values.abs() * (1 / values.abs())
+    assert (reciprocal != 1).any()  # the test covers the values that do not round-trip
+    ones = [v.reshape(1).clone() for v in values]
+    lone = [
+        torch.zeros(7, dtype=dtype).index_fill_(0, torch.tensor([i % 7]), v)
+        for i, v in enumerate(values)
+    ]
+    agr.regularize_(ones + lone, backend=backend)
+    assert all(torch.equal(g, torch.zeros_like(g)) for g in ones + lone)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_1d_tensor_scope_weights_unchanged_scope_all_transformed(backend, dtype):

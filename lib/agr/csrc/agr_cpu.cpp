@@ -62,11 +62,17 @@ AGR_CLONES Moments moments(const T* g, int64_t n) {
   return {l1, l2sq, maxabs};
 }
 
+// alpha = |g| / l1 is exactly 1 where g holds all of the tensor's L1 mass (a one-element
+// tensor, or its only nonzero element), and the formula gives g - g = 0 there; the
+// reciprocal's |g| * (1/l1) can miss 1 by a rounding and leave about 1e-7 * g, which an
+// Adam-type step would scale up to a full-size update. So that element is set to 0, as the
+// torch and foreach paths (which divide) give; every other element is computed as before.
 template <typename T>
-AGR_CLONES void rescale(T* g, int64_t n, T inv) {
+AGR_CLONES void rescale(T* g, int64_t n, T inv, T l1) {
 #pragma omp parallel for simd schedule(static) if (n > kParallel)
   for (int64_t i = 0; i < n; ++i) {
-    g[i] = g[i] - g[i] * (std::abs(g[i]) * inv);
+    const T a = std::abs(g[i]);
+    g[i] = a == l1 ? T(0) : g[i] - g[i] * (a * inv);
   }
 }
 
@@ -92,7 +98,7 @@ Moments agr_one(torch::Tensor& grad) {
   if (std::isinf(inv)) {
     rescale_tiny(g, n, m.l1);
   } else {
-    rescale(g, n, inv);
+    rescale(g, n, inv, static_cast<T>(m.l1));
   }
   return m;
 }
