@@ -17,8 +17,16 @@ without it AGR runs on torch ops).
 
 from .hook import AGRHandle, AGRStats, FrozenParameterWarning, attach, handle_of
 from .optim import FAMILIES, IMPLS, build_optimizer, check_options, optimizer_names
-from .regularizer import BACKENDS, SCOPES, regularize_
-from .transforms import AGC, AGR, GC, TRANSFORMS, CallableTransform, GradientTransform
+from .regularizer import BACKENDS, SCOPES
+from .transforms import (
+    AGC,
+    AGR,
+    GC,
+    TRANSFORMS,
+    CallableTransform,
+    GradientTransform,
+    regularize_,
+)
 
 __version__ = "0.1.0"
 

@@ -20,6 +20,7 @@ Two controls generalise the operator (both for ablations; the defaults are AGR i
   null thus removes as much mass as AGR, tensor by tensor, but with no link to |G|.
 
 This module depends on torch alone, so it can be copied into any training loop.
+``agr.regularize_`` (:mod:`agr.transforms`) applies the operator to a list of gradients.
 ``agr.attach(optimizer)`` (:mod:`agr.hook`) runs the operator as a step pre-hook: once per
 optimizer step, on the gradients the optimizer is about to use (after backward, the DDP
 all-reduce, GradScaler's unscale and gradient clipping).
@@ -33,14 +34,13 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["SCOPES", "BACKENDS", "Variant", "regularize_"]
+__all__ = ["SCOPES", "BACKENDS", "Variant"]
 
 SCOPES = ("all", "weights")
 """``all`` (the default): every tensor with a gradient, biases and norm weights included, as
@@ -76,57 +76,6 @@ class Variant:
 
 
 AGR = Variant()
-
-
-def regularize_(
-    tensors: Iterable[torch.Tensor],
-    *,
-    scope: str = "all",
-    backend: str = "auto",
-    strength: float = 1.0,
-    transform: Any = "agr",
-    params: Iterable[torch.Tensor] | None = None,
-    **options: Any,
-) -> None:
-    """Apply AGR (or another gradient transform) in place to each gradient tensor in
-    ``tensors``.
-
-    A tensor whose sum(|g|) is zero is left unchanged. fp16/bf16 tensors are summed and
-    rescaled in float32. With ``scope="all"`` (the default, the authors' code) every tensor
-    is transformed (a one-element tensor then has alpha = 1 and becomes zero); with
-    ``scope="weights"`` tensors with fewer than two dimensions are left unchanged.
-    ``strength`` k != 1 applies the dose ``g <- g * (1 - alpha)**k`` (a dose-response
-    control; k = 0 changes nothing).
-
-    ``transform`` takes what :func:`agr.attach` takes (``"gc"``, ``"agc"`` with their
-    ``options``, a :class:`agr.GradientTransform`, a callable); ``params`` are the parameters
-    the gradients belong to, in the same order, which AGC (and a callable that reads them)
-    needs.
-    """
-    _check_choice("scope", scope, SCOPES)
-    _check_choice("backend", backend, BACKENDS)
-    _check_strength(strength)
-    tensors = list(tensors)
-    for index, tensor in enumerate(tensors):
-        _check_tensor(tensor, f"tensor {index}")
-    if transform == "agr" and params is None and not options:
-        in_scope = [t for t in tensors if _in_scope(t, scope)]
-        _apply(in_scope, backend, want_stats=False, variant=Variant(strength=float(strength)))
-        return
-    from .transforms import AGC, make_transform  # transforms imports this module
-
-    agr_options = {"strength": strength, "backend": backend} if transform == "agr" else {}
-    if transform != "agr" and (strength != 1.0 or backend != "auto"):
-        raise ValueError(f"strength and backend are AGR's options; transform={transform!r}")
-    chosen = make_transform(transform, **agr_options, **options)
-    params = tensors if params is None else list(params)
-    if len(params) != len(tensors) or isinstance(chosen, AGC) and params is tensors:
-        raise ValueError(
-            "regularize_: give params=, the parameters of the gradients in the same order "
-            f"({len(tensors)} gradients{'' if params is tensors else f', {len(params)} params'})"
-        )
-    pairs = [(g, p) for g, p in zip(tensors, params) if _in_scope(g, scope)]
-    chosen.transform_([g for g, _ in pairs], [p for _, p in pairs], step=0, want_stats=False)
 
 
 def _check_strength(strength: Any) -> None:

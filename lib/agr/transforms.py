@@ -35,12 +35,21 @@ fp16/bf16 gradients are transformed in float32 and rounded once, as AGR is.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
-from .regularizer import BACKENDS, Variant, _apply, _check_choice, _check_strength
+from .regularizer import (
+    BACKENDS,
+    SCOPES,
+    Variant,
+    _apply,
+    _check_choice,
+    _check_strength,
+    _check_tensor,
+    _in_scope,
+)
 
 __all__ = [
     "AGC",
@@ -50,6 +59,7 @@ __all__ = [
     "CallableTransform",
     "GradientTransform",
     "make_transform",
+    "regularize_",
 ]
 
 _FULL_PRECISION = (torch.float32, torch.float64)
@@ -277,6 +287,55 @@ def make_transform(transform: Any = "agr", **options: Any) -> GradientTransform:
         "transform must be a name, a GradientTransform or a callable, got "
         f"{type(transform).__name__}"
     )
+
+
+def regularize_(
+    tensors: Iterable[torch.Tensor],
+    *,
+    scope: str = "all",
+    backend: str = "auto",
+    strength: float = 1.0,
+    transform: Any = "agr",
+    params: Iterable[torch.Tensor] | None = None,
+    **options: Any,
+) -> None:
+    """Apply AGR (or another gradient transform) in place to each gradient tensor in
+    ``tensors``.
+
+    A tensor whose sum(|g|) is zero is left unchanged. fp16/bf16 tensors are summed and
+    rescaled in float32. With ``scope="all"`` (the default, the authors' code) every tensor
+    is transformed (a one-element tensor then has alpha = 1 and becomes zero); with
+    ``scope="weights"`` tensors with fewer than two dimensions are left unchanged.
+    ``strength`` k != 1 applies the dose ``g <- g * (1 - alpha)**k`` (a dose-response
+    control; k = 0 changes nothing).
+
+    ``transform`` takes what :func:`agr.attach` takes (``"gc"``, ``"agc"`` with their
+    ``options``, a :class:`agr.GradientTransform`, a callable); ``params`` are the parameters
+    the gradients belong to, in the same order, which AGC (and a callable that reads them)
+    needs.
+    """
+    _check_choice("scope", scope, SCOPES)
+    _check_choice("backend", backend, BACKENDS)
+    _check_strength(strength)
+    tensors = list(tensors)
+    for index, tensor in enumerate(tensors):
+        _check_tensor(tensor, f"tensor {index}")
+    if transform == "agr" and params is None and not options:
+        in_scope = [t for t in tensors if _in_scope(t, scope)]
+        _apply(in_scope, backend, want_stats=False, variant=Variant(strength=float(strength)))
+        return
+    agr_options = {"strength": strength, "backend": backend} if transform == "agr" else {}
+    if transform != "agr" and (strength != 1.0 or backend != "auto"):
+        raise ValueError(f"strength and backend are AGR's options; transform={transform!r}")
+    chosen = make_transform(transform, **agr_options, **options)
+    params = tensors if params is None else list(params)
+    if len(params) != len(tensors) or isinstance(chosen, AGC) and params is tensors:
+        raise ValueError(
+            "regularize_: give params=, the parameters of the gradients in the same order "
+            f"({len(tensors)} gradients{'' if params is tensors else f', {len(params)} params'})"
+        )
+    pairs = [(g, p) for g, p in zip(tensors, params) if _in_scope(g, scope)]
+    chosen.transform_([g for g, _ in pairs], [p for _, p in pairs], step=0, want_stats=False)
 
 
 def _unit_norm(tensor: torch.Tensor) -> torch.Tensor:

@@ -493,7 +493,10 @@ def test_linear_regression_converges(name):
     x = torch.randn(128, 8, generator=gen)
     y = x @ torch.randn(8, 1, generator=gen) + 0.5 + 0.01 * torch.randn(128, 1, generator=gen)
     model = nn.Linear(8, 1)
-    opt = agr.build_optimizer(name, model, lr=0.05, weight_decay=0.0)
+    # AGR on every tensor would freeze the one-element bias (alpha = 1, the warning's case),
+    # and the data need its intercept of 0.5: AGR on the weight only, as the warning advises
+    extra = {"agr_scope": "weights"} if name.endswith("_agr") else {}
+    opt = agr.build_optimizer(name, model, lr=0.05, weight_decay=0.0, **extra)
 
     def mse():
         return F.mse_loss(model(x), y)
@@ -505,6 +508,24 @@ def test_linear_regression_converges(name):
         opt.step()
     final = mse().item()
     assert final < 0.02 * initial, (initial, final)
+
+
+def test_agr_on_every_tensor_freezes_a_one_element_bias_exactly():
+    """What the FrozenParameterWarning says: under AGR with scope 'all' the bias of a
+    one-output Linear never moves, on every backend (the CPU kernel included: its
+    reciprocal once left ~1e-7 of the gradient, which Adam turned into real updates)."""
+    gen = torch.Generator().manual_seed(7)
+    x, y = torch.randn(128, 8, generator=gen), torch.randn(128, 1, generator=gen) + 0.5
+    for name in ("adamw_agr", "adan_agr"):
+        model = nn.Linear(8, 1)
+        start = model.bias.detach().clone()
+        with pytest.warns(agr.FrozenParameterWarning, match="bias"):
+            opt = agr.build_optimizer(name, model, lr=0.05, weight_decay=0.0)
+        for _ in range(50):
+            opt.zero_grad(set_to_none=True)
+            F.mse_loss(model(x), y).backward()
+            opt.step()
+        assert torch.equal(model.bias.detach(), start), name
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 namespace {
@@ -98,7 +99,9 @@ Moments agr_one(torch::Tensor& grad) {
   if (std::isinf(inv)) {
     rescale_tiny(g, n, m.l1);
   } else {
-    rescale(g, n, inv, static_cast<T>(m.l1));
+    // (an inf l1 matches no element: inf elements still become NaN, as on the other paths)
+    const T whole = std::isfinite(m.l1) ? static_cast<T>(m.l1) : std::numeric_limits<T>::quiet_NaN();
+    rescale(g, n, inv, whole);
   }
   return m;
 }
