@@ -93,7 +93,7 @@ CORES := $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
 PORTABLE_CPU ?= 1
 MINI_LAUNCH = $(if $(JOBS),,--shards $(CORES)) $(if $(filter 1,$(PORTABLE_CPU)),--portable-cpu)
 
-reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (14-25 min on 2 idle cores) -> results/mini/
+reproduce-mini: install  ## the three tables at embedded scale on CPU, offline (12-25 min on 2 idle cores) -> results/mini/
 	$(OFFLINE) $(REPRODUCE) table1 table2 table3 --scale mini $(MINI_LAUNCH)
 
 # run.py's folder for experiment=albert_learns (configs/config.yaml's hydra.run.dir)
