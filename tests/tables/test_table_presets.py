@@ -36,6 +36,14 @@ ABLATION_ARMS = (
     "ablation_agr/{}-resnet18-sgd ablation_agr/{}-resnet18-sgd_agr "
     "ablation_agr-lr-half/{}-resnet18-adamw"  # the positive control, added with issue 21
 )
+NEIGHBOUR_RUNS = [  # (model, experiment_name, optimizer) of the neighbours table's folders
+    (model, experiment, optimizer)
+    for model in ("resnet18", "vit")
+    for experiment, optimizer in [
+        *(("table2", o) for o in ("adamw", "adamw_agr", "adamw_gc", "adamw_agc")),
+        ("neighbours-lr-half", "adamw"),
+    ]
+]
 FOLDERS = {
     ("table1", "paper"): {f"table1/cifar10-ddpm-{o}" for o in ("adan", "adan_agr", "adamw")},
     ("table1", "mini"): {f"mini/table1/digits-ddpm_small-{o}" for o in ("adan", "adan_agr")},
@@ -64,28 +72,8 @@ FOLDERS = {
     ("ablation_agr", "mini"): {f"mini/{f}" for f in ABLATION_ARMS.format(*["digits"] * 11).split()},
     # Table 2's AdamW and AdamW(AGR) runs of two rows, the GC and AGC arms beside them, and
     # the positive control in its own folder
-    ("neighbours", "paper"): {
-        f"{e}/cifar100-{m}-{o}"
-        for m in ("resnet18", "vit")
-        for e, o in [
-            ("table2", "adamw"),
-            ("table2", "adamw_agr"),
-            ("table2", "adamw_gc"),
-            ("table2", "adamw_agc"),
-            ("neighbours-lr-half", "adamw"),
-        ]
-    },  # fmt: skip
-    ("neighbours", "mini"): {
-        f"mini/{e}/digits-{m}-{o}"
-        for m in ("resnet18", "vit")
-        for e, o in [
-            ("table2", "adamw"),
-            ("table2", "adamw_agr"),
-            ("table2", "adamw_gc"),
-            ("table2", "adamw_agc"),
-            ("neighbours-lr-half", "adamw"),
-        ]
-    },  # fmt: skip
+    ("neighbours", "paper"): {f"{e}/cifar100-{m}-{o}" for m, e, o in NEIGHBOUR_RUNS},
+    ("neighbours", "mini"): {f"mini/{e}/digits-{m}-{o}" for m, e, o in NEIGHBOUR_RUNS},
 }
 
 
